@@ -1,0 +1,91 @@
+"""What a controller's ``update`` returns: an immutable record of the coefficients to use next.
+
+Every decision answers two questions for the loss: ``loss_at(kl)`` (the penalty's value at a KL)
+and ``slope_at(kl)`` (its derivative, the β to apply at that KL). A training loop that applies
+these to the live KL of the batch, instead of to the KL the controller saw, is what lets the
+penalty carry gradient (SPEC §2.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .penalty import dead_band_penalty, dead_band_slope, preview_step_scale
+
+
+@dataclass(frozen=True)
+class CoefDecision:
+    """A linear penalty β·KL (or, for the entropy controller, a bonus coefficient)."""
+
+    coef: float
+    """The coefficient to use from now on, i.e. after this update."""
+    step: int = 0
+    """Accepted updates so far."""
+    skipped: int = 0
+    """Updates skipped because a measurement was not finite (``on_nonfinite="skip"``)."""
+
+    def loss_at(self, kl: float) -> float:
+        return self.coef * float(kl)
+
+    def slope_at(self, kl: float) -> float:
+        return self.coef
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SafeDecision:
+    """SAFE's decision for the next rollout batch (SPEC §1.2–§1.3).
+
+    The penalty is ``penalty_coef · gate · max(0, KL − threshold)²``; ``coef`` and ``penalty`` are
+    its slope and value at the tracked (predicted) KL, for loops that can only apply β·KL.
+    """
+
+    threshold: float
+    """τ_t, the KL (per token) above which the penalty acts."""
+    gate: float
+    """g_t = max(g_min, H_floor / (H_t + ε)); 1.0 when the gate is disabled."""
+    coef: float
+    """dP/dKL at ``kl_predicted``: the equivalent β for a β·KL loss."""
+    penalty: float
+    """P at ``kl_predicted``."""
+    penalty_coef: float
+    """c in P = c·g·max(0, KL − τ)²."""
+    kl: float
+    """The KL measurement of this update."""
+    kl_short: float
+    kl_long: float
+    kl_predicted: float
+    """kl_short extrapolated ``prediction_horizon`` steps along the short−long trend."""
+    entropy: float
+    reward: float
+    reward_velocity: float
+    phase: str
+    phase_multiplier: float
+    active: bool
+    """Whether ``kl_predicted`` is above the threshold (the penalty is on)."""
+    pid: tuple[float, float, float]
+    """The threshold PID's (P, I, D) components; zeros when the PID is disabled."""
+    max_preview_kl: float
+    """The limit used by ``step_scale``."""
+    step: int = 0
+    skipped: int = 0
+
+    def loss_at(self, kl: float) -> float:
+        return dead_band_penalty(kl, self.threshold, self.gate, self.penalty_coef)
+
+    def slope_at(self, kl: float) -> float:
+        return dead_band_slope(kl, self.threshold, self.gate, self.penalty_coef)
+
+    def step_scale(self, preview_kl: float) -> float:
+        """Scale for a tentative update whose KL to the current policy is ``preview_kl``."""
+        return preview_step_scale(preview_kl, self.max_preview_kl)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A flat dict for logging (``pid`` split into ``pid_p``, ``pid_i``, ``pid_d``)."""
+        out = dataclasses.asdict(self)
+        out["pid_p"], out["pid_i"], out["pid_d"] = out.pop("pid")
+        return out

@@ -1,0 +1,131 @@
+"""Exponential moving averages (first-order IIR low-pass filters).
+
+``EMA(decay)`` implements m_t = decay·m_{t−1} + (1 − decay)·x_t from m_0 = 0, i.e.
+``scipy.signal.lfilter([1 − decay], [1, −decay], x)``. With ``bias_correction`` (Adam's) the
+reported value is m_t / (1 − decay^t), so the first report equals the first input and a zero start
+never fakes a low value (SPEC §1.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._state import Stateful, record_from_dict, record_to_dict
+from ._validation import decay as check_decay
+from ._validation import finite
+
+
+@dataclass(frozen=True)
+class EMAState:
+    moment: float = 0.0
+    """The raw (zero-started) average m_t."""
+    count: int = 0
+    """Inputs seen."""
+
+
+class EMA(Stateful):
+    """Exponential moving average.
+
+    Args:
+        decay: weight of the past, in (0, 1); the time constant is about 1 / (1 − decay) steps.
+        bias_correction: report m_t / (1 − decay^t) instead of the zero-started m_t.
+    """
+
+    def __init__(self, decay: float, bias_correction: bool = True) -> None:
+        self.decay = check_decay("decay", decay)
+        self.bias_correction = bool(bias_correction)
+        self._state = EMAState()
+
+    def update(self, x: float) -> float:
+        """Feed one value; returns the new average."""
+        x = finite("x", x)
+        s = self._state
+        self._state = replace(
+            s, moment=self.decay * s.moment + (1.0 - self.decay) * x, count=s.count + 1
+        )
+        return self.value
+
+    @property
+    def value(self) -> float:
+        """The current average (0.0 before any input)."""
+        s = self._state
+        if not self.bias_correction or s.count == 0:
+            return s.moment
+        return s.moment / (1.0 - self.decay**s.count)
+
+    @property
+    def count(self) -> int:
+        return self._state.count
+
+    def reset(self) -> None:
+        self._state = EMAState()
+
+    def _config(self) -> dict[str, Any]:
+        return {"decay": self.decay, "bias_correction": self.bias_correction}
+
+    def _get_state(self) -> dict[str, Any]:
+        return record_to_dict(self._state)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._state = record_from_dict(EMAState, state, "EMA")
+
+
+class DualEMA(Stateful):
+    """Two bias-corrected EMAs of one signal; ``trend = short − long`` (SPEC §1.2 KL tracking).
+
+    For a signal rising by s per step, each EMA lags by decay/(1 − decay)·s, so
+    ``trend / (lag_long − lag_short)`` estimates the slope per step (see ``slope``).
+    """
+
+    def __init__(self, short: float = 0.9, long: float = 0.99) -> None:
+        short = check_decay("short", short)
+        long = check_decay("long", long)
+        if short >= long:
+            raise ValueError(f"short decay {short!r} must be smaller than long decay {long!r}")
+        self._short = EMA(short)
+        self._long = EMA(long)
+
+    def update(self, x: float) -> None:
+        """Feed one value to both averages."""
+        x = finite("x", x)
+        self._short.update(x)
+        self._long.update(x)
+
+    @property
+    def short(self) -> float:
+        return self._short.value
+
+    @property
+    def long(self) -> float:
+        return self._long.value
+
+    @property
+    def trend(self) -> float:
+        return self._short.value - self._long.value
+
+    @property
+    def slope(self) -> float:
+        """Per-step slope implied by the trend (exact, after the transient, for a ramp)."""
+        lag_short = self._short.decay / (1.0 - self._short.decay)
+        lag_long = self._long.decay / (1.0 - self._long.decay)
+        return self.trend / (lag_long - lag_short)
+
+    @property
+    def count(self) -> int:
+        return self._short.count
+
+    def reset(self) -> None:
+        self._short.reset()
+        self._long.reset()
+
+    def _config(self) -> dict[str, Any]:
+        return {"short": self._short.decay, "long": self._long.decay}
+
+    def _get_state(self) -> dict[str, Any]:
+        return {"short": self._short._get_state(), "long": self._long._get_state()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        short = record_from_dict(EMAState, state["short"], "DualEMA.short")
+        long = record_from_dict(EMAState, state["long"], "DualEMA.long")
+        self._short._state, self._long._state = short, long

@@ -1,0 +1,37 @@
+"""The SAFE dead-band KL penalty (SPEC §1.2) and the preview step scaling.
+
+    P(KL) = c · g · max(0, KL − τ)²        dP/dKL = 2 · c · g · max(0, KL − τ)
+
+Zero at or below the threshold τ, continuous, convex and once differentiable above it. These are
+the float forms a controller reports; ``safecontrol.torch.kl_penalty`` applies the same formula to
+a live tensor so the penalty carries gradient.
+"""
+
+from __future__ import annotations
+
+from ._validation import finite, non_negative, positive
+
+
+def dead_band_penalty(kl: float, threshold: float, gate: float, coef: float) -> float:
+    """P = coef · gate · max(0, kl − threshold)²."""
+    excess = max(0.0, finite("kl", kl) - finite("threshold", threshold))
+    return non_negative("coef", coef) * non_negative("gate", gate) * excess * excess
+
+
+def dead_band_slope(kl: float, threshold: float, gate: float, coef: float) -> float:
+    """dP/dKL = 2 · coef · gate · max(0, kl − threshold): the equivalent β at ``kl``."""
+    excess = max(0.0, finite("kl", kl) - finite("threshold", threshold))
+    return 2.0 * non_negative("coef", coef) * non_negative("gate", gate) * excess
+
+
+def preview_step_scale(preview_kl: float, max_preview_kl: float) -> float:
+    """SAFE's preview scaling: ``min(1, max_preview_kl / preview_kl)``.
+
+    ``preview_kl`` is the KL between the policy before and after a tentative update; a step that
+    would move the policy further than ``max_preview_kl`` is shrunk proportionally.
+    """
+    preview = finite("preview_kl", preview_kl)
+    limit = positive("max_preview_kl", max_preview_kl)
+    if preview <= limit:
+        return 1.0
+    return limit / preview
