@@ -1,0 +1,179 @@
+"""Training-phase detection from the reward stream (SPEC §1.3, published SAFE constants).
+
+Over the last ``window`` rewards (the recent window) and the ``window`` before them (the previous
+window, possibly shorter early on):
+
+- WARMUP (×1.5): fewer than ``window`` rewards seen;
+- CLIMBING (×1.2): recent mean > previous mean + climb_margin;
+- CONVERGED (×1.0): recent std < converged_std and recent mean > converged_level;
+- PLATEAU (×0.8): otherwise.
+
+``mode="absolute"`` uses the published constants in reward units (climb 0.01, std 0.02, level 0.7),
+which only make sense for rewards of order one. ``mode="scale_invariant"`` measures the margin and
+the std in units of the running reward std (defaults 0.1 and 0.2) and the level as a fraction of the
+observed reward range (default 0.9), so it behaves the same for any affine rescaling of the reward.
+Memory is bounded: 2·window rewards plus O(1) running statistics (SPEC §2.5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
+
+from ._state import Stateful, record_from_dict, record_to_dict
+from ._validation import finite, non_negative, one_of, positive, positive_int
+
+
+class Phase(str, Enum):
+    WARMUP = "warmup"
+    CLIMBING = "climbing"
+    PLATEAU = "plateau"
+    CONVERGED = "converged"
+
+
+PUBLISHED_MULTIPLIERS = {
+    Phase.WARMUP: 1.5,
+    Phase.CLIMBING: 1.2,
+    Phase.CONVERGED: 1.0,
+    Phase.PLATEAU: 0.8,
+}
+PHASE_MODES = ("absolute", "scale_invariant")
+_DEFAULTS = {
+    "absolute": {"climb_margin": 0.01, "converged_std": 0.02, "converged_level": 0.7},
+    "scale_invariant": {"climb_margin": 0.1, "converged_std": 0.2, "converged_level": 0.9},
+}
+
+
+@dataclass(frozen=True)
+class PhaseState:
+    history: tuple[float, ...] = ()
+    """The last 2·window rewards, oldest first."""
+    count: int = 0
+    mean: float = 0.0
+    """Welford running mean and sum of squared deviations over every reward seen."""
+    m2: float = 0.0
+    minimum: float | None = None
+    maximum: float | None = None
+    phase: str = Phase.WARMUP.value
+
+
+def _mean_std(values: tuple[float, ...]) -> tuple[float, float]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    return mean, math.sqrt(math.fsum([(v - mean) * (v - mean) for v in values]) / n)
+
+
+class PhaseDetector(Stateful):
+    """Classify the reward stream into WARMUP / CLIMBING / PLATEAU / CONVERGED.
+
+    Args:
+        window: rewards per window (published 50).
+        mode: "absolute" (published constants) or "scale_invariant".
+        climb_margin, converged_std, converged_level: thresholds; defaults depend on ``mode``.
+        multipliers: threshold multiplier per phase (published: 1.5, 1.2, 0.8, 1.0).
+    """
+
+    def __init__(
+        self,
+        window: int = 50,
+        mode: str = "absolute",
+        climb_margin: float | None = None,
+        converged_std: float | None = None,
+        converged_level: float | None = None,
+        multipliers: Mapping[Phase | str, float] | None = None,
+    ) -> None:
+        self.window = positive_int("window", window)
+        self.mode = one_of("mode", mode, PHASE_MODES)
+        defaults = _DEFAULTS[self.mode]
+        self.climb_margin = non_negative(
+            "climb_margin", defaults["climb_margin"] if climb_margin is None else climb_margin
+        )
+        self.converged_std = non_negative(
+            "converged_std", defaults["converged_std"] if converged_std is None else converged_std
+        )
+        self.converged_level = finite(
+            "converged_level",
+            defaults["converged_level"] if converged_level is None else converged_level,
+        )
+        given = dict(PUBLISHED_MULTIPLIERS if multipliers is None else multipliers)
+        self.multipliers: dict[Phase, float] = {}
+        for key, value in given.items():
+            try:
+                phase = Phase(key)
+            except ValueError:
+                raise ValueError(f"multipliers: unknown phase {key!r}") from None
+            self.multipliers[phase] = positive(f"multipliers[{phase.value!r}]", value)
+        missing = [p.value for p in Phase if p not in self.multipliers]
+        if missing:
+            raise ValueError(f"multipliers: missing phases {missing}")
+        self._state = PhaseState()
+
+    def update(self, reward: float) -> Phase:
+        """Feed one batch-mean reward; returns the phase after it."""
+        r = finite("reward", reward)
+        s = self._state
+        history = (*s.history, r)[-2 * self.window :]
+        count = s.count + 1
+        delta = r - s.mean
+        mean = s.mean + delta / count
+        m2 = s.m2 + delta * (r - mean)
+        minimum = r if s.minimum is None else min(s.minimum, r)
+        maximum = r if s.maximum is None else max(s.maximum, r)
+        phase = self._classify(history, count, m2, minimum, maximum)
+        self._state = PhaseState(history, count, mean, m2, minimum, maximum, phase.value)
+        return phase
+
+    def _classify(
+        self, history: tuple[float, ...], count: int, m2: float, minimum: float, maximum: float
+    ) -> Phase:
+        if count < self.window:
+            return Phase.WARMUP
+        recent = history[-self.window :]
+        previous = history[: -self.window]
+        recent_mean, recent_std = _mean_std(recent)
+        if self.mode == "absolute":
+            scale, level = 1.0, recent_mean
+        else:
+            scale = math.sqrt(m2 / count)
+            spread = maximum - minimum
+            level = 1.0 if spread == 0.0 else (recent_mean - minimum) / spread
+        if previous and recent_mean > math.fsum(previous) / len(previous) + self.climb_margin * scale:
+            return Phase.CLIMBING
+        if recent_std <= self.converged_std * scale and level > self.converged_level:
+            return Phase.CONVERGED
+        return Phase.PLATEAU
+
+    @property
+    def phase(self) -> Phase:
+        return Phase(self._state.phase)
+
+    @property
+    def multiplier(self) -> float:
+        """φ for the current phase."""
+        return self.multipliers[self.phase]
+
+    def reset(self) -> None:
+        self._state = PhaseState()
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "window": self.window,
+            "mode": self.mode,
+            "climb_margin": self.climb_margin,
+            "converged_std": self.converged_std,
+            "converged_level": self.converged_level,
+            "multipliers": {p.value: m for p, m in self.multipliers.items()},
+        }
+
+    def _get_state(self) -> dict[str, Any]:
+        return record_to_dict(self._state)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        restored = record_from_dict(PhaseState, state, "PhaseDetector")
+        if len(restored.history) > 2 * self.window:
+            raise ValueError(f"PhaseDetector state: history longer than 2·window={self.window}")
+        Phase(restored.phase)
+        self._state = restored

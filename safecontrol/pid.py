@@ -1,0 +1,249 @@
+"""A discrete PID controller with the features RLHF control loops need (SPEC §2.3, §3).
+
+With ``derivative_filter=None`` and ``anti_windup="clamp"`` the output is exactly the textbook
+parallel form (simple-pid's conventions)::
+
+    e = setpoint − measurement
+    P = kp·e
+    I ← clamp(I + ki·e·dt, limits)
+    D = −kd·(measurement − previous measurement)/dt      (0 on the first call)
+    u = clamp(P + I + D, limits)
+
+Beyond that: a first-order low-pass on the derivative (time constant in steps, backward-Euler
+discretisation a = T/(T + dt), i.e. ``lfilter([1 − a], [1, −a])``), back-calculation anti-windup
+(Åström & Hägglund: I += tracking_gain·dt·(u_sat − u_unsat)), a rate limit on the output, and a
+manual mode with bumpless return: the first update after ``set_auto_mode(True)`` returns the held
+output exactly (when the limits allow) by letting the integral absorb P and D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ._state import Stateful, record_from_dict, record_to_dict
+from ._validation import clamp, finite, limits, non_negative, one_of, positive
+
+ANTI_WINDUP_MODES = ("clamp", "back_calculation", "none")
+
+
+@dataclass(frozen=True)
+class PIDState:
+    setpoint: float
+    lower: float | None
+    upper: float | None
+    integral: float = 0.0
+    last_measurement: float | None = None
+    last_error: float | None = None
+    last_output: float | None = None
+    derivative: float = 0.0
+    """The (filtered) derivative of the signal, before kd."""
+    p: float = 0.0
+    i: float = 0.0
+    d: float = 0.0
+    auto: bool = True
+    bumpless_output: float | None = None
+    """Output to reproduce on the first update after returning to auto mode."""
+
+
+class PID(Stateful):
+    """PID controller.
+
+    Args:
+        kp, ki, kd: proportional, integral (per unit time) and derivative gains, all ≥ 0. For a
+            reverse-acting loop negate the measurement and the setpoint.
+        setpoint: the target value of the measurement.
+        output_limits: (lower, upper), ``None`` for unbounded; also bounds the integral in
+            "clamp" mode.
+        derivative_filter: time constant (in steps, > 0) of a first-order low-pass on the
+            derivative, or ``None`` for no filter.
+        derivative_on_measurement: differentiate −measurement (no kick when the setpoint
+            changes) instead of the error.
+        anti_windup: "clamp" (integral clamped to the output limits), "back_calculation"
+            (integral bled by the saturation excess), or "none".
+        tracking_gain: back-calculation gain per unit time (default 1.0: with dt = 1 the
+            integral is moved by the whole excess); only with "back_calculation".
+        rate_limit: largest output change per unit time (> 0), or ``None``.
+    """
+
+    def __init__(
+        self,
+        kp: float,
+        ki: float,
+        kd: float,
+        setpoint: float = 0.0,
+        output_limits: tuple[float | None, float | None] = (None, None),
+        derivative_filter: float | None = None,
+        derivative_on_measurement: bool = True,
+        anti_windup: str = "clamp",
+        tracking_gain: float | None = None,
+        rate_limit: float | None = None,
+    ) -> None:
+        self.kp = non_negative("kp", kp)
+        self.ki = non_negative("ki", ki)
+        self.kd = non_negative("kd", kd)
+        self._initial_setpoint = finite("setpoint", setpoint)
+        self._initial_limits = limits("output_limits", output_limits)
+        self.derivative_filter = (
+            None if derivative_filter is None else positive("derivative_filter", derivative_filter)
+        )
+        self.derivative_on_measurement = bool(derivative_on_measurement)
+        self.anti_windup = one_of("anti_windup", anti_windup, ANTI_WINDUP_MODES)
+        if tracking_gain is not None and self.anti_windup != "back_calculation":
+            raise ValueError(
+                f"tracking_gain={tracking_gain!r} is only used with anti_windup='back_calculation'"
+                f", not {self.anti_windup!r}"
+            )
+        self.tracking_gain: float | None = None
+        if self.anti_windup == "back_calculation":
+            self.tracking_gain = (
+                1.0 if tracking_gain is None else positive("tracking_gain", tracking_gain)
+            )
+        self.rate_limit = None if rate_limit is None else positive("rate_limit", rate_limit)
+        self.reset()
+
+    # ------------------------------------------------------------------ control
+    def update(self, measurement: float, dt: float = 1.0) -> float:
+        """Feed one measurement taken ``dt`` time units after the previous one; returns u."""
+        m = finite("measurement", measurement)
+        dt = positive("dt", dt)
+        s = self._state
+        error = s.setpoint - m
+        if not s.auto:
+            # Track the process while in manual so the return to auto has no derivative kick.
+            self._state = replace(s, last_measurement=m, last_error=error)
+            return self._held_output()
+
+        p = self.kp * error
+        if s.last_measurement is None:
+            raw_derivative = 0.0
+        elif self.derivative_on_measurement:
+            raw_derivative = -(m - s.last_measurement) / dt
+        else:
+            raw_derivative = (error - s.last_error) / dt  # type: ignore[operator]
+        if self.derivative_filter is None:
+            derivative = raw_derivative
+        else:
+            a = self.derivative_filter / (self.derivative_filter + dt)
+            derivative = a * s.derivative + (1.0 - a) * raw_derivative
+        d = self.kd * derivative
+
+        if s.bumpless_output is not None:
+            integral = clamp(s.bumpless_output, s.lower, s.upper) - p - d
+        else:
+            integral = s.integral + self.ki * error * dt
+        if self.anti_windup == "clamp":
+            integral = clamp(integral, s.lower, s.upper)
+
+        unsaturated = p + integral + d
+        output = clamp(unsaturated, s.lower, s.upper)
+        if self.rate_limit is not None and s.last_output is not None:
+            step = self.rate_limit * dt
+            output = clamp(output, s.last_output - step, s.last_output + step)
+            output = clamp(output, s.lower, s.upper)
+
+        stored_integral = integral
+        if self.anti_windup == "back_calculation":
+            gain = self.tracking_gain
+            stored_integral = integral + gain * dt * (output - unsaturated)  # type: ignore[operator]
+        self._state = replace(
+            s,
+            integral=stored_integral,
+            last_measurement=m,
+            last_error=error,
+            last_output=output,
+            derivative=derivative,
+            p=p,
+            i=integral,
+            d=d,
+            bumpless_output=None,
+        )
+        return output
+
+    __call__ = update
+
+    def _held_output(self) -> float:
+        s = self._state
+        held = s.last_output if s.last_output is not None else 0.0
+        return clamp(held, s.lower, s.upper)
+
+    def set_auto_mode(self, enabled: bool, last_output: float | None = None) -> None:
+        """Switch between automatic and manual control.
+
+        Manual: ``update`` returns ``last_output`` (or the last automatic output) and only tracks
+        the measurement. Back to automatic: the first update returns ``last_output`` (or the held
+        output) exactly, the integral absorbing the proportional and derivative terms.
+        """
+        held = None if last_output is None else finite("last_output", last_output)
+        s = self._state
+        if held is None:
+            held = s.last_output
+        if enabled:
+            self._state = replace(s, auto=True, bumpless_output=held)
+        else:
+            self._state = replace(s, auto=False, last_output=held)
+
+    @property
+    def auto_mode(self) -> bool:
+        return self._state.auto
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def components(self) -> tuple[float, float, float]:
+        """(P, I, D) terms of the last automatic update."""
+        s = self._state
+        return (s.p, s.i, s.d)
+
+    @property
+    def setpoint(self) -> float:
+        return self._state.setpoint
+
+    @setpoint.setter
+    def setpoint(self, value: float) -> None:
+        self._state = replace(self._state, setpoint=finite("setpoint", value))
+
+    @property
+    def output_limits(self) -> tuple[float | None, float | None]:
+        return (self._state.lower, self._state.upper)
+
+    @output_limits.setter
+    def output_limits(self, value: tuple[float | None, float | None]) -> None:
+        lower, upper = limits("output_limits", value)
+        s = self._state
+        integral = s.integral
+        if self.anti_windup == "clamp":
+            integral = clamp(integral, lower, upper)
+        last_output = None if s.last_output is None else clamp(s.last_output, lower, upper)
+        self._state = replace(
+            s, lower=lower, upper=upper, integral=integral, last_output=last_output
+        )
+
+    @property
+    def integral(self) -> float:
+        return self._state.integral
+
+    def reset(self) -> None:
+        """Forget all history; setpoint and limits return to their constructor values."""
+        lower, upper = self._initial_limits
+        self._state = PIDState(setpoint=self._initial_setpoint, lower=lower, upper=upper)
+
+    # ------------------------------------------------------------------ state
+    def _config(self) -> dict[str, Any]:
+        return {
+            "kp": self.kp,
+            "ki": self.ki,
+            "kd": self.kd,
+            "setpoint": self._initial_setpoint,
+            "output_limits": list(self._initial_limits),
+            "derivative_filter": self.derivative_filter,
+            "derivative_on_measurement": self.derivative_on_measurement,
+            "anti_windup": self.anti_windup,
+            "tracking_gain": self.tracking_gain,
+            "rate_limit": self.rate_limit,
+        }
+
+    def _get_state(self) -> dict[str, Any]:
+        return record_to_dict(self._state)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._state = record_from_dict(PIDState, state, "PID")

@@ -1,0 +1,289 @@
+"""The SAFE controller: entropy-gated, PID-thresholded, predictive KL control (SPEC §1.2–§1.3).
+
+Once per rollout batch (never inside the PPO epochs, SPEC §2.2) it takes detached batch statistics
+and decides the penalty for the next update::
+
+    kl_short, kl_long = EMA_0.9(KL), EMA_0.99(KL)          (bias-corrected)
+    KL_pred = kl_short + horizon · slope(kl_short − kl_long)
+    g_t = max(g_min, H_floor / (H_t + ε))                   (EntropyGate)
+    v_t = RewardVelocity(reward);  φ_t = PhaseDetector(reward)
+    τ_t = clip((τ_base + PID(v_t)) · φ_t, lo, hi)            (AdaptiveThreshold)
+    P(KL) = c · g_t · max(0, KL − τ_t)²
+
+The returned ``SafeDecision`` holds τ_t, g_t and c, which a training loop applies to the *live* KL
+tensor (``safecontrol.torch.kl_penalty``) so the penalty carries gradient, plus ``coef`` =
+dP/dKL at KL_pred for loops that can only apply β·KL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ._state import Stateful, record_from_dict
+from ._validation import (
+    NONFINITE_POLICIES,
+    as_float,
+    clamp,
+    decay,
+    finite,
+    limits,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+)
+from .decision import SafeDecision
+from .filters import DualEMA
+from .gate import EntropyGate
+from .penalty import dead_band_penalty, dead_band_slope
+from .phase import PHASE_MODES, Phase, PhaseDetector
+from .pid import ANTI_WINDUP_MODES
+from .threshold import AdaptiveThreshold
+from .velocity import VELOCITY_MODES, RewardVelocity
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+@dataclass(frozen=True)
+class SafeConfig:
+    """SAFE's settings; defaults are the published constants (SPEC §1)."""
+
+    kl_estimator: str = "k1"
+    """Estimator of the per-token KL fed to ``update``: k1 may be negative (noise, SPEC §2.4);
+    with k2 or k3 a negative KL is rejected as a bug upstream."""
+    kl_short_decay: float = 0.9
+    kl_long_decay: float = 0.99
+    prediction_horizon: float = 0.0
+    """Steps to extrapolate the KL trend; 0 reproduces the published (non-predictive) tracking."""
+    penalty_coef: float = 0.1
+    """c in P = c·g·max(0, KL − τ)²."""
+    use_gate: bool = True
+    """False: g_t = 1 (ablation "no entropy gate")."""
+    entropy_floor: float = 2.0
+    gate_minimum: float = 0.5
+    gate_eps: float = 0.1
+    use_pid: bool = True
+    """False: τ_t = clip(τ_base · φ_t) (ablation "fixed threshold")."""
+    threshold_base: float = 0.3
+    threshold_limits: tuple[float, float] = (0.1, 0.6)
+    kp: float = 0.3
+    ki: float = 0.01
+    kd: float = 0.05
+    derivative_filter: float | None = None
+    anti_windup: str = "clamp"
+    velocity_mode: str = "published"
+    velocity_decay: float = 0.95
+    velocity_target: float = 0.001
+    use_phase: bool = True
+    """False: φ_t = 1 (ablation "no phase detector")."""
+    phase_window: int = 50
+    phase_mode: str = "absolute"
+    max_preview_kl: float = 0.5
+    on_nonfinite: str = "raise"
+    """"raise": a NaN/inf measurement raises ValueError; "skip": it is ignored, the last
+    decision is held and ``skipped`` counts it."""
+
+    def __post_init__(self) -> None:
+        one_of("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        short = decay("kl_short_decay", self.kl_short_decay)
+        long = decay("kl_long_decay", self.kl_long_decay)
+        if short >= long:
+            raise ValueError(f"kl_short_decay {short!r} must be smaller than kl_long_decay {long!r}")
+        non_negative("prediction_horizon", self.prediction_horizon)
+        non_negative("penalty_coef", self.penalty_coef)
+        positive("entropy_floor", self.entropy_floor)
+        non_negative("gate_minimum", self.gate_minimum)
+        positive("gate_eps", self.gate_eps)
+        non_negative("threshold_base", self.threshold_base)
+        lower, upper = limits("threshold_limits", self.threshold_limits)
+        if lower is None or upper is None:
+            raise ValueError(f"threshold_limits must both be finite, got {self.threshold_limits!r}")
+        non_negative("threshold_limits[0]", lower)
+        for name in ("kp", "ki", "kd"):
+            non_negative(name, getattr(self, name))
+        if self.derivative_filter is not None:
+            positive("derivative_filter", self.derivative_filter)
+        one_of("anti_windup", self.anti_windup, ANTI_WINDUP_MODES)
+        one_of("velocity_mode", self.velocity_mode, VELOCITY_MODES)
+        decay("velocity_decay", self.velocity_decay)
+        finite("velocity_target", self.velocity_target)
+        positive_int("phase_window", self.phase_window)
+        one_of("phase_mode", self.phase_mode, PHASE_MODES)
+        positive("max_preview_kl", self.max_preview_kl)
+        one_of("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        object.__setattr__(self, "threshold_limits", (float(lower), float(upper)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class SafeState:
+    step: int = 0
+    skipped: int = 0
+    last_decision: SafeDecision | None = None
+
+
+class SafeController(Stateful):
+    """SAFE's KL controller; call ``update`` once per rollout batch.
+
+    Inputs are detached batch statistics: ``kl`` the mean per-token KL to the reference (of the
+    estimator named in ``config.kl_estimator``), ``entropy`` the mean per-token policy entropy in
+    nats, ``reward`` the batch-mean raw reward. Python floats, numpy scalars and 0-d tensors are
+    accepted; converting them to host floats here is the update's only device synchronisation.
+    """
+
+    def __init__(self, config: SafeConfig | None = None) -> None:
+        self.config = SafeConfig() if config is None else config
+        if not isinstance(self.config, SafeConfig):
+            raise ValueError(f"config must be a SafeConfig, got {type(self.config).__name__}")
+        c = self.config
+        self.kl_tracker = DualEMA(c.kl_short_decay, c.kl_long_decay)
+        self.gate = EntropyGate(c.entropy_floor, c.gate_minimum, c.gate_eps)
+        self.velocity = RewardVelocity(c.velocity_mode, c.velocity_decay)
+        self.phase_detector = PhaseDetector(c.phase_window, c.phase_mode)
+        self.threshold = AdaptiveThreshold(
+            c.threshold_base,
+            c.threshold_limits,
+            c.kp,
+            c.ki,
+            c.kd,
+            c.velocity_target,
+            c.derivative_filter,
+            c.anti_windup,
+        )
+        self._state = SafeState()
+
+    # ------------------------------------------------------------------ update
+    def _measurements(self, kl: Any, entropy: Any, reward: Any) -> tuple[float, float, float] | None:
+        """Validated host floats, or None when a non-finite value is to be skipped."""
+        values = (as_float("kl", kl), as_float("entropy", entropy), as_float("reward", reward))
+        bad = [(n, v) for n, v in zip(("kl", "entropy", "reward"), values) if not math.isfinite(v)]
+        if bad:
+            if self.config.on_nonfinite == "skip":
+                return None
+            name, value = bad[0]
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        kl_value, entropy_value, reward_value = values
+        non_negative("entropy", entropy_value)
+        if self.config.kl_estimator != "k1" and kl_value < 0.0:
+            raise ValueError(
+                f"kl must be >= 0 for estimator {self.config.kl_estimator!r}, got {kl_value!r}"
+            )
+        return values
+
+    def update(self, *, kl: Any, entropy: Any, reward: Any) -> SafeDecision:
+        """Feed one rollout batch's statistics; returns the decision for the next update."""
+        measured = self._measurements(kl, entropy, reward)
+        c, s = self.config, self._state
+        if measured is None:
+            self._state = replace(s, skipped=s.skipped + 1)
+            return replace(self.decision, skipped=s.skipped + 1)
+        kl_value, entropy_value, reward_value = measured
+
+        self.kl_tracker.update(kl_value)
+        kl_predicted = self.kl_tracker.short + c.prediction_horizon * self.kl_tracker.slope
+        gate = self.gate(entropy_value) if c.use_gate else 1.0
+        velocity = self.velocity.update(reward_value)
+        phase = self.phase_detector.update(reward_value)
+        multiplier = self.phase_detector.multiplier if c.use_phase else 1.0
+        if c.use_pid:
+            threshold = self.threshold.update(velocity, multiplier)
+            pid = self.threshold.components
+        else:
+            threshold = clamp(c.threshold_base * multiplier, *c.threshold_limits)
+            pid = (0.0, 0.0, 0.0)
+
+        decision = SafeDecision(
+            threshold=threshold,
+            gate=gate,
+            coef=dead_band_slope(kl_predicted, threshold, gate, c.penalty_coef),
+            penalty=dead_band_penalty(kl_predicted, threshold, gate, c.penalty_coef),
+            penalty_coef=c.penalty_coef,
+            kl=kl_value,
+            kl_short=self.kl_tracker.short,
+            kl_long=self.kl_tracker.long,
+            kl_predicted=kl_predicted,
+            entropy=entropy_value,
+            reward=reward_value,
+            reward_velocity=velocity,
+            phase=phase.value,
+            phase_multiplier=multiplier,
+            active=kl_predicted > threshold,
+            pid=pid,
+            max_preview_kl=c.max_preview_kl,
+            step=s.step + 1,
+            skipped=s.skipped,
+        )
+        self._state = SafeState(s.step + 1, s.skipped, decision)
+        return decision
+
+    @property
+    def decision(self) -> SafeDecision:
+        """The current decision; before any update, the neutral one (no penalty, gate 1)."""
+        s = self._state
+        if s.last_decision is not None:
+            return s.last_decision
+        c = self.config
+        multiplier = self.phase_detector.multipliers[Phase.WARMUP] if c.use_phase else 1.0
+        return SafeDecision(
+            threshold=clamp(c.threshold_base * multiplier, *c.threshold_limits),
+            gate=1.0,
+            coef=0.0,
+            penalty=0.0,
+            penalty_coef=c.penalty_coef,
+            kl=0.0,
+            kl_short=0.0,
+            kl_long=0.0,
+            kl_predicted=0.0,
+            entropy=0.0,
+            reward=0.0,
+            reward_velocity=0.0,
+            phase=Phase.WARMUP.value,
+            phase_multiplier=multiplier,
+            active=False,
+            pid=(0.0, 0.0, 0.0),
+            max_preview_kl=c.max_preview_kl,
+            step=0,
+            skipped=s.skipped,
+        )
+
+    def step_scale(self, preview_kl: float) -> float:
+        """Preview step scaling: min(1, max_preview_kl / preview_kl) (SPEC §1.2)."""
+        return self.decision.step_scale(preview_kl)
+
+    def reset(self) -> None:
+        for part in (self.kl_tracker, self.velocity, self.phase_detector, self.threshold):
+            part.reset()
+        self._state = SafeState()
+
+    # ------------------------------------------------------------------ state
+    _parts = ("kl_tracker", "velocity", "phase_detector", "threshold")
+
+    def _config(self) -> dict[str, Any]:
+        return self.config.as_dict()
+
+    def _get_state(self) -> dict[str, Any]:
+        state = {name: getattr(self, name)._get_state() for name in self._parts}
+        s = self._state
+        last = None if s.last_decision is None else s.last_decision.as_dict()
+        state["controller"] = {"step": s.step, "skipped": s.skipped, "last_decision": last}
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        controller = record_from_dict(SafeState, state["controller"], "SafeController")
+        if controller.last_decision is not None:
+            data = dict(controller.last_decision)
+            data["pid"] = (data.pop("pid_p"), data.pop("pid_i"), data.pop("pid_d"))
+            controller = replace(controller, last_decision=SafeDecision(**data))
+        snapshot = self._get_state()
+        try:
+            for name in self._parts:
+                getattr(self, name)._set_state(state[name])
+        except (KeyError, TypeError, ValueError):
+            for name in self._parts:  # leave nothing half-loaded
+                getattr(self, name)._set_state(snapshot[name])
+            raise
+        self._state = controller
