@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -140,8 +140,10 @@ class PhaseDetector(Stateful):
             scale = math.sqrt(m2 / count)
             spread = maximum - minimum
             level = 1.0 if spread == 0.0 else (recent_mean - minimum) / spread
-        if previous and recent_mean > math.fsum(previous) / len(previous) + self.climb_margin * scale:
-            return Phase.CLIMBING
+        if previous:
+            previous_mean = math.fsum(previous) / len(previous)
+            if recent_mean > previous_mean + self.climb_margin * scale:
+                return Phase.CLIMBING
         if recent_std <= self.converged_std * scale and level > self.converged_level:
             return Phase.CONVERGED
         return Phase.PLATEAU

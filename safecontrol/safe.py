@@ -90,7 +90,9 @@ class SafeConfig:
         short = decay("kl_short_decay", self.kl_short_decay)
         long = decay("kl_long_decay", self.kl_long_decay)
         if short >= long:
-            raise ValueError(f"kl_short_decay {short!r} must be smaller than kl_long_decay {long!r}")
+            raise ValueError(
+                f"kl_short_decay {short!r} must be smaller than kl_long_decay {long!r}"
+            )
         non_negative("prediction_horizon", self.prediction_horizon)
         non_negative("penalty_coef", self.penalty_coef)
         positive("entropy_floor", self.entropy_floor)
@@ -157,22 +159,25 @@ class SafeController(Stateful):
         self._state = SafeState()
 
     # ------------------------------------------------------------------ update
-    def _measurements(self, kl: Any, entropy: Any, reward: Any) -> tuple[float, float, float] | None:
+    def _measurements(
+        self, kl: Any, entropy: Any, reward: Any
+    ) -> tuple[float, float, float] | None:
         """Validated host floats, or None when a non-finite value is to be skipped."""
-        values = (as_float("kl", kl), as_float("entropy", entropy), as_float("reward", reward))
-        bad = [(n, v) for n, v in zip(("kl", "entropy", "reward"), values) if not math.isfinite(v)]
+        named = {"kl": kl, "entropy": entropy, "reward": reward}
+        values = {name: as_float(name, value) for name, value in named.items()}
+        bad = [(name, v) for name, v in values.items() if not math.isfinite(v)]
         if bad:
             if self.config.on_nonfinite == "skip":
                 return None
             name, value = bad[0]
             raise ValueError(f"{name} must be finite, got {value!r}")
-        kl_value, entropy_value, reward_value = values
+        kl_value, entropy_value = values["kl"], values["entropy"]
         non_negative("entropy", entropy_value)
         if self.config.kl_estimator != "k1" and kl_value < 0.0:
             raise ValueError(
                 f"kl must be >= 0 for estimator {self.config.kl_estimator!r}, got {kl_value!r}"
             )
-        return values
+        return kl_value, entropy_value, values["reward"]
 
     def update(self, *, kl: Any, entropy: Any, reward: Any) -> SafeDecision:
         """Feed one rollout batch's statistics; returns the decision for the next update."""

@@ -67,7 +67,8 @@ class RewardVelocity(Stateful):
             self.std_decay = check_decay("std_decay", 0.99 if std_decay is None else std_decay)
         self.trend_decay = None
         if self.mode == "holt":
-            self.trend_decay = check_decay("trend_decay", 0.9 if trend_decay is None else trend_decay)
+            given = 0.9 if trend_decay is None else trend_decay
+            self.trend_decay = check_decay("trend_decay", given)
         self.eps = positive("eps", eps)
         self._state = VelocityState()
 
