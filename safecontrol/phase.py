@@ -142,7 +142,10 @@ class PhaseDetector(Stateful):
             level = 1.0 if spread == 0.0 else (recent_mean - minimum) / spread
         if previous:
             previous_mean = math.fsum(previous) / len(previous)
-            if recent_mean > previous_mean + self.climb_margin * scale:
+            # The relative slack keeps rounding in the window means (a constant reward's means can
+            # differ in the last bit) from reading as a climb when the margin is zero.
+            slack = 1e-12 * max(abs(recent_mean), abs(previous_mean))
+            if recent_mean - previous_mean > self.climb_margin * scale + slack:
                 return Phase.CLIMBING
         if recent_std <= self.converged_std * scale and level > self.converged_level:
             return Phase.CONVERGED

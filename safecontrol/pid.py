@@ -116,17 +116,18 @@ class PID(Stateful):
 
         p = self.kp * error
         if s.last_measurement is None:
-            raw_derivative = 0.0
+            change = 0.0
         elif self.derivative_on_measurement:
-            raw_derivative = -(m - s.last_measurement) / dt
+            change = -(m - s.last_measurement)
         else:
-            raw_derivative = (error - s.last_error) / dt  # type: ignore[operator]
+            change = error - s.last_error  # type: ignore[operator]
         if self.derivative_filter is None:
-            derivative = raw_derivative
+            derivative = change / dt
+            d = self.kd * change / dt  # the textbook's evaluation order, to the last bit
         else:
             a = self.derivative_filter / (self.derivative_filter + dt)
-            derivative = a * s.derivative + (1.0 - a) * raw_derivative
-        d = self.kd * derivative
+            derivative = a * s.derivative + (1.0 - a) * (change / dt)
+            d = self.kd * derivative
 
         if s.bumpless_output is not None:
             integral = clamp(s.bumpless_output, s.lower, s.upper) - p - d

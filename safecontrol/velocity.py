@@ -45,7 +45,8 @@ class RewardVelocity(Stateful):
         std_decay: decay of the reward std estimate; only in "scale_invariant" mode
             (default 0.99).
         trend_decay: Holt's trend decay, β = 1 − trend_decay; only in "holt" mode (default 0.9).
-        eps: smallest std divided by in "scale_invariant" mode.
+        eps: in "scale_invariant" mode, the std is floored at eps·|mean reward| so that rounding
+            noise of a constant reward is not mistaken for movement.
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class RewardVelocity(Stateful):
         decay: float = 0.95,
         std_decay: float | None = None,
         trend_decay: float | None = None,
-        eps: float = 1e-8,
+        eps: float = 1e-6,
     ) -> None:
         self.mode = one_of("mode", mode, VELOCITY_MODES)
         self.decay = check_decay("decay", decay)
@@ -103,7 +104,9 @@ class RewardVelocity(Stateful):
                 increment = (1.0 - sd) * diff  # type: ignore[operator]
                 mean = s.mean + increment
                 variance = sd * (s.variance + diff * increment)  # type: ignore[operator]
-            velocity = velocity / max(variance**0.5, self.eps)
+            # Below eps·|mean| the std is rounding noise of a (near-)constant reward, not spread.
+            scale = max(variance**0.5, self.eps * abs(mean))
+            velocity = velocity / scale if scale > 0.0 else 0.0
         self._state = replace(
             s, count=count, level=moment, mean=mean, variance=variance, velocity=velocity
         )
