@@ -35,6 +35,7 @@ from ._validation import (
     positive_int,
 )
 from .decision import SafeDecision
+from .estimators import KL_ESTIMATORS
 from .filters import DualEMA
 from .gate import EntropyGate
 from .penalty import dead_band_penalty, dead_band_slope
@@ -42,8 +43,6 @@ from .phase import PHASE_MODES, Phase, PhaseDetector
 from .pid import ANTI_WINDUP_MODES
 from .threshold import AdaptiveThreshold
 from .velocity import VELOCITY_MODES, RewardVelocity
-
-KL_ESTIMATORS = ("k1", "k2", "k3")
 
 
 @dataclass(frozen=True)
@@ -179,8 +178,16 @@ class SafeController(Stateful):
             )
         return kl_value, entropy_value, values["reward"]
 
-    def update(self, *, kl: Any, entropy: Any, reward: Any) -> SafeDecision:
-        """Feed one rollout batch's statistics; returns the decision for the next update."""
+    def update(
+        self, *, kl: Any, entropy: Any, reward: Any, n_steps: int | None = None
+    ) -> SafeDecision:
+        """Feed one rollout batch's statistics; returns the decision for the next update.
+
+        ``n_steps`` (episodes in the batch) is accepted, validated and unused, so one loop can
+        drive any safecontrol controller with the same call.
+        """
+        if n_steps is not None:
+            positive_int("n_steps", n_steps)
         measured = self._measurements(kl, entropy, reward)
         c, s = self.config, self._state
         if measured is None:

@@ -1,0 +1,49 @@
+"""safecontrol: controllers that stabilise RLHF training.
+
+The SAFE method (arXiv 2602.04651) built so its controls reach the gradient: a PID-controlled,
+entropy-gated, one-sided KL penalty and a soft-min critic aggregate, beside the classic KL
+controllers it is measured against. The core needs only numpy; torch adapters live in
+``safecontrol.torch`` and test helpers in ``safecontrol.testing``, both imported only when asked.
+"""
+
+from .classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
+from .critic import soft_min
+from .decision import CoefDecision, SafeDecision
+from .entropy_target import EntropyTargetController
+from .estimators import kl_estimate
+from .filters import EMA, DualEMA
+from .gate import EntropyGate
+from .penalty import dead_band_penalty, dead_band_slope, preview_step_scale
+from .phase import Phase, PhaseDetector
+from .pid import PID
+from .pid_lagrangian import PIDLagrangianKL
+from .safe import SafeConfig, SafeController
+from .threshold import AdaptiveThreshold
+from .velocity import RewardVelocity
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EMA",
+    "PID",
+    "AdaptiveKL",
+    "AdaptiveThreshold",
+    "CoefDecision",
+    "DualEMA",
+    "EntropyGate",
+    "EntropyTargetController",
+    "FixedKL",
+    "PIDLagrangianKL",
+    "PPOAdaptiveKL",
+    "Phase",
+    "PhaseDetector",
+    "RewardVelocity",
+    "SafeConfig",
+    "SafeController",
+    "SafeDecision",
+    "dead_band_penalty",
+    "dead_band_slope",
+    "kl_estimate",
+    "preview_step_scale",
+    "soft_min",
+]

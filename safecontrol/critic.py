@@ -1,0 +1,44 @@
+"""SAFE's soft-min aggregation of N value heads (SPEC §1.1).
+
+    V_soft = −α · log( (1/N) · Σ_i exp(−V_i / α) )
+
+min(V) ≤ V_soft ≤ min(min(V) + α·log N, mean(V)); V_soft → min(V) as α → 0 and → mean(V) as
+α → ∞, and equals V when all heads agree. A pessimistic value estimate that is smooth in the heads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._validation import positive
+
+
+def soft_min(values: ArrayLike, alpha: float, axis: int = -1) -> np.ndarray:
+    """Soft minimum of ``values`` over the N heads along ``axis``, with temperature α.
+
+    Computed stably as ``m − α·log(mean(exp(−(V − m)/α)))`` with m = min(V) along ``axis``: every
+    exponent is ≤ 0, so nothing overflows and the result is never below the minimum.
+
+    Args:
+        values: finite head values, any shape with at least one head along ``axis``.
+        alpha: temperature α > 0, finite (SAFE uses 0.3).
+        axis: the head axis (default the last).
+
+    Returns:
+        float64 values of ``values``' shape without ``axis``, with numpy's reduction convention
+        (like ``np.min``): an ``np.float64`` scalar for 1-d input, else an ``np.ndarray``.
+    """
+    a = positive("alpha", alpha)
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 0:
+        raise ValueError("values must have at least one dimension (the heads), got a scalar")
+    if not -v.ndim <= axis < v.ndim:
+        raise ValueError(f"axis {axis!r} is out of range for values of shape {v.shape}")
+    if v.shape[axis] == 0:
+        raise ValueError(f"values must have at least one head along axis {axis}, got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("values must be finite, got NaN or inf")
+    lowest = np.min(v, axis=axis, keepdims=True)
+    mean_weight = np.mean(np.exp(-(v - lowest) / a), axis=axis)
+    return np.squeeze(lowest, axis=axis) - a * np.log(mean_weight)

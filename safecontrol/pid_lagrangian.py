@@ -1,0 +1,158 @@
+"""A PID-controlled Lagrange multiplier used as the KL coefficient (SPEC §3).
+
+Stooke, Achiam & Abbeel 2020, "Responsive Safety in Reinforcement Learning by PID Lagrangian
+Methods", Algorithm 2, with the KL as the constrained cost J and the KL budget as the limit d::
+
+    Δ = J − d
+    P = EMA_p(Δ)                              (smoothed proportional term, decay p_decay)
+    I ← max(0, I + Δ)                         (integral, never negative)
+    D = max(0, EMA_d(J) − EMA_d(J)_prev)      (rise of the smoothed cost only, decay d_decay)
+    λ = max(0, Kp·P + Ki·I + Kd·D)
+
+The integral alone is the classic Lagrangian (gradient ascent on λ); P damps its oscillation and D
+reacts to a cost that is rising before it crosses the limit.
+
+Choices where the paper leaves room: both EMAs are bias-corrected (``safecontrol.filters.EMA``),
+so the first P equals the first Δ rather than a zero-started fraction of it, and D is 0 on the first
+update (there is no previous smoothed cost); the derivative delay is one update. Before any update
+λ = max(0, Ki·init_integral).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._state import record_from_dict, record_to_dict
+from ._validation import decay as check_decay
+from ._validation import non_negative, positive
+from .classic import CoefController, _optional_n_steps
+from .decision import CoefDecision
+from .filters import EMA, EMAState
+
+
+@dataclass(frozen=True)
+class PIDLagrangianState:
+    coef: float
+    """λ, the KL coefficient to use from now on."""
+    integral: float
+    """I, the accumulated constraint violation (≥ 0), before Ki."""
+    proportional: float = 0.0
+    """P, the smoothed violation EMA_p(Δ) of the last update, before Kp."""
+    derivative: float = 0.0
+    """D, the last rise of the smoothed KL (≥ 0), before Kd."""
+    step: int = 0
+    skipped: int = 0
+
+
+class PIDLagrangianKL(CoefController):
+    """KL coefficient λ ≥ 0 from a PID Lagrangian on the KL constraint KL ≤ target.
+
+    Args:
+        target: the KL budget d > 0 (default 0.3 nats per token, SAFE's base threshold).
+        kp: proportional gain ≥ 0 (default 0.5).
+        ki: integral gain ≥ 0 (default 0.05).
+        kd: derivative gain ≥ 0 (default 0.1).
+        p_decay: EMA decay of the proportional term, in (0, 1) (default 0.9).
+        d_decay: EMA decay of the KL used by the derivative term, in (0, 1) (default 0.9).
+        init_integral: starting integral I ≥ 0 (default 0), so the initial λ is Ki·init_integral.
+        on_nonfinite: "raise" or "skip" a NaN/inf measurement.
+
+    The defaults are ours (the paper tunes per task): with a per-token KL of a few tenths, a
+    sustained excess of 0.1 adds 0.005 to λ per update through the integral, and the P and D
+    terms respond within about ten updates.
+    """
+
+    _record = PIDLagrangianState
+
+    def __init__(
+        self,
+        target: float = 0.3,
+        kp: float = 0.5,
+        ki: float = 0.05,
+        kd: float = 0.1,
+        p_decay: float = 0.9,
+        d_decay: float = 0.9,
+        init_integral: float = 0.0,
+        on_nonfinite: str = "raise",
+    ) -> None:
+        super().__init__(on_nonfinite)
+        self.target = positive("target", target)
+        self.kp = non_negative("kp", kp)
+        self.ki = non_negative("ki", ki)
+        self.kd = non_negative("kd", kd)
+        self.p_decay = check_decay("p_decay", p_decay)
+        self.d_decay = check_decay("d_decay", d_decay)
+        self.init_integral = non_negative("init_integral", init_integral)
+        self._error_ema = EMA(self.p_decay)
+        self._kl_ema = EMA(self.d_decay)
+        self._initial = PIDLagrangianState(
+            coef=max(0.0, self.ki * self.init_integral), integral=self.init_integral
+        )
+        self.reset()
+
+    def update(
+        self,
+        *,
+        kl: float,
+        entropy: float | None = None,
+        reward: float | None = None,
+        n_steps: int | None = None,
+    ) -> CoefDecision:
+        """One update per rollout batch with the batch KL J (in the unit of ``target``).
+
+        ``entropy``, ``reward`` and ``n_steps`` are unused and only validated.
+        """
+        _optional_n_steps(n_steps)
+        m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
+        if m is None:
+            return self._skip()
+        j: float = m["kl"]
+        violation = j - self.target
+        integral = max(0.0, self._state.integral + violation)
+        had_previous = self._kl_ema.count > 0
+        previous = self._kl_ema.value
+        proportional = self._error_ema.update(violation)
+        smoothed = self._kl_ema.update(j)
+        derivative = max(0.0, smoothed - previous) if had_previous else 0.0
+        coef = max(0.0, self.kp * proportional + self.ki * integral + self.kd * derivative)
+        return self._accept(
+            coef=coef, integral=integral, proportional=proportional, derivative=derivative
+        )
+
+    @property
+    def components(self) -> tuple[float, float, float]:
+        """(Kp·P, Ki·I, Kd·D) of the last update; λ is their sum clipped at 0."""
+        s = self._state
+        return (self.kp * s.proportional, self.ki * s.integral, self.kd * s.derivative)
+
+    def reset(self) -> None:
+        super().reset()
+        self._error_ema.reset()
+        self._kl_ema.reset()
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "kp": self.kp,
+            "ki": self.ki,
+            "kd": self.kd,
+            "p_decay": self.p_decay,
+            "d_decay": self.d_decay,
+            "init_integral": self.init_integral,
+            "on_nonfinite": self.on_nonfinite,
+        }
+
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "controller": record_to_dict(self._state),
+            "error_ema": self._error_ema._get_state(),
+            "kl_ema": self._kl_ema._get_state(),
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        name = type(self).__name__
+        record = record_from_dict(PIDLagrangianState, state["controller"], name)
+        error = record_from_dict(EMAState, state["error_ema"], f"{name}.error_ema")
+        smoothed = record_from_dict(EMAState, state["kl_ema"], f"{name}.kl_ema")
+        self._state, self._error_ema._state, self._kl_ema._state = record, error, smoothed

@@ -1,0 +1,270 @@
+"""Properties of the classic KL controllers: fixed β, Ziegler's adaptive β, the PPO paper's β."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import json_roundtrip
+from hypothesis import given
+from hypothesis import strategies as st
+
+from safecontrol.classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
+from safecontrol.decision import CoefDecision
+
+kls = st.floats(-5.0, 50.0)
+n_steps = st.integers(1, 5000)
+batches = st.lists(st.tuples(kls, n_steps), min_size=1, max_size=40)
+
+FACTORIES = {
+    "fixed": lambda policy="raise": FixedKL(0.05, on_nonfinite=policy),
+    "adaptive": lambda policy="raise": AdaptiveKL(0.2, 6.0, 10000, on_nonfinite=policy),
+    "ppo": lambda policy="raise": PPOAdaptiveKL(1.0, 0.01, 1.5, 2.0, on_nonfinite=policy),
+}
+
+
+def feed(controller, kl, n):
+    return controller.update(kl=kl, n_steps=n)
+
+
+# ---------------------------------------------------------------- the update rules
+@given(batches, st.floats(0.0, 10.0), st.floats(0.01, 20.0), st.floats(5e3, 1e5))
+def test_adaptive_kl_follows_ziegler_rule_step_by_step(stream, init, target, horizon):
+    controller = AdaptiveKL(init_coef=init, target=target, horizon=horizon)
+    beta = init
+    for i, (kl, n) in enumerate(stream, start=1):
+        error = float(np.clip(kl / target - 1.0, -0.2, 0.2))
+        beta = beta * (1.0 + error * n / horizon)
+        assert controller.update(kl=kl, n_steps=n) == CoefDecision(coef=beta, step=i, skipped=0)
+
+
+@given(kls, n_steps, st.floats(0.01, 20.0))
+def test_adaptive_kl_raises_beta_above_target_and_lowers_it_below(kl, n, target):
+    controller = AdaptiveKL(init_coef=0.2, target=target)
+    coef = controller.update(kl=kl, n_steps=n).coef
+    if kl > target:
+        assert coef > 0.2
+    elif kl < target:
+        assert coef < 0.2
+    else:
+        assert coef == 0.2
+
+
+@given(kls, n_steps)
+def test_adaptive_kl_changes_beta_by_at_most_twenty_percent_per_horizon(kl, n):
+    coef = AdaptiveKL(init_coef=1.0, horizon=10000).update(kl=kl, n_steps=n).coef
+    assert abs(coef - 1.0) <= 0.2 * n / 10000 + 1e-15
+
+
+@given(st.lists(kls, min_size=1, max_size=40), st.floats(1e-3, 1.0), st.floats(1.01, 3.0))
+def test_ppo_adaptive_kl_divides_below_band_multiplies_above_holds_inside(stream, target, factor):
+    controller = PPOAdaptiveKL(init_coef=1.0, target=target, tolerance=1.5, factor=factor)
+    beta = 1.0
+    for kl in stream:
+        if kl < target / 1.5:
+            beta = beta / factor
+        elif kl > target * 1.5:
+            beta = beta * factor
+        assert controller.update(kl=kl).coef == beta
+
+
+def test_ppo_adaptive_kl_paper_rule_halves_and_doubles():
+    controller = PPOAdaptiveKL(init_coef=1.0, target=0.01)
+    assert controller.update(kl=0.001).coef == 0.5
+    assert controller.update(kl=0.01).coef == 0.5
+    assert controller.update(kl=0.02).coef == 1.0
+    assert controller.update(kl=0.015).coef == 1.0
+
+
+@given(st.lists(kls, max_size=30))
+def test_fixed_kl_keeps_its_coefficient_and_counts_steps(stream):
+    controller = FixedKL(0.05)
+    for i, kl in enumerate(stream, start=1):
+        assert controller.update(kl=kl) == CoefDecision(coef=0.05, step=i, skipped=0)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_decision_before_any_update_is_initial_coef_at_step_zero(name):
+    controller = FACTORIES[name]()
+    initial = {"fixed": 0.05, "adaptive": 0.2, "ppo": 1.0}[name]
+    assert controller.decision == CoefDecision(coef=initial, step=0, skipped=0)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_decision_property_matches_last_update(name):
+    controller = FACTORIES[name]()
+    decision = feed(controller, 9.0, 256)
+    assert controller.decision == decision
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_reset_returns_to_initial_state(name):
+    controller = FACTORIES[name]("skip")
+    fresh = controller.state_dict()
+    for kl in (9.0, math.nan, 0.0):
+        feed(controller, kl, 256)
+    controller.reset()
+    assert controller.state_dict() == fresh
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_measurements_accept_python_numpy_and_zero_d_values(name):
+    reference = FACTORIES[name]()
+    expected = feed(reference, 9.0, 256)
+    for kl in (9, np.float32(9.0), np.float64(9.0), np.array(9.0)):
+        assert feed(FACTORIES[name](), kl, np.int64(256)) == expected
+
+
+def test_measurements_accept_zero_d_torch_tensors():
+    torch = pytest.importorskip("torch")
+    controller = AdaptiveKL()
+    expected = AdaptiveKL().update(kl=9.0, n_steps=256, entropy=1.5)
+    got = controller.update(
+        kl=torch.tensor(9.0, dtype=torch.float64),
+        n_steps=256,
+        entropy=torch.tensor(1.5, dtype=torch.float64),
+    )
+    assert got == expected
+
+
+# ---------------------------------------------------------------- state dict
+@pytest.mark.parametrize("name", FACTORIES)
+@given(stream=batches, data=st.data())
+def test_resuming_from_json_state_dict_continues_bit_identically(name, stream, data):
+    cut = data.draw(st.integers(0, len(stream)))
+    uninterrupted = FACTORIES[name]()
+    expected = [feed(uninterrupted, kl, n) for kl, n in stream]
+    first = FACTORIES[name]()
+    got = [feed(first, kl, n) for kl, n in stream[:cut]]
+    resumed = FACTORIES[name]()
+    resumed.load_state_dict(json_roundtrip(first.state_dict()))
+    assert resumed.decision == first.decision
+    got += [feed(resumed, kl, n) for kl, n in stream[cut:]]
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_load_state_dict_rejects_other_controller_type(name):
+    other = "ppo" if name != "ppo" else "fixed"
+    with pytest.raises(ValueError, match="not"):
+        FACTORIES[name]().load_state_dict(FACTORIES[other]().state_dict())
+
+
+@pytest.mark.parametrize(
+    ("make", "changed"),
+    [
+        (lambda: FixedKL(0.1), "coef"),
+        (lambda: AdaptiveKL(target=3.0), "target"),
+        (lambda: AdaptiveKL(horizon=500), "horizon"),
+        (lambda: PPOAdaptiveKL(factor=3.0), "factor"),
+        (lambda: AdaptiveKL(on_nonfinite="skip"), "on_nonfinite"),
+    ],
+)
+def test_load_state_dict_rejects_changed_config(make, changed):
+    name = {FixedKL: "fixed", AdaptiveKL: "adaptive", PPOAdaptiveKL: "ppo"}[type(make())]
+    saved = FACTORIES[name]().state_dict()
+    with pytest.raises(ValueError, match=changed):
+        make().load_state_dict(saved)
+
+
+def test_load_state_dict_rejects_malformed_state():
+    saved = AdaptiveKL().state_dict()
+    saved["state"] = {"coef": 0.2}
+    with pytest.raises(ValueError, match="missing fields"):
+        AdaptiveKL().load_state_dict(saved)
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    ("make", "arg"),
+    [
+        (lambda: FixedKL(-0.1), "coef"),
+        (lambda: FixedKL(math.nan), "coef"),
+        (lambda: FixedKL(math.inf), "coef"),
+        (lambda: FixedKL(0.1, on_nonfinite="ignore"), "on_nonfinite"),
+        (lambda: AdaptiveKL(init_coef=-1.0), "init_coef"),
+        (lambda: AdaptiveKL(target=0.0), "target"),
+        (lambda: AdaptiveKL(target=-6.0), "target"),
+        (lambda: AdaptiveKL(target=math.nan), "target"),
+        (lambda: AdaptiveKL(horizon=0), "horizon"),
+        (lambda: AdaptiveKL(horizon=-10), "horizon"),
+        (lambda: AdaptiveKL(horizon=math.inf), "horizon"),
+        (lambda: PPOAdaptiveKL(init_coef=-1.0), "init_coef"),
+        (lambda: PPOAdaptiveKL(target=0.0), "target"),
+        (lambda: PPOAdaptiveKL(tolerance=1.0), "tolerance"),
+        (lambda: PPOAdaptiveKL(tolerance=math.nan), "tolerance"),
+        (lambda: PPOAdaptiveKL(factor=0.5), "factor"),
+        (lambda: PPOAdaptiveKL(factor="two"), "factor"),
+    ],
+)
+def test_constructor_rejects_bad_argument_naming_it(make, arg):
+    with pytest.raises(ValueError, match=arg):
+        make()
+
+
+BAD_UPDATES = [
+    ({"kl": math.nan, "n_steps": 8}, "kl"),
+    ({"kl": math.inf, "n_steps": 8}, "kl"),
+    ({"kl": -math.inf, "n_steps": 8}, "kl"),
+    ({"kl": "high", "n_steps": 8}, "kl"),
+    ({"kl": None, "n_steps": 8}, "kl"),
+    ({"kl": 1.0, "n_steps": 8, "entropy": math.nan}, "entropy"),
+    ({"kl": 1.0, "n_steps": 8, "reward": math.inf}, "reward"),
+    ({"kl": 1.0, "n_steps": 0}, "n_steps"),
+    ({"kl": 1.0, "n_steps": -4}, "n_steps"),
+    ({"kl": 1.0, "n_steps": 2.5}, "n_steps"),
+    ({"kl": 1.0, "n_steps": True}, "n_steps"),
+]
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+@pytest.mark.parametrize(("kwargs", "arg"), BAD_UPDATES)
+def test_rejected_update_names_argument_and_leaves_state_unchanged(name, kwargs, arg):
+    controller = FACTORIES[name]()
+    feed(controller, 9.0, 256)
+    before = controller.state_dict()
+    with pytest.raises(ValueError, match=arg):
+        controller.update(**kwargs)
+    assert controller.state_dict() == before
+
+
+def test_adaptive_kl_requires_n_steps_small_enough_to_keep_beta_positive():
+    controller = AdaptiveKL(horizon=100)
+    before = controller.state_dict()
+    with pytest.raises(ValueError, match="n_steps"):
+        controller.update(kl=0.0, n_steps=500)
+    assert controller.state_dict() == before
+    assert controller.update(kl=0.0, n_steps=499).coef > 0.0
+
+
+def test_adaptive_kl_update_requires_n_steps():
+    with pytest.raises(TypeError):
+        AdaptiveKL().update(kl=1.0)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+@given(stream=st.lists(st.one_of(kls, st.sampled_from([math.nan, math.inf, -math.inf]))))
+def test_skip_policy_holds_decision_and_counts_nonfinite_measurements(name, stream):
+    skipping = FACTORIES[name]("skip")
+    clean = FACTORIES[name]()
+    skipped = 0
+    for kl in stream:
+        decision = feed(skipping, kl, 256)
+        if math.isfinite(kl):
+            expected = feed(clean, kl, 256)
+        else:
+            skipped += 1
+            expected = clean.decision
+        assert decision == CoefDecision(coef=expected.coef, step=expected.step, skipped=skipped)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_skip_policy_still_raises_on_invalid_non_measurement_input(name):
+    controller = FACTORIES[name]("skip")
+    before = controller.state_dict()
+    with pytest.raises(ValueError, match="n_steps"):
+        controller.update(kl=math.nan, n_steps=-1)
+    with pytest.raises(ValueError, match="kl"):
+        controller.update(kl="nan-ish", n_steps=1)
+    assert controller.state_dict() == before
