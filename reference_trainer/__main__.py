@@ -1,0 +1,92 @@
+"""Command line: ``python -m reference_trainer {prepare,train,report} [--set key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ALGORITHMS, PrepareConfig, TrainConfig, build, parse_assignments
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if args.config:
+        values.update(
+            {
+                k: json.dumps(v) if not isinstance(v, str) else v
+                for k, v in json.loads(Path(args.config).read_text()).items()
+            }
+        )
+    values.update(parse_assignments(args.set or []))
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reference_trainer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("prepare", "train"):
+        sub = commands.add_parser(name)
+        sub.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a config field (repeatable)",
+        )
+        sub.add_argument("--config", help="a JSON file of config fields")
+        sub.add_argument("--no-progress", action="store_true")
+        if name == "train":
+            sub.add_argument("--algo", choices=ALGORITHMS)
+            sub.add_argument("--model", help="local path or Hub name of a causal LM")
+            sub.add_argument(
+                "--reward-model", help="local path or Hub name of a sequence-classification reward"
+            )
+            sub.add_argument("--run-dir")
+            sub.add_argument("--resume", action="store_true", help="continue the run in run_dir")
+            sub.add_argument("--report", action="store_true", help="write the report afterwards")
+    report_parser = commands.add_parser("report")
+    report_parser.add_argument("run_dir")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "report":
+            from .report import report
+
+            print(report(Path(args.run_dir)))
+            return 0
+        overrides = _overrides(args)
+        if args.command == "prepare":
+            from .prepare import prepare
+
+            print(
+                prepare(
+                    build(PrepareConfig, overrides, strings=True), progress=not args.no_progress
+                )
+            )
+            return 0
+        for flag, key in (
+            ("algo", "algo"),
+            ("model", "model"),
+            ("reward_model", "reward"),
+            ("run_dir", "run_dir"),
+        ):
+            if getattr(args, flag):
+                overrides[key] = getattr(args, flag)
+        config = build(TrainConfig, overrides, strings=True)
+        from .train import train
+
+        run_dir = train(config, resume=args.resume, progress=not args.no_progress)
+        if args.report:
+            from .report import report
+
+            print(f"report: {report(run_dir)}")
+        print(f"run: {run_dir}")
+        return 0
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Configuration of the reference trainer: one dataclass per command, each field documented.
+
+Overrides come from the command line as ``--set key=value`` (or a JSON file); an unknown key or a
+bad value is an error naming it, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+ALGORITHMS = ("safe", "ppo", "ppo-adaptive-kl", "ppo-pid-lagrangian")
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """The offline default (SPEC §6): tokenizer, small causal LM, supervised pre-training."""
+
+    data_dir: str = ".data"
+    """Cache root; each config gets its own sub-directory keyed by a hash of this config."""
+    corpus: str = "auto"
+    """"debian" (fortunes + wordnet-base), "python" (pydoc_data fallback) or "auto"."""
+    vocab_size: int = 2048
+    """Byte-level BPE vocabulary size."""
+    n_layer: int = 4
+    n_embd: int = 64
+    n_head: int = 4
+    n_positions: int = 64
+    """Context length in tokens (prompt + continuation must fit)."""
+    sft_steps: int = 1500
+    """Supervised next-token steps on the corpus."""
+    sft_batch_size: int = 32
+    sft_lr: float = 3e-3
+    sft_seq_len: int = 64
+    prompt_words: int = 4
+    """Words of a held-out corpus text that form one RL prompt."""
+    n_prompts: int = 4096
+    """Held-out texts turned into prompts."""
+    seed: int = 0
+    threads: int = 2
+    """torch CPU threads."""
+
+    def __post_init__(self) -> None:
+        _check_positive_ints(
+            self,
+            (
+                "vocab_size",
+                "n_layer",
+                "n_embd",
+                "n_head",
+                "n_positions",
+                "sft_steps",
+                "sft_batch_size",
+                "sft_seq_len",
+                "prompt_words",
+                "n_prompts",
+                "threads",
+            ),
+        )
+        _check_positive_floats(self, ("sft_lr",))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.sft_seq_len > self.n_positions:
+            raise ValueError(
+                f"sft_seq_len={self.sft_seq_len} exceeds n_positions={self.n_positions}"
+            )
+        if self.vocab_size < 300:
+            raise ValueError(f"vocab_size={self.vocab_size} must be >= 300 (256 bytes + specials)")
+
+    def key(self) -> str:
+        """A short hash of everything that changes the prepared artefacts."""
+        import hashlib
+
+        relevant = {k: v for k, v in as_dict(self).items() if k not in ("data_dir", "threads")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+    def directory(self) -> Path:
+        return Path(self.data_dir) / f"default-{self.key()}"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One RL fine-tuning run (CleanRL-style: every knob a practitioner looks at)."""
+
+    algo: str = "safe"
+    """"safe", "ppo" (fixed β), "ppo-adaptive-kl" (Ziegler) or "ppo-pid-lagrangian" (Stooke)."""
+    run_dir: str = "runs/default"
+    model: str = ""
+    """Local path or Hub name of a causal LM; empty: the prepared offline default."""
+    reward: str = "vader"
+    """"vader" (VADER compound sentiment of the continuation) or a local path / Hub name of an
+    AutoModelForSequenceClassification (its logit of ``reward_label``)."""
+    reward_label: int = -1
+    """Which output of a classification reward model is the reward (-1: the last)."""
+    lora_rank: int = 0
+    """> 0: train LoRA adapters of this rank through peft instead of the full policy."""
+    steps: int = 150
+    """Rollout batches (PPO iterations)."""
+    batch_size: int = 32
+    """Prompts per rollout batch (over all processes)."""
+    max_new_tokens: int = 16
+    min_new_tokens: int = 4
+    """EOS is blocked for this many tokens in sampling *and* in scoring (SPEC §6 trap 2)."""
+    temperature: float = 1.0
+    lr: float = 1e-3
+    """Policy learning rate."""
+    critic_lr: float = 1e-3
+    ppo_epochs: int = 2
+    clip_range: float = 0.2
+    value_clip: float = 0.2
+    ent_coef: float = 0.01
+    gamma: float = 1.0
+    lam: float = 0.95
+    max_grad_norm: float = 1.0
+    critic_max_grad_norm: float = 0.5
+    critic_heads: int = 0
+    """Value heads; 0: 2 for safe, 1 otherwise."""
+    soft_min_alpha: float = 0.3
+    polyak_tau: float = 0.05
+    """Target-critic update rate; the target critic supplies the values behind GAE targets."""
+    kl_estimator: str = "k3"
+    """Per-token estimator of the live KL in the loss and of the controller's measurement."""
+    kl_coef: float = 0.05
+    """β of "ppo", and the initial β of the adaptive controllers."""
+    kl_target: float = 0.3
+    """Per-token KL target of "ppo-pid-lagrangian"; × max_new_tokens is Ziegler's per-sequence
+    target for "ppo-adaptive-kl"."""
+    kl_horizon: int = 10000
+    """Ziegler's horizon in episodes."""
+    safe_penalty_mode: str = "hinge"
+    """"hinge": SAFE's dead-band penalty on the live KL; "coef": decision.coef × live KL;
+    "detached": the published code's float penalty, which never reaches the gradient."""
+    safe_preview: bool = True
+    """Scale each SAFE optimizer step so its KL to the pre-step policy stays <= max_preview_kl."""
+    safe_overrides: dict[str, Any] = field(default_factory=dict)
+    """SafeConfig fields to change, e.g. {"use_gate": false}."""
+    seed: int = 0
+    threads: int = 2
+    checkpoint_every: int = 25
+    sample_every: int = 10
+    """Write decoded samples every this many steps."""
+    data_dir: str = ".data"
+    """Where the prepared default lives (see PrepareConfig)."""
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {ALGORITHMS}, got {self.algo!r}")
+        _check_positive_ints(
+            self,
+            (
+                "steps",
+                "batch_size",
+                "max_new_tokens",
+                "ppo_epochs",
+                "kl_horizon",
+                "threads",
+                "checkpoint_every",
+                "sample_every",
+            ),
+        )
+        _check_positive_floats(
+            self,
+            (
+                "temperature",
+                "lr",
+                "critic_lr",
+                "clip_range",
+                "value_clip",
+                "max_grad_norm",
+                "critic_max_grad_norm",
+                "soft_min_alpha",
+                "kl_target",
+            ),
+        )
+        for name in (
+            "ent_coef",
+            "kl_coef",
+            "min_new_tokens",
+            "lora_rank",
+            "critic_heads",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens={self.min_new_tokens} exceeds max_new_tokens={self.max_new_tokens}"
+            )
+        for name in ("gamma", "lam", "polyak_tau"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
+        if self.kl_estimator not in ("k1", "k2", "k3"):
+            raise ValueError(f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
+        if self.safe_penalty_mode not in ("hinge", "coef", "detached"):
+            raise ValueError(
+                f"safe_penalty_mode must be hinge, coef or detached, got {self.safe_penalty_mode!r}"
+            )
+        if self.safe_overrides:
+            from safecontrol import SafeConfig
+
+            known = {f.name for f in fields(SafeConfig)}
+            unknown = sorted(set(self.safe_overrides) - known)
+            if unknown:
+                raise ValueError(f"safe_overrides: unknown SafeConfig fields {unknown}")
+
+    @property
+    def n_critic_heads(self) -> int:
+        return self.critic_heads or (2 if self.algo == "safe" else 1)
+
+
+def _check_positive_ints(config: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_positive_floats(config: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _parse(kind: Any, name: str, text: str) -> Any:
+    """A command-line string as the field's type (JSON for dicts and booleans)."""
+    try:
+        if kind is bool:
+            return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        return json.loads(text)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(
+            f"{name}: cannot parse {text!r} as {getattr(kind, '__name__', kind)}"
+        ) from exc
+
+
+def build(cls: type[C], overrides: dict[str, Any] | None = None, strings: bool = False) -> C:
+    """``cls`` with ``overrides`` applied; unknown keys are an error naming them.
+
+    With ``strings=True`` the values are command-line strings, parsed by the field's type.
+    """
+    overrides = dict(overrides or {})
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; known keys: {sorted(known)}")
+    if strings:
+        kinds = {name: hints[name] for name in overrides}
+        overrides = {
+            k: _parse(kinds[k] if kinds[k] in (bool, int, float, str) else dict, k, v)
+            for k, v in overrides.items()
+        }
+    return cls(**overrides)
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["lr=1e-3", "algo=ppo"]`` → ``{"lr": "1e-3", "algo": "ppo"}``."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out

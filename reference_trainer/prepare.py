@@ -1,0 +1,408 @@
+"""The ``prepare`` step of the offline default (SPEC §6): tokenizer, small GPT-2, SFT, prompts.
+
+``prepare(config)`` builds, once per config, in ``config.directory()``:
+
+- ``tokenizer/``: a byte-level BPE trained with ``tokenizers`` on the corpus, with an EOS
+  ``<|endoftext|>`` (also BOS) and a distinct PAD ``<|pad|>``, padding on the left for generation;
+- ``model/``: a GPT-2 causal LM (tied embeddings, no dropout, so that the RL trainer's first
+  PPO epoch sees a ratio of exactly 1) trained on next-token cross-entropy over packed blocks of
+  the training texts, each followed by EOS;
+- ``prompts.json``: the first ``prompt_words`` words of held-out texts, never seen in SFT;
+- ``prepare.json``: config, corpus sizes, parameter count, validation perplexity, SFT seconds,
+  sample continuations and library versions. It is written last, and the whole directory is built
+  in a temporary sibling and moved into place with one ``os.replace``, so a killed prepare never
+  leaves a directory that looks finished.
+
+Same config → same tokenizer, weights and prompts on CPU (seeded; the caller's RNG state and
+thread count are restored afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from reference_trainer.config import PrepareConfig, as_dict
+from reference_trainer.corpus import load_corpus
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+MANIFEST = "prepare.json"
+PROMPTS = "prompts.json"
+REQUIRED_FILES = (
+    MANIFEST,
+    PROMPTS,
+    "tokenizer/tokenizer.json",
+    "model/config.json",
+    "model/model.safetensors",
+)
+FORMAT_VERSION = 1
+HELDOUT_FRACTION = 0.1
+"""Share of the texts kept out of SFT: the validation split and the source of the RL prompts."""
+VAL_MAX_BLOCKS = 256
+"""Validation perplexity is measured on at most this many ``sft_seq_len`` blocks."""
+N_EVALS = 4
+LOG_EVERY_STEPS = 100
+WARMUP_FRACTION = 0.05
+FINAL_LR_FRACTION = 0.1
+N_SAMPLES = 3
+SAMPLE_NEW_TOKENS = 24
+
+
+def is_prepared(directory: Path) -> bool:
+    """Whether ``directory`` holds a finished prepare: a readable manifest and every artefact."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("format") == FORMAT_VERSION and all(
+        (directory / name).is_file() for name in REQUIRED_FILES
+    )
+
+
+def prepare(config: PrepareConfig, progress: bool = True) -> Path:
+    """Build (or find cached) the offline default for ``config``; return its directory."""
+    final = config.directory()
+    if is_prepared(final):
+        _log(progress, f"prepare: cached at {final}")
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temporaries(final)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f"{_temporary_prefix(final)}{os.getpid()}-", dir=final.parent)
+    )
+    try:
+        _build(config, tmp, progress)
+        if is_prepared(final):  # a concurrent prepare of the same config finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final
+        if final.exists():  # damaged by hand: a finished one can only appear whole
+            shutil.rmtree(final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not is_prepared(final):  # anything but a concurrent prepare that won the race
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _log(progress, f"prepare: wrote {final}")
+    return final
+
+
+def load_prepared(config: PrepareConfig) -> tuple[Any, Any, list[str]]:
+    """``(model in eval mode, tokenizer, prompts)`` of a finished prepare for ``config``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory = config.directory()
+    if not is_prepared(directory):
+        raise FileNotFoundError(
+            f"no finished prepare at {directory}; run the prepare step first "
+            "(reference_trainer.prepare.prepare(config)) with the same PrepareConfig"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+    model = AutoModelForCausalLM.from_pretrained(directory / "model").eval()
+    prompts = json.loads((directory / PROMPTS).read_text())
+    return model, tokenizer, prompts
+
+
+def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
+    import tokenizers
+    import torch
+    import transformers
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            texts, source = load_corpus(config.corpus)
+            train_texts, heldout_texts = split_texts(texts, config.seed)
+            _log(progress, f"prepare: corpus {source}, {len(texts)} texts; training tokenizer")
+            tokenizer = train_tokenizer(train_texts, config)
+            train_ids = _token_stream(tokenizer, train_texts)
+            heldout_ids = _token_stream(tokenizer, heldout_texts)
+            train_blocks = _blocks(train_ids, config.sft_seq_len)
+            val_blocks = _blocks(heldout_ids, config.sft_seq_len)[:VAL_MAX_BLOCKS]
+            if len(train_blocks) == 0 or len(val_blocks) == 0:
+                raise ValueError(f"corpus {source!r} is too small for sft_seq_len")
+            model = build_model(tokenizer, config)
+            n_parameters = sum(p.numel() for p in model.parameters())
+            _log(progress, f"prepare: {n_parameters} parameters, {len(train_ids)} train tokens")
+            start = time.perf_counter()
+            history = sft(model, train_blocks, val_blocks, config, progress)
+            sft_seconds = time.perf_counter() - start
+            prompts = make_prompts(heldout_texts, config)
+            torch.manual_seed(config.seed)
+            samples = sample_continuations(model, tokenizer, prompts[:N_SAMPLES])
+    finally:
+        torch.set_num_threads(threads)
+
+    tokenizer.save_pretrained(out / "tokenizer")
+    model.save_pretrained(out / "model")
+    (out / PROMPTS).write_text(json.dumps(prompts, indent=0, ensure_ascii=False))
+    manifest = {
+        "format": FORMAT_VERSION,
+        "key": config.key(),
+        "config": as_dict(config),
+        "corpus": {
+            "source": source,
+            "texts": len(texts),
+            "train_texts": len(train_texts),
+            "heldout_texts": len(heldout_texts),
+            "tokens": len(train_ids) + len(heldout_ids),
+            "train_tokens": len(train_ids),
+            "val_tokens": val_blocks.numel(),
+        },
+        "vocab_size": len(tokenizer),
+        "parameters": n_parameters,
+        "sft_seconds": round(sft_seconds, 2),
+        "val_perplexity": history[-1]["val_perplexity"],
+        "sft_history": history,
+        "prompts": {"count": len(prompts), "distinct": len(set(prompts))},
+        "samples": samples,
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__,
+        },
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def split_texts(texts: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """``(train, heldout)``: a seeded shuffle, ``HELDOUT_FRACTION`` (at least one) held out."""
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    n_heldout = max(1, round(HELDOUT_FRACTION * len(texts)))
+    return [texts[i] for i in order[n_heldout:]], [texts[i] for i in order[:n_heldout]]
+
+
+def train_tokenizer(texts: list[str], config: PrepareConfig) -> Any:
+    """A byte-level BPE with ``config.vocab_size`` entries, as ``PreTrainedTokenizerFast``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=config.vocab_size,
+        special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token=EOS_TOKEN,
+        bos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        padding_side="left",
+        model_max_length=config.n_positions,
+    )
+
+
+def build_model(tokenizer: Any, config: PrepareConfig) -> Any:
+    """A freshly initialised GPT-2 sized by ``config``, with the tokenizer's special ids."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    special = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    model_config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=config.n_positions,
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=True,
+        **special,
+    )
+    model = GPT2LMHeadModel(model_config)
+    for name, value in special.items():
+        setattr(model.generation_config, name, value)
+    return model
+
+
+def sft(
+    model: Any, train_blocks: Any, val_blocks: Any, config: PrepareConfig, progress: bool
+) -> list[dict[str, float]]:
+    """Next-token cross-entropy with AdamW, linear warm-up then cosine decay to
+    ``FINAL_LR_FRACTION`` × ``sft_lr``, gradients clipped to norm 1. Returns the evaluations."""
+    import torch
+
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.sft_lr, betas=(0.9, 0.95), weight_decay=0.01
+    )
+    warmup = max(1, round(WARMUP_FRACTION * config.sft_steps))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress_01 = (step - warmup) / max(1, config.sft_steps - warmup)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress_01))
+        return FINAL_LR_FRACTION + (1.0 - FINAL_LR_FRACTION) * cosine
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    eval_steps = {math.ceil(config.sft_steps * (i + 1) / N_EVALS) for i in range(N_EVALS)}
+    batches = _shuffled_batches(train_blocks, config.sft_batch_size, config.seed)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    model.train()
+    for step in range(1, config.sft_steps + 1):
+        batch = next(batches)
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % LOG_EVERY_STEPS == 0 or step == 1:
+            elapsed = time.perf_counter() - start
+            _log(
+                progress,
+                f"sft step {step}/{config.sft_steps} loss {loss.item():.3f} {elapsed:.0f}s",
+            )
+        if step in eval_steps:
+            ppl = perplexity(model, val_blocks, config.sft_batch_size)
+            history.append({"step": step, "train_loss": loss.item(), "val_perplexity": ppl})
+            _log(progress, f"sft step {step}: validation perplexity {ppl:.1f}")
+    model.eval()
+    return history
+
+
+def perplexity(model: Any, blocks: Any, batch_size: int) -> float:
+    """exp(mean next-token negative log-likelihood) over every predicted token of ``blocks``."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in blocks.split(batch_size):
+            logits = model(input_ids=batch).logits[:, :-1]
+            targets = batch[:, 1:]
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum"
+            )
+            total += nll.item()
+            count += targets.numel()
+    model.train(was_training)
+    return math.exp(total / count)
+
+
+def make_prompts(heldout_texts: list[str], config: PrepareConfig) -> list[str]:
+    """The first ``prompt_words`` words of held-out texts that have more words than that, in the
+    split's seeded order; fewer such texts than ``n_prompts`` are reused cyclically (warned)."""
+    eligible = [t.split() for t in heldout_texts]
+    prompts = [" ".join(w[: config.prompt_words]) for w in eligible if len(w) > config.prompt_words]
+    if not prompts:
+        raise ValueError(f"no held-out text has more than prompt_words={config.prompt_words} words")
+    if len(prompts) < config.n_prompts:
+        import warnings
+
+        warnings.warn(
+            f"only {len(prompts)} held-out texts for n_prompts={config.n_prompts}; prompts repeat",
+            stacklevel=2,
+        )
+    return [prompts[i % len(prompts)] for i in range(config.n_prompts)]
+
+
+def sample_continuations(model: Any, tokenizer: Any, prompts: list[str]) -> list[dict[str, str]]:
+    """One sampled continuation (temperature 1, no top-k) of each prompt, for eyeballing."""
+    import torch
+
+    samples = []
+    for prompt in prompts:
+        encoded = tokenizer(prompt, return_tensors="pt")
+        room = model.config.n_positions - encoded["input_ids"].shape[1]
+        with torch.no_grad():
+            output = model.generate(
+                **encoded,
+                do_sample=True,
+                top_k=0,
+                top_p=1.0,
+                temperature=1.0,
+                max_new_tokens=max(1, min(SAMPLE_NEW_TOKENS, room)),
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new = output[0, encoded["input_ids"].shape[1] :]
+        samples.append(
+            {"prompt": prompt, "continuation": tokenizer.decode(new, skip_special_tokens=True)}
+        )
+    return samples
+
+
+def _token_stream(tokenizer: Any, texts: list[str]) -> list[int]:
+    """All texts' token ids, each text followed by EOS."""
+    stream: list[int] = []
+    for encoding in tokenizer.backend_tokenizer.encode_batch(texts):
+        stream.extend(encoding.ids)
+        stream.append(tokenizer.eos_token_id)
+    return stream
+
+
+def _blocks(stream: list[int], seq_len: int) -> Any:
+    """``stream`` cut into consecutive ``seq_len`` blocks (the ragged tail dropped)."""
+    import torch
+
+    n_blocks = len(stream) // seq_len
+    return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
+
+
+def _shuffled_batches(blocks: Any, batch_size: int, seed: int) -> Any:
+    """Endless batches of ``blocks``: each epoch a fresh seeded permutation."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    queue: list[int] = []
+    while True:
+        while len(queue) < batch_size:
+            queue.extend(torch.randperm(len(blocks), generator=generator).tolist())
+        take, queue = queue[:batch_size], queue[batch_size:]
+        yield blocks[take]
+
+
+def _temporary_prefix(final: Path) -> str:
+    return f".{final.name}.tmp-{socket.gethostname()}-"
+
+
+def _remove_abandoned_temporaries(final: Path) -> None:
+    """Delete this config's temporaries left by killed prepares on this host (pid not alive)."""
+    prefix = _temporary_prefix(final)
+    for path in final.parent.glob(f"{prefix}*"):
+        pid_text = path.name[len(prefix) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: an existence check, nothing is sent
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,119 @@
+"""``report``: plots and the SPEC §5 summary of a run directory.
+
+Writes ``report/summary.json``, ``report/summary.md`` and PNG plots: reward, KL against the
+threshold (SAFE) or target, entropy against SAFE's entropy floor, the KL coefficient, value loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safecontrol import SafeConfig
+from safecontrol.testing.metrics import summarize
+
+from .run_log import write_json_atomic
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl; is it a training run directory?")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} is empty: the run has not completed a step")
+    return rows
+
+
+def kl_limit(config: dict[str, Any], rows: list[dict[str, Any]]) -> np.ndarray | float:
+    """Per-step SAFE threshold, or the per-token target of the other algorithms."""
+    if config.get("algo") == "safe":
+        return np.array([r["threshold"] for r in rows])
+    return float(config.get("kl_target", 0.3))
+
+
+def summary(run_dir: Path) -> dict[str, Any]:
+    rows = read_metrics(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    series = {k: np.array([r[k] for r in rows]) for k in ("reward_mean", "kl_k3", "entropy")}
+    metrics = summarize(
+        series["reward_mean"], series["kl_k3"], series["entropy"], kl_limit(config, rows)
+    ).as_dict()
+    metrics.update(
+        algo=config.get("algo"),
+        steps=len(rows),
+        reward_start=float(series["reward_mean"][: min(10, len(rows))].mean()),
+        distinct_1_final=float(np.mean([r["distinct_1"] for r in rows[-10:]])),
+        wall_seconds=float(sum(r["seconds_total"] for r in rows)),
+        seconds_per_step=float(np.median([r["seconds_total"] for r in rows])),
+    )
+    return metrics
+
+
+def plot(run_dir: Path, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    steps = np.array([r["step"] for r in rows])
+
+    def series(key: str) -> np.ndarray:
+        return np.array([r[key] for r in rows], dtype=float)
+
+    floor = SafeConfig(**config.get("safe_overrides", {})).entropy_floor
+    panels = {
+        "reward.png": ("reward", [("reward mean", series("reward_mean"))]),
+        "kl.png": (
+            "KL per token",
+            [
+                ("k3", series("kl_k3")),
+                ("k1", series("kl_k1")),
+                ("threshold / target", np.broadcast_to(kl_limit(config, rows), steps.shape)),
+            ],
+        ),
+        "entropy.png": (
+            "entropy (nats)",
+            [("entropy", series("entropy")), ("SAFE entropy floor", np.full(steps.shape, floor))],
+        ),
+        "coef.png": ("KL coefficient β", [("coef", series("coef"))]),
+        "value_loss.png": ("value loss", [("value loss", series("value_loss"))]),
+    }
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (ylabel, lines) in panels.items():
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for label, ys in lines:
+            ax.plot(steps, ys, label=label)
+        if name == "reward.png":
+            mean, std = series("reward_mean"), series("reward_std")
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2, label="± batch std")
+        ax.set_xlabel("PPO iteration")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{config.get('algo')}: {ylabel}")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        written.append(out_dir / name)
+    return written
+
+
+def report(run_dir: Path) -> Path:
+    """Write the report; returns the directory that holds it."""
+    out_dir = run_dir / "report"
+    plot(run_dir, out_dir)
+    metrics = summary(run_dir)
+    write_json_atomic(out_dir / "summary.json", metrics)
+    lines = [f"# Run report: {run_dir}", "", "| metric | value |", "|---|---|"]
+    lines += [
+        f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+        for k, v in metrics.items()
+    ]
+    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    return out_dir

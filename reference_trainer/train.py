@@ -1,0 +1,367 @@
+"""The PPO / SAFE loop: rollout → score → advantages → controller → losses, one named step each.
+
+Read top to bottom, ``train`` is the algorithm. Every quantity a practitioner looks at goes to
+``metrics.jsonl``; checkpoints hold everything needed to continue bit-identically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from safecontrol.torch import (
+    critic_loss,
+    entropy_from_logits,
+    global_means,
+    global_measurements,
+    kl_per_token,
+    polyak_update,
+)
+
+from .config import TrainConfig, as_dict
+from .kl_control import kl_loss, make_controller, update_controller
+from .models import frozen_reference, load_policy, make_critics
+from .ppo import clipped_policy_loss, gae, whiten
+from .rewards import RewardFn, checked_rewards, make_reward
+from .rollout import ForwardResult, Rollout, sample, sequence_forward
+from .run_log import RunLog
+
+
+def global_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of ``x`` over the masked tokens of *all* processes, differentiably.
+
+    Its value is the exact global mean; its gradient, once DDP has averaged gradients over the
+    W processes, is the gradient of that global mean (each process contributes
+    W · Σ_local x / N_global). In one process this is the plain masked mean.
+    """
+    weights = mask.to(x.dtype)
+    local_sum = (x * weights).sum()
+    counts = global_means(tokens=weights.sum().detach().reshape(1))  # mean of one count per rank
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    n_global = max(counts["tokens"] * world, 1.0)
+    contribution = local_sum * (world / n_global)
+    value = global_means(x=(x.detach(), mask))["x"]
+    return contribution - contribution.detach() + value
+
+
+def _module(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+class Trainer:
+    """Holds the models, optimisers, controller and RNG streams of one run."""
+
+    def __init__(self, config: TrainConfig, reward_fn: RewardFn | None = None) -> None:
+        self.config = config
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)  # identical initial critics on every rank
+        policy, self.tokenizer, self.prompts = load_policy(config)
+        if config.batch_size < self.world:
+            raise ValueError(f"batch_size={config.batch_size} < number of processes {self.world}")
+        self.reference = frozen_reference(policy, config)
+        critic, self.target_critic = make_critics(policy, config)
+        self.policy_params = [p for p in policy.parameters() if p.requires_grad]
+        self.policy_optimizer = torch.optim.AdamW(self.policy_params, lr=config.lr)
+        self.critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr)
+        if self.world > 1:
+            policy = torch.nn.parallel.DistributedDataParallel(policy)
+            critic = torch.nn.parallel.DistributedDataParallel(critic)
+        self.policy, self.critic = policy, critic
+        self.controller = make_controller(config)
+        self.decision = self.controller.decision
+        self.reward_fn = reward_fn or make_reward(config.reward, config.reward_label)
+        self.prompt_sampler = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed * 1009 + self.rank)  # distinct samples per rank
+        random.seed(config.seed)
+        self.step = 0
+
+    # ------------------------------------------------------------------ one iteration
+    def iteration(self) -> dict[str, Any]:
+        c, timings = self.config, {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[f"seconds_{name}"] = now - clock
+            clock = now
+
+        # 1. rollout: every rank draws the same batch of prompts and samples its shard of them
+        indices = self.prompt_sampler.choice(len(self.prompts), size=c.batch_size, replace=False)
+        shard = [self.prompts[i] for i in indices[self.rank :: self.world]]
+        policy = _module(self.policy)
+        policy.eval()
+        rollout = sample(
+            policy, self.tokenizer, shard, c.max_new_tokens, c.min_new_tokens, c.temperature
+        )
+        lap("generate")
+
+        # 2. score
+        scores = torch.tensor(checked_rewards(self.reward_fn, rollout.prompts, rollout.completions))
+        lap("score")
+
+        # 3. the rollout policy's, the reference's and the critics' view of the samples
+        mask = rollout.response_mask
+        with torch.no_grad():
+            old = self._forward(policy, rollout)
+            reference_logp = self._reference_forward(rollout).logp
+            old_heads, _ = _module(self.critic)(old.hidden)
+            _, target_values = self.target_critic(old.hidden)
+            entropy = entropy_from_logits(old.logits)
+        lap("forward")
+
+        # 4. one controller update per rollout batch, from global detached statistics
+        kl_tokens = kl_per_token(old.logp, reference_logp, kind=c.kl_estimator)
+        k1_tokens = kl_per_token(old.logp, reference_logp, kind="k1")
+        stats = global_measurements(kl=kl_tokens, entropy=entropy, reward=scores, mask=mask)
+        extra = global_means(
+            kl_k1=(k1_tokens, mask),
+            kl_k3=(kl_per_token(old.logp, reference_logp, kind="k3"), mask),
+            kl_per_sequence=(k1_tokens * mask).sum(-1),
+            reward_sq=scores**2,
+            response_length=mask.sum(-1).float(),
+        )
+        self.decision = update_controller(
+            self.controller, c, stats, extra["kl_per_sequence"], c.batch_size
+        )
+        lap("controller")
+
+        # 5. advantages: GAE on the target critic's values, reward at the last token
+        last = (mask.long().cumsum(-1) * mask).argmax(-1)
+        rewards = torch.zeros_like(old.logp)
+        rewards[torch.arange(len(scores)), last] = scores
+        advantages, returns = gae(rewards, target_values, mask, c.gamma, c.lam)
+        advantages = whiten(advantages, mask)
+
+        # 6. PPO epochs: clipped policy loss + live KL term − entropy bonus; critic on returns
+        policy.train()
+        logs: dict[str, list[float]] = {}
+        for _ in range(c.ppo_epochs):
+            new = self._forward(self.policy, rollout)
+            pg, clip_fraction, approx_kl = clipped_policy_loss(
+                new.logp, old.logp, advantages, mask, c.clip_range
+            )
+            live_kl = global_token_mean(
+                kl_per_token(new.logp, reference_logp, c.kl_estimator), mask
+            )
+            new_entropy = global_token_mean(entropy_from_logits(new.logits), mask)
+            policy_loss = global_token_mean(pg, mask)
+            kl_term = kl_loss(live_kl, self.decision, c)
+            loss = policy_loss + kl_term - c.ent_coef * new_entropy
+            self.policy_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
+            scale = self._policy_step(rollout, new)
+
+            heads, _ = self.critic(new.hidden.detach())
+            value_loss = critic_loss(heads, old_heads, returns, clip=c.value_clip, mask=mask)
+            value_loss = value_loss * self._token_weight(mask)
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            value_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_max_grad_norm)
+            self.critic_optimizer.step()
+            polyak_update(self.target_critic, _module(self.critic), c.polyak_tau)
+
+            epoch = global_means(clip_fraction=(clip_fraction, mask), approx_kl=(approx_kl, mask))
+            for key, value in {
+                "policy_loss": float(policy_loss.detach()),
+                "value_loss": float(value_loss.detach()) / self._token_weight(mask),
+                "kl_term": float(kl_term.detach()),
+                "live_kl": float(live_kl.detach()),
+                "grad_norm": float(grad_norm),
+                "step_scale": scale,
+                **epoch,
+            }.items():
+                logs.setdefault(key, []).append(value)
+        lap("update")
+
+        reward_std = max(extra["reward_sq"] - stats["reward"] ** 2, 0.0) ** 0.5
+        completions = self._gather(rollout.completions)
+        tokens = extra["response_length"] * c.batch_size
+        metrics = {
+            "step": self.step + 1,
+            "reward_mean": stats["reward"],
+            "reward_std": reward_std,
+            "kl_k1": extra["kl_k1"],
+            "kl_k3": extra["kl_k3"],
+            "kl_measured": stats["kl"],
+            "entropy": stats["entropy"],
+            "response_length": extra["response_length"],
+            "distinct_1": _distinct_1(completions),
+            **_decision_fields(self.decision),
+            **{key: float(np.mean(values)) for key, values in logs.items()},
+            "step_scale_min": min(logs["step_scale"]),
+            **timings,
+        }
+        metrics["seconds_total"] = sum(v for k, v in timings.items() if k.startswith("seconds_"))
+        metrics["tokens_per_second"] = tokens / metrics["seconds_total"]
+        self.step += 1
+        self.last_samples = list(zip(self._gather(rollout.prompts), completions, strict=True))
+        return metrics
+
+    # ------------------------------------------------------------------ helpers
+    def _forward(self, model: torch.nn.Module, rollout: Rollout) -> ForwardResult:
+        c = self.config
+        return sequence_forward(
+            model, rollout, c.temperature, c.min_new_tokens, self.tokenizer.eos_token_id
+        )
+
+    def _reference_forward(self, rollout: Rollout) -> ForwardResult:
+        if self.reference is not None:
+            return self._forward(self.reference, rollout)
+        with _module(self.policy).disable_adapter():  # LoRA: the base model is the reference
+            return self._forward(_module(self.policy), rollout)
+
+    def _token_weight(self, mask: torch.Tensor) -> float:
+        """W · n_local / N_global: turns a local masked mean into its share of the global one."""
+        if self.world == 1:
+            return 1.0
+        n_local = float(mask.sum())
+        n_global = global_means(n=torch.tensor([n_local]))["n"] * self.world
+        return self.world * n_local / max(n_global, 1.0)
+
+    def _policy_step(self, rollout: Rollout, before: ForwardResult) -> float:
+        """Optimizer step; for SAFE with preview, shrink it so KL(before ‖ after) ≤ the limit."""
+        c = self.config
+        if not (c.algo == "safe" and c.safe_preview):
+            self.policy_optimizer.step()
+            return 1.0
+        saved = [p.detach().clone() for p in self.policy_params]
+        self.policy_optimizer.step()
+        with torch.no_grad():
+            after = self._forward(self.policy, rollout)
+            preview = global_means(
+                kl=(kl_per_token(after.logp, before.logp.detach(), "k3"), rollout.response_mask)
+            )["kl"]
+            scale = self.decision.step_scale(preview)
+            if scale < 1.0:
+                for param, old in zip(self.policy_params, saved, strict=True):
+                    param.copy_(old + scale * (param - old))
+        return scale
+
+    def _gather(self, items: list[str]) -> list[str]:
+        if self.world == 1:
+            return list(items)
+        gathered: list[list[str]] = [[] for _ in range(self.world)]
+        dist.all_gather_object(gathered, items)
+        return [x for part in gathered for x in part]
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "config": as_dict(self.config),
+            "policy": _module(self.policy).state_dict(),
+            "critic": _module(self.critic).state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "policy_optimizer": self.policy_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "controller": json.dumps(self.controller.state_dict()),
+            "prompt_sampler": json.dumps(self.prompt_sampler.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": json.dumps(random.getstate()),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        _module(self.policy).load_state_dict(state["policy"])
+        _module(self.critic).load_state_dict(state["critic"])
+        self.target_critic.load_state_dict(state["target_critic"])
+        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.controller.load_state_dict(json.loads(state["controller"]))
+        self.decision = self.controller.decision
+        self.prompt_sampler.bit_generator.state = json.loads(state["prompt_sampler"])
+        python_state = json.loads(state["python_rng"])
+        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+        self.step = int(state["step"])
+        # Every rank restores its own sampling stream: rank r's was saved as rank_rng[r].
+        torch.set_rng_state(
+            state["rank_rng"][self.rank] if "rank_rng" in state else state["torch_rng"]
+        )
+
+
+def _decision_fields(decision: Any) -> dict[str, Any]:
+    data = decision.as_dict()
+    keep = (
+        "coef",
+        "threshold",
+        "gate",
+        "phase",
+        "active",
+        "kl_predicted",
+        "penalty",
+        "pid_p",
+        "pid_i",
+        "pid_d",
+        "skipped",
+    )
+    return {k: data[k] for k in keep if k in data}
+
+
+def _distinct_1(completions: list[str]) -> float:
+    words = [w for text in completions for w in text.split()]
+    return len(set(words)) / len(words) if words else 0.0
+
+
+def train(
+    config: TrainConfig,
+    reward_fn: RewardFn | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Run (or continue) a training run; returns its directory."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    try:
+        return _train(config, reward_fn, resume, progress)
+    finally:
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progress: bool) -> Path:
+    run = RunLog(Path(config.run_dir), writer=not dist.is_initialized() or dist.get_rank() == 0)
+    run.begin(config, resume)
+    trainer = Trainer(config, reward_fn)
+    state = run.latest_checkpoint() if resume else None
+    if state is not None:
+        trainer.load_state(state)
+        run.truncate_metrics(trainer.step)
+    bar = run.progress(config.steps, trainer.step, enabled=progress)
+    with contextlib.closing(bar):
+        while trainer.step < config.steps:
+            metrics = trainer.iteration()
+            run.log_metrics(metrics)
+            if trainer.step % config.sample_every == 0 or trainer.step == config.steps:
+                run.log_samples(trainer.step, trainer.last_samples[:4], metrics)
+            if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
+                run.save_checkpoint(trainer.state(), _rank_rng_states())
+            bar.update(1)
+            bar.set_postfix(
+                reward=f"{metrics['reward_mean']:.3f}",
+                kl=f"{metrics['kl_k3']:.3f}",
+                entropy=f"{metrics['entropy']:.2f}",
+            )
+    return Path(config.run_dir)
+
+
+def _rank_rng_states() -> list[torch.Tensor]:
+    """Every rank's torch RNG state (rank 0 writes them all into the checkpoint)."""
+    state = torch.get_rng_state()
+    if not dist.is_initialized():
+        return [state]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
