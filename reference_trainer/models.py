@@ -39,6 +39,9 @@ def load_policy(config: TrainConfig) -> tuple[torch.nn.Module, Any, list[str]]:
 
     source = policy_source(config)
     prepared = Path(source) / "prepare.json"
+    looks_local = str(source).startswith((".", "/", "~")) or Path(source).exists()
+    if config.model and looks_local and not Path(source).expanduser().is_dir():
+        raise ValueError(f"model {config.model!r}: no such directory")
     if not config.model and not prepared.is_file():
         raise FileNotFoundError(
             f"the offline default is not prepared in {source}; run "

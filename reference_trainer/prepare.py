@@ -81,6 +81,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> Path:
         tempfile.mkdtemp(prefix=f"{_temporary_prefix(final)}{os.getpid()}-", dir=final.parent)
     )
     try:
+        tmp.chmod(0o755)  # mkdtemp's 0o700 would make a shared cache private
         _build(config, tmp, progress)
         if is_prepared(final):  # a concurrent prepare of the same config finished first
             shutil.rmtree(tmp, ignore_errors=True)
@@ -139,9 +140,10 @@ def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
             model = build_model(tokenizer, config)
             n_parameters = sum(p.numel() for p in model.parameters())
             _log(progress, f"prepare: {n_parameters} parameters, {len(train_ids)} train tokens")
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             history = sft(model, train_blocks, val_blocks, config, progress)
             sft_seconds = time.perf_counter() - start
+            sft_cpu_seconds = time.process_time() - start_cpu
             prompts = make_prompts(heldout_texts, config)
             torch.manual_seed(config.seed)
             samples = sample_continuations(model, tokenizer, prompts[:N_SAMPLES])
@@ -167,6 +169,7 @@ def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
         "vocab_size": len(tokenizer),
         "parameters": n_parameters,
         "sft_seconds": round(sft_seconds, 2),
+        "sft_cpu_seconds": round(sft_cpu_seconds, 2),
         "val_perplexity": history[-1]["val_perplexity"],
         "sft_history": history,
         "prompts": {"count": len(prompts), "distinct": len(set(prompts))},

@@ -67,6 +67,7 @@ class Trainer:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)  # identical initial critics on every rank
         policy, self.tokenizer, self.prompts = load_policy(config)
+        policy.eval()
         if config.batch_size < self.world:
             raise ValueError(f"batch_size={config.batch_size} < number of processes {self.world}")
         self.reference = frozen_reference(policy, config)
@@ -101,7 +102,6 @@ class Trainer:
         indices = self.prompt_sampler.choice(len(self.prompts), size=c.batch_size, replace=False)
         shard = [self.prompts[i] for i in indices[self.rank :: self.world]]
         policy = _module(self.policy)
-        policy.eval()
         rollout = sample(
             policy, self.tokenizer, shard, c.max_new_tokens, c.min_new_tokens, c.temperature
         )
@@ -135,6 +135,7 @@ class Trainer:
         self.decision = update_controller(
             self.controller, c, stats, extra["kl_per_sequence"], c.batch_size
         )
+        self._check_ranks_agree(self.decision)
         lap("controller")
 
         # 5. advantages: GAE on the target critic's values, reward at the last token
@@ -144,8 +145,9 @@ class Trainer:
         advantages, returns = gae(rewards, target_values, mask, c.gamma, c.lam)
         advantages = whiten(advantages, mask)
 
-        # 6. PPO epochs: clipped policy loss + live KL term − entropy bonus; critic on returns
-        policy.train()
+        # 6. PPO epochs: clipped policy loss + live KL term − entropy bonus; critic on returns.
+        # The policy stays in eval mode: dropout would make the ratio to the rollout's log-probs
+        # noise instead of the update's effect.
         logs: dict[str, list[float]] = {}
         for _ in range(c.ppo_epochs):
             new = self._forward(self.policy, rollout)
@@ -249,6 +251,15 @@ class Trainer:
                 for param, old in zip(self.policy_params, saved, strict=True):
                     param.copy_(old + scale * (param - old))
         return scale
+
+    def _check_ranks_agree(self, decision: Any) -> None:
+        """Every rank must hold the same decision: the controllers saw the same global stats."""
+        if self.world == 1:
+            return
+        decisions: list[Any] = [None] * self.world
+        dist.all_gather_object(decisions, decision.as_dict())
+        if any(d != decisions[0] for d in decisions):
+            raise RuntimeError(f"controller decisions differ across ranks: {decisions}")
 
     def _gather(self, items: list[str]) -> list[str]:
         if self.world == 1:

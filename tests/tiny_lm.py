@@ -1,0 +1,53 @@
+"""A tiny causal LM and tokenizer built locally in a second (no downloads, no prepare step)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reference_trainer.corpus import python_reference
+
+
+def build_tiny(directory: Path, seed: int = 0) -> Path:
+    """A prepared-style directory: tokenizer/, model/ (random init), prompts.json, prepare.json."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    texts = python_reference()
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<|endoftext|>", "<|pad|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        pad_token="<|pad|>",
+        padding_side="left",
+    )
+    tokenizer.save_pretrained(directory / "tokenizer")
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=48,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    GPT2LMHeadModel(config).save_pretrained(directory / "model")
+    prompts = [" ".join(t.split()[: 2 + i % 3]) for i, t in enumerate(texts[:300])]
+    (directory / "prompts.json").write_text(json.dumps(prompts))
+    (directory / "prepare.json").write_text(json.dumps({"tiny": True}))
+    return directory

@@ -1,0 +1,236 @@
+"""The reference trainer: resume after SIGKILL, atomic checkpoints, bad input, two processes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tiny_lm import build_tiny  # noqa: E402
+
+from reference_trainer import checkpoint  # noqa: E402
+from reference_trainer.__main__ import main  # noqa: E402
+from reference_trainer.config import TrainConfig, build  # noqa: E402
+from reference_trainer.train import train  # noqa: E402
+
+TIMING_KEYS = ("seconds_", "tokens_per_second")
+SMALL = {
+    "steps": "6",
+    "batch_size": "4",
+    "max_new_tokens": "6",
+    "min_new_tokens": "1",
+    "checkpoint_every": "2",
+    "sample_every": "3",
+    "threads": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def cli(model: Path, run_dir: Path, *extra: str, **overrides: str) -> list[str]:
+    settings = {**SMALL, **overrides}
+    args = [
+        sys.executable,
+        "-m",
+        "reference_trainer",
+        "train",
+        "--model",
+        str(model),
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+    ]
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    return args + list(extra)
+
+
+def deterministic(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not k.startswith(TIMING_KEYS)} for row in rows]
+
+
+def test_sigkilled_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tiny, tmp_path):
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    uninterrupted = tmp_path / "uninterrupted"
+    subprocess.run(cli(tiny, uninterrupted), check=True, env=env, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        cli(tiny, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = killed / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    lines_at_kill = len(metrics.read_text().splitlines())
+    assert 3 <= lines_at_kill < 6, "the kill must land mid-run"
+    assert checkpoint.load(killed / "checkpoint.pt")["step"] in (2, 4)
+
+    subprocess.run(
+        cli(tiny, killed, "--resume"), check=True, env=env, capture_output=True, timeout=300
+    )
+    assert deterministic(killed) == deterministic(uninterrupted)
+    assert len(deterministic(killed)) == 6
+
+
+KILLED_WRITER = """
+import sys, torch
+from pathlib import Path
+from reference_trainer.checkpoint import save_atomic
+path = Path(sys.argv[1])
+save_atomic(path, {"step": 1, "weights": torch.zeros(10)})
+print("ready", flush=True)
+while True:   # keep rewriting a large checkpoint until killed mid-write
+    save_atomic(path, {"step": 2, "weights": torch.ones(20_000_000)})
+"""
+
+
+def test_kill_during_checkpoint_write_leaves_a_loadable_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = checkpoint.load(path)
+    assert state["step"] in (1, 2)
+    expected = 0.0 if state["step"] == 1 else 1.0
+    assert float(state["weights"].mean()) == expected
+
+
+def test_unknown_algorithm_and_config_key_are_named():
+    with pytest.raises(ValueError, match="algo"):
+        TrainConfig(algo="reinforce")
+    with pytest.raises(ValueError, match="lrr"):
+        build(TrainConfig, {"lrr": "1"}, strings=True)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        TrainConfig(max_new_tokens=0)
+
+
+def test_cli_reports_bad_input_with_exit_code_2(tiny, tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny),
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "nonexistent_key=1",
+        ]
+    )
+    assert code == 2
+    assert "nonexistent_key" in capsys.readouterr().err
+    code = main(["train", "--model", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def small_config(tiny: Path, run_dir: Path, **changes) -> TrainConfig:
+    values = build(TrainConfig, {**SMALL, "steps": "3", "checkpoint_every": "1"}, strings=True)
+    return TrainConfig(
+        **{**values.__dict__, "model": str(tiny), "run_dir": str(run_dir), **changes}
+    )
+
+
+def failing_at(step_to_fail: int, returned):
+    calls = {"n": 0}
+
+    def reward_fn(prompts, completions):
+        calls["n"] += 1
+        if calls["n"] >= step_to_fail:
+            return returned(completions)
+        return [0.1] * len(completions)
+
+    return reward_fn
+
+
+def _raise(completions):
+    raise RuntimeError("scorer down")
+
+
+@pytest.mark.parametrize(
+    "returned, error, message",
+    [
+        (_raise, RuntimeError, "scorer down"),
+        (lambda c: [math.nan] * len(c), ValueError, "non-finite"),
+        (lambda c: [0.0] * (len(c) + 1), ValueError, "returned 5 values for 4"),
+    ],
+)
+def test_bad_reward_function_stops_with_clear_error_and_checkpoint_intact(
+    tiny, tmp_path, returned, error, message
+):
+    run_dir = tmp_path / "run"
+    with pytest.raises(error, match=message):
+        train(small_config(tiny, run_dir), reward_fn=failing_at(3, returned), progress=False)
+    state = checkpoint.load(run_dir / "checkpoint.pt")
+    assert state["step"] == 2
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_empty_prompt_set_is_refused(tiny, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for part in ("model", "tokenizer", "prepare.json"):
+        os.symlink(tiny / part, empty / part)
+    (empty / "prompts.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"prompt set .* is empty"):
+        train(small_config(empty, tmp_path / "run"), progress=False)
+
+
+def test_existing_run_is_not_clobbered_without_resume(tiny, tmp_path):
+    run_dir = tmp_path / "run"
+    train(small_config(tiny, run_dir, steps=1), reward_fn=failing_at(99, None), progress=False)
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(small_config(tiny, run_dir, steps=1), progress=False)
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+
+
+def test_two_processes_train_data_parallel_with_one_writer(tiny, tmp_path):
+    run_dir = tmp_path / "ddp"
+    args = cli(tiny, run_dir, steps="2", checkpoint_every="1")
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "reference_trainer",
+        *args[3:],
+    ]
+    result = subprocess.run(
+        launcher,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = deterministic(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]  # one writer: no duplicated lines
+    assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 2
+    assert len(checkpoint.load(run_dir / "checkpoint.pt")["rank_rng"]) == 2
