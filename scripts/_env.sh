@@ -17,9 +17,27 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "Installing safecontrol[$EXTRAS] into .venv ..." >&2
     PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
     case ",$EXTRAS," in
-        *,torch,*|*,trainer,*) PIP+=("$TORCH_PIN") ;;
+        *,torch,*|*,trainer,*|*,trl,*) PIP+=("$TORCH_PIN") ;;
     esac
     "${PIP[@]}" -e "$ROOT${EXTRAS:+[$EXTRAS]}"
     echo "$WANT" > "$STAMP"
 fi
 PY="$VENV/bin/python"
+
+# The offline corpus of the reference trainer (SPEC §6): Debian's fortunes and WordNet examples.
+# Installed when missing and we may (root with apt-get); otherwise the trainer falls back to the
+# corpus that ships with Python and says so.
+ensure_corpus() {
+    if [ -d /usr/share/games/fortunes ] && [ -f /usr/share/wordnet/data.noun ]; then
+        return 0
+    fi
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "Installing the corpus (apt-get install fortunes wordnet-base) ..." >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq fortunes wordnet-base) >/dev/null 2>&1 ||
+            echo "warning: could not install fortunes/wordnet-base; using the fallback corpus" >&2
+    else
+        echo "note: fortunes/wordnet-base missing (apt-get install fortunes wordnet-base);" \
+             "using the fallback corpus" >&2
+    fi
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, then every test (unit, property-based, closed-loop, torch adapters).
+# The whole test suite: lint, then every test (unit, property-based, closed-loop, torch adapters,
+# the reference trainer, the TRL integration).
 # Extra arguments go to pytest.
 set -euo pipefail
-source "$(dirname "$0")/_env.sh" "dev,torch"
+source "$(dirname "$0")/_env.sh" "dev,torch,trainer,trl"
 cd "$ROOT"
+ensure_corpus
 "$VENV/bin/ruff" check .
 "$PY" -m pytest -n 2 "$@"

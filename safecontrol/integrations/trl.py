@@ -1,0 +1,350 @@
+"""Drive TRL ``GRPOTrainer``'s KL coefficient β from a safecontrol controller (SPEC §1.2, §4).
+
+One line after building the trainer::
+
+    trainer = GRPOTrainer(model=..., args=GRPOConfig(beta=0.001, ...), ...)
+    SafeBetaCallback.attach(trainer)        # SafeController(SafeConfig(kl_estimator="k3"))
+    trainer.train()                         # or train(resume_from_checkpoint=True)
+
+What it does, and why:
+
+- **Measurements, as TRL computed them.** For every micro-batch GRPOTrainer appends the per-token
+  k3 KL to the reference and the per-token entropy, each a token-weighted mean reduced over all
+  processes, to ``trainer._metrics["train"]["kl"]`` and ``["entropy"]``; for every generated
+  rollout batch it appends the mean reward over all processes to ``["reward"]``. At the end of
+  each optimizer step (``on_step_end``, never inside a gradient-accumulation window) the callback
+  takes the values appended since it last looked, by remembering each list and its length (so
+  TRL clearing the lists at every log does not matter), and averages them exactly as TRL's log
+  does. Every process computes the same update from the same global values, so β agrees across
+  ranks without communication.
+- **One controller update per rollout batch.** The update happens at the end of an optimizer step
+  whose window generated a new rollout batch; with TRL's defaults (``num_iterations=1``,
+  ``steps_per_generation = gradient_accumulation_steps``) that is every optimizer step. When TRL
+  reuses a rollout (``num_iterations`` > 1, or ``steps_per_generation`` larger than
+  ``gradient_accumulation_steps``) the steps that train on it hold β and carry their KL and
+  entropy into the next update: stepping the controller once per pass over the same rollout would
+  make its gains depend on the pass count (SPEC §2.2).
+- **β = max(decision.coef, min_beta).** GRPO adds β·k3 per token to its loss; a ``SafeDecision``'s
+  ``coef`` is dP/dKL at the tracked KL, the β whose linear penalty has the SAFE penalty's slope
+  there. The floor exists because GRPOTrainer computes the reference log-probs and the KL only
+  while ``trainer.beta != 0``: a β of 0 would blind the controller for good, and a β raised from 0
+  in the middle of a reused rollout would find no reference log-probs. ``min_beta`` (default 1e-6)
+  keeps both working at a negligible penalty.
+- **Start.** From the start of training ``trainer.beta`` is the controller's current decision (the
+  neutral SAFE decision, coef 0, gives ``min_beta``). ``GRPOConfig(beta=...)`` must still be
+  non-zero: with ``beta=0`` GRPOTrainer loads no reference model, so the callback refuses it.
+- **Logs.** Every optimizer step ``safe/beta`` (the β set) and ``safe/coef`` and, for a SAFE
+  decision, ``safe/threshold``, ``safe/gate``, ``safe/phase`` (``PHASE_CODES``: 0 warmup,
+  1 climbing, 2 plateau, 3 converged) and ``safe/kl_predicted`` go into TRL's metrics, so TRL
+  averages them over ``logging_steps`` and every reporter receives them like its own.
+- **Checkpoints.** ``on_save`` writes ``safecontrol_controller.json`` (the controller's
+  ``state_dict``, β and the measurements not yet used) into ``checkpoint-N`` from the saving
+  process, through a temporary file and ``os.replace``. A resumed run (global step > 0 at
+  ``on_train_begin``) reads it from ``output_dir/checkpoint-N``; for a checkpoint outside
+  ``output_dir`` call ``load_checkpoint(path)`` before ``train``.
+
+Controllers other than SAFE work through the same calls,
+``update(kl=, entropy=, reward=, n_steps=)`` once per rollout batch and ``decision.coef`` as β;
+their KL targets are then in TRL's unit (mean per-token k3) and ``n_steps`` is the number of
+completions in the rollout batches since the last update.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from typing import Any, Protocol
+
+try:
+    from accelerate.utils import is_peft_model
+    from transformers import TrainerCallback
+    from trl import GRPOTrainer
+except ImportError as exc:  # pragma: no cover - exercised only where TRL is absent
+    raise ImportError(
+        "safecontrol.integrations.trl needs TRL; install it with: pip install 'safecontrol[trl]'"
+    ) from exc
+
+from .._validation import as_float
+from ..decision import SafeDecision
+from ..entropy_target import EntropyTargetController
+from ..phase import Phase
+from ..safe import SafeConfig, SafeController
+
+CHECKPOINT_FILE = "safecontrol_controller.json"
+"""The file ``on_save`` writes into each ``checkpoint-N`` folder."""
+STATE_FORMAT_VERSION = 1
+MEASURED = ("kl", "entropy", "reward")
+"""The keys of ``trainer._metrics["train"]`` the controller is fed from."""
+PHASE_CODES = {phase.value: float(code) for code, phase in enumerate(Phase)}
+"""``safe/phase`` as a number: warmup 0, climbing 1, plateau 2, converged 3."""
+
+
+class BetaController(Protocol):
+    """What the callback needs from a controller (every safecontrol KL controller has it)."""
+
+    @property
+    def decision(self) -> Any: ...
+
+    def update(self, *, kl: float, entropy: float, reward: float, n_steps: int) -> Any: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)  # TRL's own log formula, so fed and logged values agree
+
+
+def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
+    """Write JSON so that ``path`` holds either the old or the complete new content, never half."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".safecontrol-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class SafeBetaCallback(TrainerCallback):
+    """Sets ``trainer.beta`` of a TRL ``GRPOTrainer`` from a controller once per rollout batch.
+
+    Args:
+        trainer: the ``GRPOTrainer``, built with ``GRPOConfig(beta > 0)`` so that it loads a
+            reference model.
+        controller: any safecontrol KL controller (default
+            ``SafeController(SafeConfig(kl_estimator="k3"))``); a ``SafeController`` must be
+            configured for the k3 estimator TRL uses.
+        min_beta: floor on β, > 0 (default 1e-6); see the module docstring for why it exists.
+        require_state_on_resume: when a run resumes and its checkpoint holds no controller state,
+            raise (default) instead of warning and continuing with the controller as it is.
+
+    Prefer ``SafeBetaCallback.attach(trainer, ...)``, which also adds the callback to the trainer.
+    """
+
+    def __init__(
+        self,
+        trainer: GRPOTrainer,
+        controller: BetaController | None = None,
+        *,
+        min_beta: float = 1e-6,
+        require_state_on_resume: bool = True,
+    ) -> None:
+        if not isinstance(trainer, GRPOTrainer):
+            raise ValueError(f"trainer must be a trl.GRPOTrainer, got {type(trainer).__name__}")
+        if trainer.beta == 0.0 or (trainer.ref_model is None and not is_peft_model(trainer.model)):
+            raise ValueError(
+                f"GRPOTrainer has no reference model (GRPOConfig.beta = {trainer.args.beta!r}, "
+                f"trainer.beta = {trainer.beta!r}; with beta = 0 it loads none), so there is no KL "
+                "to measure or penalise and no controller can steer it. Build the trainer with "
+                "GRPOConfig(beta=...) > 0 (e.g. 0.001); SafeBetaCallback sets trainer.beta itself "
+                "from the first step on."
+            )
+        self.min_beta = _positive_min_beta(min_beta)
+        self.controller = _checked_controller(controller)
+        self.trainer = trainer
+        self.require_state_on_resume = bool(require_state_on_resume)
+        self._pending: dict[str, list[float]] = {key: [] for key in MEASURED}
+        self._rollouts = 0  # rollout batches generated since the last update
+        self._seen: dict[str, tuple[list[float], int]] = {}
+        self._global_step = 0
+        self._restored_step: int | None = None
+
+    @classmethod
+    def attach(
+        cls, trainer: GRPOTrainer, controller: BetaController | None = None, **kwargs: Any
+    ) -> SafeBetaCallback:
+        """Build the callback (arguments as for the constructor) and add it to ``trainer``."""
+        if any(isinstance(cb, cls) for cb in trainer.callback_handler.callbacks):
+            raise ValueError(f"trainer already has a {cls.__name__}; two would both set beta")
+        callback = cls(trainer, controller, **kwargs)
+        trainer.add_callback(callback)
+        return callback
+
+    @property
+    def beta(self) -> float:
+        """The β the controller's current decision asks for: max(decision.coef, min_beta)."""
+        coef = float(self.controller.decision.coef)
+        if not (math.isfinite(coef) and coef >= 0.0):
+            raise ValueError(f"the controller decided coef = {coef!r}; beta must be finite, >= 0")
+        return max(coef, self.min_beta)
+
+    # ------------------------------------------------------------------ TRL hooks
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        step = state.global_step
+        if self._restored_step is None and step > 0:  # resuming: restore the controller
+            folder = os.path.join(args.output_dir, f"checkpoint-{step}")
+            if os.path.isfile(os.path.join(folder, CHECKPOINT_FILE)):
+                self.load_checkpoint(folder)
+            else:
+                message = (
+                    f"training resumes at global step {step} but {folder} holds no "
+                    f"{CHECKPOINT_FILE}; if the checkpoint lies outside output_dir, call "
+                    "load_checkpoint(path) before train()"
+                )
+                if self.require_state_on_resume:
+                    raise FileNotFoundError(message)
+                warnings.warn(message + "; continuing with the controller as it is", stacklevel=2)
+        if self._restored_step is not None and self._restored_step != step:
+            raise ValueError(
+                f"the controller state loaded is from global step {self._restored_step}, "
+                f"but training starts at global step {step}"
+            )
+        self._restored_step = None
+        self._global_step = step
+        metrics = self.trainer._metrics["train"]
+        self._seen = {key: (metrics[key], len(metrics[key])) for key in MEASURED if key in metrics}
+        self.trainer.beta = self.beta
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """At the optimizer-step boundary: collect this step's metrics, update once per rollout."""
+        self._global_step = state.global_step
+        for key in MEASURED:
+            new = self._take_new(key)
+            if key == "reward":
+                self._rollouts += len(new)
+                new = [r for r in new if not math.isnan(r)]  # unscorable batches, as TRL's log
+            self._pending[key].extend(new)
+        if self._rollouts:
+            self._update(n_completions=self._rollouts * args.generation_batch_size)
+        self._log_decision()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not args.should_save:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if not os.path.isdir(folder):
+            warnings.warn(
+                f"no checkpoint folder {folder}; the controller state was not saved", stacklevel=2
+            )
+            return
+        _write_json_atomic(os.path.join(folder, CHECKPOINT_FILE), self.state_dict())
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON: the controller's ``state_dict``, β, and the measurements not yet used."""
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "type": type(self).__name__,
+            "global_step": self._global_step,
+            "beta": self.trainer.beta,
+            "min_beta": self.min_beta,
+            "rollouts": self._rollouts,
+            "pending": {key: list(values) for key, values in self._pending.items()},
+            "controller": self.controller.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s snapshot and set ``trainer.beta`` from the restored decision.
+
+        Raises ``ValueError`` on a different type or version, malformed fields, or a controller
+        that refuses the state (another type or config); nothing changes then.
+        """
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or state_dict.get("type") != name:
+            raise ValueError(f"not a {name} state: {str(state_dict)[:80]!r}")
+        if state_dict.get("format_version") != STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"{name} state format_version {state_dict.get('format_version')!r} is not "
+                f"supported (expected {STATE_FORMAT_VERSION})"
+            )
+        try:
+            pending = {key: [float(v) for v in state_dict["pending"][key]] for key in MEASURED}
+            rollouts, step = int(state_dict["rollouts"]), int(state_dict["global_step"])
+            controller_state = state_dict["controller"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{name}.load_state_dict: malformed state ({exc!r})") from exc
+        self.controller.load_state_dict(controller_state)
+        self._pending, self._rollouts, self._global_step = pending, rollouts, step
+        self.trainer.beta = self.beta
+
+    def load_checkpoint(self, checkpoint_dir: str | os.PathLike[str]) -> None:
+        """Restore the state saved in ``checkpoint_dir``; training must resume at its step."""
+        with open(os.path.join(checkpoint_dir, CHECKPOINT_FILE)) as f:
+            self.load_state_dict(json.load(f))
+        self._restored_step = self._global_step
+
+    # ------------------------------------------------------------------ internals
+    def _take_new(self, key: str) -> list[float]:
+        """Values appended to TRL's metric list ``key`` since the last call."""
+        values = self.trainer._metrics["train"].get(key)
+        if values is None:
+            return []
+        seen_list, seen_len = self._seen.get(key, (None, 0))
+        start = seen_len if values is seen_list else 0  # a new list: TRL logged and cleared
+        self._seen[key] = (values, len(values))
+        return [float(v) for v in values[start:]]
+
+    def _update(self, n_completions: int) -> None:
+        pending = self._pending
+        if not pending["kl"] or not pending["entropy"]:
+            raise RuntimeError(
+                f"GRPOTrainer logged no {'kl' if not pending['kl'] else 'entropy'} in this "
+                f"optimizer step (beta is now {self.trainer.beta!r}); it measures the KL only "
+                "while trainer.beta != 0, which SafeBetaCallback keeps by min_beta: was beta "
+                "set elsewhere?"
+            )
+        self.controller.update(
+            kl=_mean(pending["kl"]),
+            entropy=_mean(pending["entropy"]),
+            reward=_mean(pending["reward"]) if pending["reward"] else math.nan,
+            n_steps=n_completions,
+        )
+        self._pending = {key: [] for key in MEASURED}
+        self._rollouts = 0
+        self.trainer.beta = self.beta
+
+    def _log_decision(self) -> None:
+        metrics = self.trainer._metrics["train"]
+        decision = self.controller.decision
+        metrics["safe/beta"].append(float(self.trainer.beta))
+        metrics["safe/coef"].append(float(decision.coef))
+        if isinstance(decision, SafeDecision):
+            metrics["safe/threshold"].append(decision.threshold)
+            metrics["safe/gate"].append(decision.gate)
+            metrics["safe/phase"].append(PHASE_CODES[decision.phase])
+            metrics["safe/kl_predicted"].append(decision.kl_predicted)
+
+
+def _positive_min_beta(min_beta: Any) -> float:
+    value = as_float("min_beta", min_beta)
+    if not (math.isfinite(value) and value > 0.0):
+        raise ValueError(
+            f"min_beta must be finite and > 0 (GRPOTrainer stops measuring the KL at beta = 0), "
+            f"got {min_beta!r}"
+        )
+    return value
+
+
+def _checked_controller(controller: Any) -> BetaController:
+    if controller is None:
+        return SafeController(SafeConfig(kl_estimator="k3"))
+    if isinstance(controller, EntropyTargetController):
+        raise ValueError(
+            "EntropyTargetController decides an entropy-bonus coefficient, not a KL coefficient; "
+            "for entropy control use GRPOConfig(use_adaptive_entropy=True, entropy_target=...)"
+        )
+    missing = [
+        name
+        for name in ("update", "state_dict", "load_state_dict")
+        if not callable(getattr(controller, name, None))
+    ]
+    if missing or not hasattr(controller, "decision"):
+        raise ValueError(
+            f"controller must have decision, update, state_dict and load_state_dict; "
+            f"{type(controller).__name__} lacks {missing or ['decision']}"
+        )
+    if isinstance(controller, SafeController) and controller.config.kl_estimator != "k3":
+        raise ValueError(
+            "GRPOTrainer measures the per-token k3 KL; build the SafeController with "
+            f"SafeConfig(kl_estimator='k3'), got kl_estimator={controller.config.kl_estimator!r}"
+        )
+    return controller

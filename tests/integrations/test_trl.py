@@ -1,0 +1,375 @@
+"""safecontrol.integrations.trl driving the real TRL GRPOTrainer on CPU.
+
+Everything is built here: a word-level tokenizer and a 1-layer Llama (hidden 16) saved to a
+temporary folder, six prompts and a dense word-score reward. Each run is a few optimizer steps of
+4 completions of at most 4 tokens; ``logging_steps=1`` makes TRL's log hold each step's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import pytest
+
+pytest.importorskip("trl")
+
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    TrainerCallback,
+)
+from trl import GRPOConfig, GRPOTrainer
+
+from safecontrol import (
+    AdaptiveKL,
+    EntropyTargetController,
+    FixedKL,
+    SafeConfig,
+    SafeController,
+)
+from safecontrol.integrations.trl import (
+    CHECKPOINT_FILE,
+    PHASE_CODES,
+    SafeBetaCallback,
+)
+
+WORD_SCORES = {
+    **{w: 1.0 for w in ("good", "happy")},
+    **{w: 0.5 for w in ("bright", "sun")},
+    **{w: -1.0 for w in ("bad", "sad")},
+    **{w: -0.5 for w in ("dark", "rain")},
+    **{w: 0.0 for w in ("the", "a", "day", "night", "is", "was", "very", "not")},
+}
+PROMPTS = ["the day is", "the sun was", "a night is", "the rain was", "a day was", "the night is"]
+
+# SAFE with a dead band the tiny run leaves at once (threshold 1.5e-4 in warmup, no PID), and a
+# large c, so that beta moves visibly within a few steps.
+MOVING_SAFE = SafeConfig(
+    kl_estimator="k3",
+    threshold_base=1e-4,
+    threshold_limits=(0.0, 0.6),
+    use_pid=False,
+    penalty_coef=10.0,
+)
+
+
+def word_score_reward(completions: list[str], **kwargs: Any) -> list[float]:
+    """Mean word score of each completion (dense, so GRPO advantages are rarely all zero)."""
+    return [
+        sum(WORD_SCORES.get(w, 0.0) for w in text.split()) / max(len(text.split()), 1)
+        for text in completions
+    ]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2}
+    for word in WORD_SCORES:
+        vocab[word] = len(vocab)
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece()  # joins words with spaces
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def make_trainer(model_dir: str, output_dir: Any, **overrides: Any) -> GRPOTrainer:
+    settings: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "beta": 0.04,
+        "max_steps": 4,
+        "per_device_train_batch_size": 4,
+        "num_generations": 2,
+        "max_completion_length": 4,
+        "learning_rate": 3e-2,
+        "use_cpu": True,
+        "report_to": [],
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    settings.update(overrides)
+    return GRPOTrainer(
+        model=model_dir,
+        reward_funcs=word_score_reward,
+        args=GRPOConfig(**settings),
+        train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+    )
+
+
+class Probe(TrainerCallback):
+    """Added after SafeBetaCallback: sees beta and the decision once the callback has acted."""
+
+    def __init__(self, trainer: GRPOTrainer, callback: SafeBetaCallback) -> None:
+        self.trainer, self.callback = trainer, callback
+        self.steps: list[tuple[int, float, Any]] = []  # (global step, beta, decision)
+        self.in_window: list[tuple[int, float]] = []  # (global step, beta) inside a window
+        self.state_at_begin: dict[str, Any] | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.state_at_begin = self.callback.controller.state_dict()
+        self.beta_at_begin = self.trainer.beta
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        self.in_window.append((state.global_step, self.trainer.beta))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append((state.global_step, self.trainer.beta, self.callback.controller.decision))
+
+
+def attach_with_probe(trainer: GRPOTrainer, controller: Any = None) -> tuple[Any, Probe]:
+    callback = SafeBetaCallback.attach(trainer, controller)
+    probe = Probe(trainer, callback)
+    trainer.add_callback(probe)
+    return callback, probe
+
+
+def step_logs(trainer: GRPOTrainer) -> dict[int, dict[str, Any]]:
+    return {h["step"]: h for h in trainer.state.log_history if "loss" in h}
+
+
+class RecordingAdaptiveKL(AdaptiveKL):
+    """AdaptiveKL that records the arguments of each update."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.calls: list[dict[str, Any]] = []
+
+    def update(self, **kwargs: Any):
+        self.calls.append(kwargs)
+        return super().update(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def safe_run(model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Four optimizer steps with a moving SAFE controller; checkpoints at steps 2 and 4."""
+    out = tmp_path_factory.mktemp("safe_run")
+    trainer = make_trainer(model_dir, out, save_strategy="steps", save_steps=2)
+    callback, probe = attach_with_probe(trainer, SafeController(MOVING_SAFE))
+    trainer.train()
+    return {"trainer": trainer, "callback": callback, "probe": probe, "out": out}
+
+
+# ---------------------------------------------------------------------- beta follows decisions
+def test_beta_equals_decision_coef_after_every_optimizer_step(safe_run):
+    probe, callback = safe_run["probe"], safe_run["callback"]
+    assert [s for s, _, _ in probe.steps] == [1, 2, 3, 4]
+    for step, beta, decision in probe.steps:
+        assert decision.step == step  # one controller update per optimizer step
+        assert beta == max(decision.coef, callback.min_beta)
+    betas = [beta for _, beta, _ in probe.steps]
+    assert len(set(betas)) > 1, f"beta never moved: {betas}"
+    assert probe.beta_at_begin == callback.min_beta  # neutral SAFE decision: coef 0
+    print("\nbeta trajectory (step, beta, coef, kl, threshold, gate, phase):")
+    for step, beta, d in probe.steps:
+        print(
+            f"  {step} {beta:.6g} {d.coef:.6g} {d.kl:.6g} {d.threshold:.4g} {d.gate:.4g} {d.phase}"
+        )
+
+
+def test_controller_is_fed_the_kl_entropy_and_reward_trl_logged(safe_run):
+    logs = step_logs(safe_run["trainer"])
+    for step, _, decision in safe_run["probe"].steps:
+        assert decision.kl == logs[step]["kl"]
+        assert decision.entropy == logs[step]["entropy"]
+        assert decision.reward == logs[step]["reward"]
+
+
+def test_decision_is_logged_into_trl_logs(safe_run):
+    logs = step_logs(safe_run["trainer"])
+    for step, beta, decision in safe_run["probe"].steps:
+        log = logs[step]
+        assert log["safe/beta"] == beta
+        assert log["safe/coef"] == decision.coef
+        assert log["safe/threshold"] == decision.threshold
+        assert log["safe/gate"] == decision.gate
+        assert log["safe/phase"] == PHASE_CODES[decision.phase]
+        assert log["safe/kl_predicted"] == decision.kl_predicted
+
+
+# ---------------------------------------------------------------------- checkpoints
+def test_checkpoint_holds_controller_state_and_beta(safe_run):
+    out, probe = safe_run["out"], safe_run["probe"]
+    for step in (2, 4):
+        with open(out / f"checkpoint-{step}" / CHECKPOINT_FILE) as f:
+            saved = json.load(f)
+        _, beta, decision = probe.steps[step - 1]
+        assert saved["global_step"] == step
+        assert saved["beta"] == beta
+        assert saved["controller"]["type"] == "SafeController"
+        assert saved["controller"]["state"]["controller"]["step"] == step
+        assert saved["controller"]["state"]["controller"]["last_decision"] == decision.as_dict()
+    assert not list(out.glob("checkpoint-*/.safecontrol-*"))  # no temporary files left
+
+
+def test_resume_restores_controller_state_and_continues_the_beta_trajectory(
+    safe_run, model_dir, tmp_path
+):
+    shutil.copytree(safe_run["out"] / "checkpoint-2", tmp_path / "checkpoint-2")
+    with open(tmp_path / "checkpoint-2" / CHECKPOINT_FILE) as f:
+        saved = json.load(f)
+    trainer = make_trainer(model_dir, tmp_path)
+    _, probe = attach_with_probe(trainer, SafeController(MOVING_SAFE))
+    trainer.train(resume_from_checkpoint=True)
+    assert probe.state_at_begin == saved["controller"]
+    assert probe.beta_at_begin == saved["beta"]
+    assert [s for s, _, _ in probe.steps] == [3, 4]
+    # Same seed, restored RNG and optimizer: the resumed run retraces the original steps 3-4.
+    original = {s: (b, d.as_dict()) for s, b, d in safe_run["probe"].steps}
+    for step, beta, decision in probe.steps:
+        assert (beta, decision.as_dict()) == original[step]
+
+
+def test_resume_without_controller_state_is_refused(safe_run, model_dir, tmp_path):
+    shutil.copytree(safe_run["out"] / "checkpoint-2", tmp_path / "checkpoint-2")
+    (tmp_path / "checkpoint-2" / CHECKPOINT_FILE).unlink()
+    trainer = make_trainer(model_dir, tmp_path)
+    SafeBetaCallback.attach(trainer, SafeController(MOVING_SAFE))
+    with pytest.raises(FileNotFoundError, match="load_checkpoint"):
+        trainer.train(resume_from_checkpoint=True)
+
+
+def test_load_checkpoint_restores_state_from_a_checkpoint_outside_output_dir(
+    safe_run, model_dir, tmp_path
+):
+    checkpoint = safe_run["out"] / "checkpoint-2"
+    trainer = make_trainer(model_dir, tmp_path / "elsewhere", max_steps=3)
+    callback, probe = attach_with_probe(trainer, SafeController(MOVING_SAFE))
+    callback.load_checkpoint(checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint))
+    saved = json.loads((checkpoint / CHECKPOINT_FILE).read_text())
+    assert probe.state_at_begin == saved["controller"]
+    assert [d.step for _, _, d in probe.steps] == [3]
+
+
+# ---------------------------------------------------------------------- update timing
+def test_gradient_accumulation_gives_one_update_per_optimizer_step(model_dir, tmp_path):
+    trainer = make_trainer(
+        model_dir,
+        tmp_path,
+        max_steps=3,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+    )
+    _, probe = attach_with_probe(trainer, SafeController(MOVING_SAFE))
+    trainer.train()
+    assert [(s, d.step) for s, _, d in probe.steps] == [(1, 1), (2, 2), (3, 3)]
+    # Inside each window beta is the one set at the end of the previous optimizer step.
+    beta_after = {0: probe.beta_at_begin, **{s: b for s, b, _ in probe.steps}}
+    assert [s for s, _ in probe.in_window] == [0, 1, 2]
+    for step, beta in probe.in_window:
+        assert beta == beta_after[step]
+    logs = step_logs(trainer)
+    for step, _, decision in probe.steps:  # the two micro-batches' KL, averaged as TRL logs it
+        assert decision.kl == logs[step]["kl"]
+
+
+def test_reused_rollouts_hold_beta_and_update_once_per_rollout_batch(model_dir, tmp_path):
+    trainer = make_trainer(model_dir, tmp_path, num_iterations=2)
+    controller = RecordingAdaptiveKL(init_coef=0.05, target=1e-4, horizon=100)
+    callback, probe = attach_with_probe(trainer, controller)
+    trainer.train()
+    assert [d.step for _, _, d in probe.steps] == [1, 1, 2, 2]  # rollouts at steps 1 and 3
+    betas = [b for _, b, _ in probe.steps]
+    assert betas[0] == betas[1] and betas[2] == betas[3]
+    assert betas == [max(d.coef, callback.min_beta) for _, _, d in probe.steps]
+    logs = step_logs(trainer)
+    first, second = controller.calls
+    assert first["kl"] == logs[1]["kl"]
+    assert second["kl"] == (logs[2]["kl"] + logs[3]["kl"]) / 2  # step 2's KL carried over
+    assert second["reward"] == logs[3]["reward"]
+    assert first["n_steps"] == second["n_steps"] == trainer.args.generation_batch_size
+
+
+def test_classic_controller_sets_its_coef_and_logs_no_safe_fields(model_dir, tmp_path):
+    trainer = make_trainer(model_dir, tmp_path, max_steps=2)
+    attach_with_probe(trainer, FixedKL(0.02))
+    trainer.train()
+    logs = step_logs(trainer)
+    assert [logs[s]["safe/beta"] for s in (1, 2)] == [0.02, 0.02]
+    assert trainer.beta == 0.02
+    assert "safe/threshold" not in logs[1]
+
+
+# ---------------------------------------------------------------------- refusals
+def test_starting_beta_zero_is_refused_naming_the_reference_model(model_dir, tmp_path):
+    trainer = make_trainer(model_dir, tmp_path, beta=0.0)
+    with pytest.raises(ValueError, match="reference model"):
+        SafeBetaCallback.attach(trainer)
+    trainer.beta = 0.04  # a beta raised after construction does not load a reference model
+    with pytest.raises(ValueError, match="reference model"):
+        SafeBetaCallback.attach(trainer)
+    assert not any(isinstance(cb, SafeBetaCallback) for cb in trainer.callback_handler.callbacks)
+
+
+@pytest.fixture(scope="module")
+def idle_trainer(model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> GRPOTrainer:
+    return make_trainer(model_dir, tmp_path_factory.mktemp("idle"))
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf")])
+def test_min_beta_must_be_positive_and_is_named(idle_trainer, bad):
+    with pytest.raises(ValueError, match="min_beta"):
+        SafeBetaCallback(idle_trainer, min_beta=bad)
+
+
+def test_safe_controller_must_use_the_k3_estimator(idle_trainer):
+    with pytest.raises(ValueError, match="'k1'"):
+        SafeBetaCallback(idle_trainer, SafeController(SafeConfig(kl_estimator="k1")))
+
+
+def test_entropy_bonus_controller_is_refused(idle_trainer):
+    with pytest.raises(ValueError, match="entropy-bonus"):
+        SafeBetaCallback(idle_trainer, EntropyTargetController(target=1.0))
+
+
+def test_object_without_controller_methods_is_refused(idle_trainer):
+    with pytest.raises(ValueError, match="lacks"):
+        SafeBetaCallback(idle_trainer, object())
+
+
+def test_second_callback_on_one_trainer_is_refused(model_dir, tmp_path):
+    trainer = make_trainer(model_dir, tmp_path)
+    SafeBetaCallback.attach(trainer)
+    with pytest.raises(ValueError, match="already has"):
+        SafeBetaCallback.attach(trainer)
+
+
+def test_default_controller_is_safe_with_k3(idle_trainer):
+    callback = SafeBetaCallback(idle_trainer)
+    assert isinstance(callback.controller, SafeController)
+    assert callback.controller.config.kl_estimator == "k3"
+
+
+def test_state_for_another_controller_config_is_refused_and_changes_nothing(idle_trainer):
+    callback = SafeBetaCallback(idle_trainer, SafeController(MOVING_SAFE))
+    other = SafeBetaCallback(idle_trainer)
+    before = callback.state_dict()
+    with pytest.raises(ValueError, match="config differs"):
+        callback.load_state_dict(other.state_dict())
+    assert callback.state_dict() == before
