@@ -68,6 +68,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # identical initial critics on every rank
         policy, self.tokenizer, self.prompts = load_policy(config)
         policy.eval()
+        _check_context_length(policy, self.tokenizer, self.prompts, config.max_new_tokens)
         if config.batch_size < self.world:
             raise ValueError(f"batch_size={config.batch_size} < number of processes {self.world}")
         self.reference = frozen_reference(policy, config)
@@ -299,6 +300,21 @@ class Trainer:
         # Every rank restores its own sampling stream: rank r's was saved as rank_rng[r].
         torch.set_rng_state(
             state["rank_rng"][self.rank] if "rank_rng" in state else state["torch_rng"]
+        )
+
+
+def _check_context_length(policy: Any, tokenizer: Any, prompts: list[str], new: int) -> None:
+    """Prompt plus continuation must fit the model's positions (else generate misbehaves)."""
+    limit = getattr(policy.config, "n_positions", None) or getattr(
+        policy.config, "max_position_embeddings", None
+    )
+    if limit is None:
+        return
+    longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
+    if longest + new > limit:
+        raise ValueError(
+            f"max_new_tokens={new} plus the longest prompt ({longest} tokens) exceeds the "
+            f"model's {limit} positions"
         )
 
 

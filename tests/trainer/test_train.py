@@ -234,3 +234,9 @@ def test_two_processes_train_data_parallel_with_one_writer(tiny, tmp_path):
     assert [r["step"] for r in rows] == [1, 2]  # one writer: no duplicated lines
     assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 2
     assert len(checkpoint.load(run_dir / "checkpoint.pt")["rank_rng"]) == 2
+
+
+def test_continuation_longer_than_the_model_context_is_refused(tiny, tmp_path):
+    with pytest.raises(ValueError, match="max_new_tokens=40 plus the longest prompt"):
+        train(small_config(tiny, tmp_path / "run", max_new_tokens=40), progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
