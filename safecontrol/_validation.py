@@ -19,6 +19,8 @@ def as_float(name: str, value: Any) -> float:
     """``float(value)``, with a ``ValueError`` naming ``name`` when that is impossible."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got bool {value!r}")
+    if hasattr(value, "detach"):  # a 0-d tensor: read its value, never its graph
+        value = value.detach()
     try:
         return float(value)
     except (TypeError, ValueError) as exc:

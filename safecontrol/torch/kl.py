@@ -6,8 +6,9 @@ With r = log π_ref(a) − log π(a) for tokens a sampled from π:
     k2 = r² / 2             ≥ 0, biased
     k3 = (e^r − 1) − r      ≥ 0, unbiased, low variance (Schulman's "approximating KL")
 
-These are the tensor twins of ``safecontrol.estimators.kl_estimate``; they stay differentiable so
-the penalty built from them carries gradient (SPEC §2.1).
+These are the tensor twins of ``safecontrol.estimators.kl_estimate`` (same kinds, same formulas);
+they stay differentiable so the penalty built from them carries gradient (SPEC §2.1). Unlike the
+numpy version, ``logp`` and ``logp_ref`` must have the same shape (no silent broadcasting).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import one_of
-
-KL_KINDS = ("k1", "k2", "k3")
+from ..estimators import KL_ESTIMATORS
 
 
 def check_same_shape(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
@@ -39,7 +39,7 @@ def kl_per_token(logp: torch.Tensor, logp_ref: torch.Tensor, kind: str = "k1") -
 
     Returns a tensor of ``logp``'s shape; reduce it with ``masked_mean``.
     """
-    kind = one_of("kind", kind, KL_KINDS)
+    kind = one_of("kind", kind, KL_ESTIMATORS)
     if not isinstance(logp, torch.Tensor):
         raise ValueError(f"logp must be a torch.Tensor, got {type(logp).__name__}")
     check_same_shape("logp_ref", logp_ref, "logp", logp)
@@ -48,7 +48,9 @@ def kl_per_token(logp: torch.Tensor, logp_ref: torch.Tensor, kind: str = "k1") -
         return -log_ratio
     if kind == "k2":
         return 0.5 * log_ratio.square()
-    return torch.expm1(log_ratio) - log_ratio
+    # Rounding can leave expm1(r) − r a hair below 0 for tiny r; the true value is ≥ 0 and the
+    # gradient there is e^r − 1 ≈ 0, so clamping changes nothing else (as in kl_estimate).
+    return (torch.expm1(log_ratio) - log_ratio).clamp_min(0.0)
 
 
 def masked_mean(

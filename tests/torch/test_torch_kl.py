@@ -1,0 +1,99 @@
+"""safecontrol.torch.kl: per-token KL estimators and the masked mean."""
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safecontrol.torch import kl_per_token, masked_mean  # noqa: E402
+
+
+def _logps(shape=(3, 5), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logp = torch.randn(shape, generator=g, dtype=torch.float64) - 2.0
+    logp_ref = logp + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
+    return logp, logp_ref
+
+
+def test_kl_estimators_match_their_formulas():
+    logp, logp_ref = _logps()
+    r = logp_ref - logp
+    torch.testing.assert_close(kl_per_token(logp, logp_ref), -r)
+    torch.testing.assert_close(kl_per_token(logp, logp_ref, "k2"), r * r / 2)
+    torch.testing.assert_close(kl_per_token(logp, logp_ref, "k3"), torch.exp(r) - 1 - r)
+
+
+def test_k2_and_k3_are_non_negative_and_zero_when_policies_agree():
+    logp, logp_ref = _logps(shape=(1000,))
+    for kind in ("k2", "k3"):
+        assert (kl_per_token(logp, logp_ref, kind) >= 0).all()
+        assert (kl_per_token(logp, logp, kind) == 0).all()
+    tiny = torch.full((100,), -3.0, dtype=torch.float32)
+    assert (kl_per_token(tiny, tiny + 1e-7 * torch.arange(100), "k3") >= 0).all()
+
+
+def test_k1_and_k3_are_unbiased_for_the_true_kl():
+    g = torch.Generator().manual_seed(1)
+    p = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    q = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    true_kl = (p * (p / q).log()).sum()
+    tokens = torch.multinomial(p, 200_000, replacement=True, generator=g)
+    logp, logq = p.log()[tokens], q.log()[tokens]
+    for kind in ("k1", "k3"):
+        assert abs(kl_per_token(logp, logq, kind).mean() - true_kl) < 0.01
+
+
+def test_kl_per_token_is_differentiable():
+    logp, logp_ref = _logps()
+    logp.requires_grad_(True)
+    kl_per_token(logp, logp_ref, "k3").sum().backward()
+    r = logp_ref - logp.detach()
+    torch.testing.assert_close(logp.grad, 1 - torch.exp(r))
+
+
+def test_kl_per_token_rejects_bad_kind_and_shapes():
+    logp, logp_ref = _logps()
+    with pytest.raises(ValueError, match="kind"):
+        kl_per_token(logp, logp_ref, "k4")
+    with pytest.raises(ValueError, match="logp_ref"):
+        kl_per_token(logp, logp_ref[:, :2])
+    with pytest.raises(ValueError, match="logp"):
+        kl_per_token([0.0], logp_ref)
+
+
+def test_masked_mean_weighs_tokens_not_rows():
+    x = torch.tensor([[1.0, 2.0, 3.0], [10.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    assert masked_mean(x, mask).item() == pytest.approx(4.0)
+    torch.testing.assert_close(masked_mean(x, mask, dim=-1), torch.tensor([2.0, 10.0]))
+    torch.testing.assert_close(masked_mean(x, mask.bool()), masked_mean(x, mask))
+    assert masked_mean(x).item() == pytest.approx(16.0 / 6)
+
+
+def test_masked_mean_ignores_non_finite_padding_and_gives_it_no_gradient():
+    x = torch.tensor([1.0, 3.0, -math.inf, math.nan], requires_grad=True)
+    mask = torch.tensor([True, True, False, False])
+    out = masked_mean(x, mask)
+    out.backward()
+    assert out.item() == 2.0
+    torch.testing.assert_close(x.grad, torch.tensor([0.5, 0.5, 0.0, 0.0]))
+
+
+def test_masked_mean_of_nothing_is_zero_with_zero_gradient():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    mask = torch.tensor([[0, 0], [1, 0]])
+    out = masked_mean(x, mask, dim=1)
+    torch.testing.assert_close(out, torch.tensor([0.0, 3.0]))
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+
+
+def test_masked_mean_uses_fractional_weights():
+    x = torch.tensor([1.0, 5.0])
+    assert masked_mean(x, torch.tensor([0.75, 0.25])).item() == pytest.approx(2.0)
+
+
+def test_masked_mean_rejects_a_mask_of_another_shape():
+    with pytest.raises(ValueError, match="mask"):
+        masked_mean(torch.zeros(2, 3), torch.ones(3, 2))

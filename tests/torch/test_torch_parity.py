@@ -1,0 +1,105 @@
+"""numpy ↔ torch parity: the tensor twins compute what the core computes, and every controller
+takes Python floats, numpy scalars and 0-d tensors alike."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+import safecontrol  # noqa: E402
+from safecontrol.torch import kl_per_token, soft_min  # noqa: E402
+
+finite = st.floats(-30.0, 30.0, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60)
+@given(
+    values=hnp.arrays(
+        np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=finite
+    ),
+    alpha=st.floats(0.01, 10.0),
+)
+def test_soft_min_agrees_with_numpy(values, alpha):
+    ours = soft_min(torch.from_numpy(values), alpha, dim=-1).numpy()
+    np.testing.assert_allclose(
+        ours, safecontrol.soft_min(values, alpha, axis=-1), rtol=1e-12, atol=1e-9
+    )
+
+
+@settings(max_examples=60)
+@given(
+    pair=hnp.arrays(
+        np.float64, st.tuples(st.just(2), st.integers(1, 20)), elements=st.floats(-20.0, 0.0)
+    ),
+    kind=st.sampled_from(["k1", "k2", "k3"]),
+)
+def test_kl_estimators_agree_with_numpy(pair, kind):
+    logp, logp_ref = pair
+    ours = kl_per_token(torch.from_numpy(logp), torch.from_numpy(logp_ref), kind).numpy()
+    theirs = safecontrol.kl_estimate(logp, logp_ref, kind)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_soft_min_agrees_with_numpy_in_float32_within_float32_precision():
+    values = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+    ours = soft_min(torch.from_numpy(values), 0.3).numpy()
+    np.testing.assert_allclose(ours, safecontrol.soft_min(values, 0.3), rtol=1e-6, atol=1e-6)
+
+
+CONTROLLERS = {
+    "SafeController": lambda: safecontrol.SafeController(),
+    "FixedKL": lambda: safecontrol.FixedKL(coef=0.1),
+    "AdaptiveKL": lambda: safecontrol.AdaptiveKL(),
+    "PPOAdaptiveKL": lambda: safecontrol.PPOAdaptiveKL(),
+    "PIDLagrangianKL": lambda: safecontrol.PIDLagrangianKL(),
+    "EntropyTargetController": lambda: safecontrol.EntropyTargetController(target=1.0),
+}
+
+STREAM = [(0.05 * i, 2.5 - 0.1 * i, 0.02 * i - 0.01 * (i % 3)) for i in range(12)]
+
+
+def _as_python(x):
+    return float(x)
+
+
+def _as_numpy(x):
+    return np.float64(x)
+
+
+def _as_tensor(x):
+    return torch.tensor(x, dtype=torch.float64)
+
+
+def _as_tensor_with_grad(x):
+    return torch.tensor(x, dtype=torch.float64, requires_grad=True) * 1.0
+
+
+def _run(name, convert):
+    controller = CONTROLLERS[name]()
+    decisions = []
+    for kl, entropy, reward in STREAM:
+        extra = {"n_steps": 32} if name == "AdaptiveKL" else {}
+        d = controller.update(
+            kl=convert(kl), entropy=convert(entropy), reward=convert(reward), **extra
+        )
+        decisions.append(d.as_dict())
+    return decisions, controller.state_dict()
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
+def test_every_controller_takes_floats_numpy_scalars_and_0d_tensors_identically(name):
+    reference = _run(name, _as_python)
+    for convert in (_as_numpy, _as_tensor, _as_tensor_with_grad):
+        assert _run(name, convert) == reference, convert.__name__
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+def test_float32_inputs_give_the_same_decisions_as_their_float64_values(name):
+    reference = _run(name, lambda x: np.float64(np.float32(x)))
+    assert _run(name, lambda x: np.float32(x)) == reference
+    assert _run(name, lambda x: torch.tensor(x, dtype=torch.float32)) == reference
