@@ -240,3 +240,54 @@ def test_continuation_longer_than_the_model_context_is_refused(tiny, tmp_path):
     with pytest.raises(ValueError, match="max_new_tokens=40 plus the longest prompt"):
         train(small_config(tiny, tmp_path / "run", max_new_tokens=40), progress=False)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_lora_trains_only_adapters_and_uses_the_base_model_as_reference(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    run_dir = tmp_path / "lora"
+    train(small_config(tiny, run_dir, steps=2, lora_rank=4), progress=False)
+    state = checkpoint.load(run_dir / "checkpoint.pt")["policy"]
+    adapters = [k for k in state if "lora_" in k]
+    assert adapters, "peft adapters are in the checkpoint"
+    base = AutoModelForCausalLM.from_pretrained(tiny / "model").state_dict()
+    for key, value in state.items():
+        if "lora_" in key or "base_layer" not in key:
+            continue
+        original = key.replace("base_model.model.", "").replace(".base_layer", "")
+        assert torch.equal(value, base[original]), f"{key} changed under LoRA"
+    assert any(state[k].abs().sum() > 0 for k in adapters if "lora_B" in k), (
+        "the adapters trained (lora_B starts at zero)"
+    )
+
+
+def test_sequence_classification_reward_model_from_a_local_path(tiny, tmp_path):
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny / "tokenizer")
+    reward_dir = tmp_path / "reward_model"
+    torch.manual_seed(1)
+    GPT2ForSequenceClassification(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=64,
+            n_embd=16,
+            n_layer=1,
+            n_head=2,
+            num_labels=2,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    ).save_pretrained(reward_dir)
+    tokenizer.save_pretrained(reward_dir)
+    run_dir = tmp_path / "run"
+    train(small_config(tiny, run_dir, steps=2, reward=str(reward_dir)), progress=False)
+    rewards = [json.loads(x)["reward_mean"] for x in (run_dir / "metrics.jsonl").open()]
+    assert all(r != 0.0 and math.isfinite(r) for r in rewards)  # VADER would give 0 here
+
+
+def test_missing_reward_model_path_is_named(tiny, tmp_path):
+    with pytest.raises(ValueError, match="no_such_reward"):
+        train(
+            small_config(tiny, tmp_path / "run", reward=str(tmp_path / "no_such_reward")),
+            progress=False,
+        )
