@@ -2,7 +2,7 @@
 
 ``prepare(config)`` builds, once per config, in ``config.directory()``:
 
-- ``tokenizer/``: a byte-level BPE trained with ``tokenizers`` on the corpus, with an EOS
+- ``tokenizer/``: a byte-level BPE trained with ``tokenizers`` on the training texts, with an EOS
   ``<|endoftext|>`` (also BOS) and a distinct PAD ``<|pad|>``, padding on the left for generation;
 - ``model/``: a GPT-2 causal LM (tied embeddings, no dropout, so that the RL trainer's first
   PPO epoch sees a ratio of exactly 1) trained on next-token cross-entropy over packed blocks of
@@ -19,6 +19,7 @@ thread count are restored afterwards).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,8 @@ REQUIRED_FILES = (
     "model/config.json",
     "model/model.safetensors",
 )
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Bumped whenever the artefacts change meaning; a directory of another format is rebuilt."""
 HELDOUT_FRACTION = 0.1
 """Share of the texts kept out of SFT: the validation split and the source of the RL prompts."""
 VAL_MAX_BLOCKS = 256
@@ -54,8 +57,12 @@ N_EVALS = 4
 LOG_EVERY_STEPS = 100
 WARMUP_FRACTION = 0.05
 FINAL_LR_FRACTION = 0.1
+PROMPT_CONTEXT_SHARE = 0.5
+"""A prompt may take at most this share of ``n_positions``; the rest is the continuation's."""
 N_SAMPLES = 3
 SAMPLE_NEW_TOKENS = 24
+SAMPLE_MIN_NEW_TOKENS = 4
+"""EOS is blocked this long, as in the RL rollouts, so that a sample is never empty."""
 
 
 def is_prepared(directory: Path) -> bool:
@@ -144,14 +151,15 @@ def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
             history = sft(model, train_blocks, val_blocks, config, progress)
             sft_seconds = time.perf_counter() - start
             sft_cpu_seconds = time.process_time() - start_cpu
-            prompts = make_prompts(heldout_texts, config)
+            prompts = make_prompts(heldout_texts, tokenizer, config)
             torch.manual_seed(config.seed)
             samples = sample_continuations(model, tokenizer, prompts[:N_SAMPLES])
     finally:
         torch.set_num_threads(threads)
 
     tokenizer.save_pretrained(out / "tokenizer")
-    model.save_pretrained(out / "model")
+    with _progress_bars(progress):
+        model.save_pretrained(out / "model")
     (out / PROMPTS).write_text(json.dumps(prompts, indent=0, ensure_ascii=False))
     manifest = {
         "format": FORMAT_VERSION,
@@ -172,7 +180,11 @@ def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
         "sft_cpu_seconds": round(sft_cpu_seconds, 2),
         "val_perplexity": history[-1]["val_perplexity"],
         "sft_history": history,
-        "prompts": {"count": len(prompts), "distinct": len(set(prompts))},
+        "prompts": {
+            "count": len(prompts),
+            "distinct": len(set(prompts)),
+            "max_tokens": max(len(ids) for ids in tokenizer(prompts)["input_ids"]),
+        },
         "samples": samples,
         "versions": {
             "python": sys.version.split()[0],
@@ -271,7 +283,7 @@ def sft(
     model.train()
     for step in range(1, config.sft_steps + 1):
         batch = next(batches)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = next_token_nll(model, batch).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -291,6 +303,18 @@ def sft(
     return history
 
 
+def next_token_nll(model: Any, blocks: Any) -> Any:
+    """−log p(x[t+1] | x[≤t]) for every position but the last: shape (batch, seq_len − 1)."""
+    import torch
+
+    logits = model(input_ids=blocks).logits[:, :-1].float()
+    targets = blocks[:, 1:]
+    nll = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), reduction="none"
+    )
+    return nll.view_as(targets)
+
+
 def perplexity(model: Any, blocks: Any, batch_size: int) -> float:
     """exp(mean next-token negative log-likelihood) over every predicted token of ``blocks``."""
     import torch
@@ -300,56 +324,61 @@ def perplexity(model: Any, blocks: Any, batch_size: int) -> float:
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in blocks.split(batch_size):
-            logits = model(input_ids=batch).logits[:, :-1]
-            targets = batch[:, 1:]
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="sum"
-            )
-            total += nll.item()
-            count += targets.numel()
+            nll = next_token_nll(model, batch)
+            total += nll.sum().item()
+            count += nll.numel()
     model.train(was_training)
     return math.exp(total / count)
 
 
-def make_prompts(heldout_texts: list[str], config: PrepareConfig) -> list[str]:
-    """The first ``prompt_words`` words of held-out texts that have more words than that, in the
-    split's seeded order; fewer such texts than ``n_prompts`` are reused cyclically (warned)."""
-    eligible = [t.split() for t in heldout_texts]
-    prompts = [" ".join(w[: config.prompt_words]) for w in eligible if len(w) > config.prompt_words]
+def make_prompts(heldout_texts: list[str], tokenizer: Any, config: PrepareConfig) -> list[str]:
+    """The first ``prompt_words`` words of held-out texts that have more words than that and fit
+    in ``PROMPT_CONTEXT_SHARE`` of the context, in the split's seeded order; fewer such texts
+    than ``n_prompts`` are reused cyclically (warned)."""
+    max_tokens = int(PROMPT_CONTEXT_SHARE * config.n_positions)
+    words = [t.split() for t in heldout_texts]
+    candidates = [" ".join(w[: config.prompt_words]) for w in words if len(w) > config.prompt_words]
+    encodings = tokenizer.backend_tokenizer.encode_batch(candidates)
+    prompts = [p for p, e in zip(candidates, encodings, strict=True) if len(e.ids) <= max_tokens]
     if not prompts:
-        raise ValueError(f"no held-out text has more than prompt_words={config.prompt_words} words")
+        raise ValueError(
+            f"no held-out text gives a prompt of prompt_words={config.prompt_words} words "
+            f"within {max_tokens} tokens"
+        )
     if len(prompts) < config.n_prompts:
         import warnings
 
         warnings.warn(
-            f"only {len(prompts)} held-out texts for n_prompts={config.n_prompts}; prompts repeat",
+            f"only {len(prompts)} held-out prompts for n_prompts={config.n_prompts}; they repeat",
             stacklevel=2,
         )
     return [prompts[i % len(prompts)] for i in range(config.n_prompts)]
 
 
 def sample_continuations(model: Any, tokenizer: Any, prompts: list[str]) -> list[dict[str, str]]:
-    """One sampled continuation (temperature 1, no top-k) of each prompt, for eyeballing."""
+    """One sampled continuation (temperature 1, no top-k, at least ``SAMPLE_MIN_NEW_TOKENS``) of
+    each prompt, for eyeballing; a prompt too long for the context keeps its last tokens."""
     import torch
 
+    new_tokens = min(SAMPLE_NEW_TOKENS, model.config.n_positions // 2)
     samples = []
     for prompt in prompts:
-        encoded = tokenizer(prompt, return_tensors="pt")
-        room = model.config.n_positions - encoded["input_ids"].shape[1]
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        ids = ids[:, -(model.config.n_positions - new_tokens) :]
         with torch.no_grad():
             output = model.generate(
-                **encoded,
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
                 do_sample=True,
                 top_k=0,
                 top_p=1.0,
                 temperature=1.0,
-                max_new_tokens=max(1, min(SAMPLE_NEW_TOKENS, room)),
+                max_new_tokens=new_tokens,
+                min_new_tokens=min(SAMPLE_MIN_NEW_TOKENS, new_tokens),
                 pad_token_id=tokenizer.pad_token_id,
             )
-        new = output[0, encoded["input_ids"].shape[1] :]
-        samples.append(
-            {"prompt": prompt, "continuation": tokenizer.decode(new, skip_special_tokens=True)}
-        )
+        continuation = tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
+        samples.append({"prompt": prompt, "continuation": continuation})
     return samples
 
 
@@ -404,6 +433,21 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextlib.contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' tqdm bars off for the block unless ``enabled``, then as they were."""
+    from transformers.utils import logging
+
+    if enabled or not logging.is_progress_bar_enabled():
+        yield
+        return
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.enable_progress_bar()
 
 
 def _log(progress: bool, message: str) -> None:

@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: the closed-loop demonstration on the surrogate RLHF plant,
-# every controller side by side. Extra arguments go to `python -m safecontrol.demo`.
+# The main job on the embedded default: prepare the offline default (tokenizer, small causal LM,
+# supervised pre-training; cached) and run SAFE on it with the reference trainer, then write the
+# report. Running it again resumes or re-reports the same run. Extra arguments go to `train`
+# (e.g. --set steps=50). The controller comparison on the surrogate plant is
+# `python -m safecontrol.demo`.
 set -euo pipefail
-source "$(dirname "$0")/_env.sh" ""
+source "$(dirname "$0")/_env.sh" "trainer"
 cd "$ROOT"
-"$PY" -m safecontrol.demo "$@"
+ensure_corpus
+RUN_DIR="${RUN_DIR:-runs/safe-default}"
+"$PY" -m reference_trainer prepare
+RESUME=()
+[ -f "$RUN_DIR/checkpoint.pt" ] && RESUME=(--resume)
+"$PY" -m reference_trainer train --algo safe --run-dir "$RUN_DIR" --report "${RESUME[@]}" "$@"
+echo "Report: $RUN_DIR/report (summary.md, *.png)"
