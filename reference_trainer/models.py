@@ -18,6 +18,7 @@ from safecontrol.torch import SoftMinCritic
 
 from .config import PrepareConfig, TrainConfig
 from .corpus import load_corpus
+from .prepare import PROMPTS, is_prepared
 
 
 def prompts_from_texts(texts: list[str], n_words: int, n_prompts: int, seed: int) -> list[str]:
@@ -38,21 +39,21 @@ def load_policy(config: TrainConfig) -> tuple[torch.nn.Module, Any, list[str]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = policy_source(config)
-    prepared = Path(source) / "prepare.json"
+    prepared = is_prepared(Path(source))
     looks_local = str(source).startswith((".", "/", "~")) or Path(source).exists()
     if config.model and looks_local and not Path(source).expanduser().is_dir():
         raise ValueError(f"model {config.model!r}: no such directory")
-    if not config.model and not prepared.is_file():
+    if not config.model and not prepared:
         raise FileNotFoundError(
             f"the offline default is not prepared in {source}; run "
             f"`python -m reference_trainer prepare` (with the same data_dir) first"
         )
     try:
-        if prepared.is_file():
+        if prepared:
             directory = Path(source)
             tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
             model = AutoModelForCausalLM.from_pretrained(directory / "model")
-            prompts = json.loads((directory / "prompts.json").read_text())
+            prompts = json.loads((directory / PROMPTS).read_text())
         else:
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModelForCausalLM.from_pretrained(source)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
@@ -35,6 +34,7 @@ from typing import Any
 
 from reference_trainer.config import PrepareConfig, as_dict
 from reference_trainer.corpus import load_corpus
+from reference_trainer.sft import blocks, build_model, log_progress, sft
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -53,10 +53,6 @@ HELDOUT_FRACTION = 0.1
 """Share of the texts kept out of SFT: the validation split and the source of the RL prompts."""
 VAL_MAX_BLOCKS = 256
 """Validation perplexity is measured on at most this many ``sft_seq_len`` blocks."""
-N_EVALS = 4
-LOG_EVERY_STEPS = 100
-WARMUP_FRACTION = 0.05
-FINAL_LR_FRACTION = 0.1
 PROMPT_CONTEXT_SHARE = 0.5
 """A prompt may take at most this share of ``n_positions``; the rest is the continuation's."""
 N_SAMPLES = 3
@@ -80,7 +76,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> Path:
     """Build (or find cached) the offline default for ``config``; return its directory."""
     final = config.directory()
     if is_prepared(final):
-        _log(progress, f"prepare: cached at {final}")
+        log_progress(progress, f"prepare: cached at {final}")
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(final)
@@ -104,7 +100,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _log(progress, f"prepare: wrote {final}")
+    log_progress(progress, f"prepare: wrote {final}")
     return final
 
 
@@ -136,17 +132,21 @@ def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
             torch.manual_seed(config.seed)
             texts, source = load_corpus(config.corpus)
             train_texts, heldout_texts = split_texts(texts, config.seed)
-            _log(progress, f"prepare: corpus {source}, {len(texts)} texts; training tokenizer")
+            log_progress(
+                progress, f"prepare: corpus {source}, {len(texts)} texts; training tokenizer"
+            )
             tokenizer = train_tokenizer(train_texts, config)
             train_ids = _token_stream(tokenizer, train_texts)
             heldout_ids = _token_stream(tokenizer, heldout_texts)
-            train_blocks = _blocks(train_ids, config.sft_seq_len)
-            val_blocks = _blocks(heldout_ids, config.sft_seq_len)[:VAL_MAX_BLOCKS]
+            train_blocks = blocks(train_ids, config.sft_seq_len)
+            val_blocks = blocks(heldout_ids, config.sft_seq_len)[:VAL_MAX_BLOCKS]
             if len(train_blocks) == 0 or len(val_blocks) == 0:
                 raise ValueError(f"corpus {source!r} is too small for sft_seq_len")
             model = build_model(tokenizer, config)
             n_parameters = sum(p.numel() for p in model.parameters())
-            _log(progress, f"prepare: {n_parameters} parameters, {len(train_ids)} train tokens")
+            log_progress(
+                progress, f"prepare: {n_parameters} parameters, {len(train_ids)} train tokens"
+            )
             start, start_cpu = time.perf_counter(), time.process_time()
             history = sft(model, train_blocks, val_blocks, config, progress)
             sft_seconds = time.perf_counter() - start
@@ -229,108 +229,6 @@ def train_tokenizer(texts: list[str], config: PrepareConfig) -> Any:
     )
 
 
-def build_model(tokenizer: Any, config: PrepareConfig) -> Any:
-    """A freshly initialised GPT-2 sized by ``config``, with the tokenizer's special ids."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    special = {
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    model_config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=config.n_positions,
-        n_embd=config.n_embd,
-        n_layer=config.n_layer,
-        n_head=config.n_head,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        tie_word_embeddings=True,
-        **special,
-    )
-    model = GPT2LMHeadModel(model_config)
-    for name, value in special.items():
-        setattr(model.generation_config, name, value)
-    return model
-
-
-def sft(
-    model: Any, train_blocks: Any, val_blocks: Any, config: PrepareConfig, progress: bool
-) -> list[dict[str, float]]:
-    """Next-token cross-entropy with AdamW, linear warm-up then cosine decay to
-    ``FINAL_LR_FRACTION`` × ``sft_lr``, gradients clipped to norm 1. Returns the evaluations."""
-    import torch
-
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.sft_lr, betas=(0.9, 0.95), weight_decay=0.01
-    )
-    warmup = max(1, round(WARMUP_FRACTION * config.sft_steps))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress_01 = (step - warmup) / max(1, config.sft_steps - warmup)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress_01))
-        return FINAL_LR_FRACTION + (1.0 - FINAL_LR_FRACTION) * cosine
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    eval_steps = {math.ceil(config.sft_steps * (i + 1) / N_EVALS) for i in range(N_EVALS)}
-    batches = _shuffled_batches(train_blocks, config.sft_batch_size, config.seed)
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    model.train()
-    for step in range(1, config.sft_steps + 1):
-        batch = next(batches)
-        loss = next_token_nll(model, batch).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        if step % LOG_EVERY_STEPS == 0 or step == 1:
-            elapsed = time.perf_counter() - start
-            _log(
-                progress,
-                f"sft step {step}/{config.sft_steps} loss {loss.item():.3f} {elapsed:.0f}s",
-            )
-        if step in eval_steps:
-            ppl = perplexity(model, val_blocks, config.sft_batch_size)
-            history.append({"step": step, "train_loss": loss.item(), "val_perplexity": ppl})
-            _log(progress, f"sft step {step}: validation perplexity {ppl:.1f}")
-    model.eval()
-    return history
-
-
-def next_token_nll(model: Any, blocks: Any) -> Any:
-    """−log p(x[t+1] | x[≤t]) for every position but the last: shape (batch, seq_len − 1)."""
-    import torch
-
-    logits = model(input_ids=blocks).logits[:, :-1].float()
-    targets = blocks[:, 1:]
-    nll = torch.nn.functional.cross_entropy(
-        logits.flatten(0, 1), targets.flatten(), reduction="none"
-    )
-    return nll.view_as(targets)
-
-
-def perplexity(model: Any, blocks: Any, batch_size: int) -> float:
-    """exp(mean next-token negative log-likelihood) over every predicted token of ``blocks``."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for batch in blocks.split(batch_size):
-            nll = next_token_nll(model, batch)
-            total += nll.sum().item()
-            count += nll.numel()
-    model.train(was_training)
-    return math.exp(total / count)
-
-
 def make_prompts(heldout_texts: list[str], tokenizer: Any, config: PrepareConfig) -> list[str]:
     """The first ``prompt_words`` words of held-out texts that have more words than that and fit
     in ``PROMPT_CONTEXT_SHARE`` of the context, in the split's seeded order; fewer such texts
@@ -391,27 +289,6 @@ def _token_stream(tokenizer: Any, texts: list[str]) -> list[int]:
     return stream
 
 
-def _blocks(stream: list[int], seq_len: int) -> Any:
-    """``stream`` cut into consecutive ``seq_len`` blocks (the ragged tail dropped)."""
-    import torch
-
-    n_blocks = len(stream) // seq_len
-    return torch.tensor(stream[: n_blocks * seq_len], dtype=torch.long).view(n_blocks, seq_len)
-
-
-def _shuffled_batches(blocks: Any, batch_size: int, seed: int) -> Any:
-    """Endless batches of ``blocks``: each epoch a fresh seeded permutation."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    queue: list[int] = []
-    while True:
-        while len(queue) < batch_size:
-            queue.extend(torch.randperm(len(blocks), generator=generator).tolist())
-        take, queue = queue[:batch_size], queue[batch_size:]
-        yield blocks[take]
-
-
 def _temporary_prefix(final: Path) -> str:
     return f".{final.name}.tmp-{socket.gethostname()}-"
 
@@ -448,8 +325,3 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
         yield
     finally:
         logging.enable_progress_bar()
-
-
-def _log(progress: bool, message: str) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from reference_trainer.corpus import python_reference
+from reference_trainer.prepare import FORMAT_VERSION, MANIFEST
 
 
 def build_tiny(directory: Path, seed: int = 0) -> Path:
@@ -49,5 +50,5 @@ def build_tiny(directory: Path, seed: int = 0) -> Path:
     GPT2LMHeadModel(config).save_pretrained(directory / "model")
     prompts = [" ".join(t.split()[: 2 + i % 3]) for i, t in enumerate(texts[:300])]
     (directory / "prompts.json").write_text(json.dumps(prompts))
-    (directory / "prepare.json").write_text(json.dumps({"tiny": True}))
+    (directory / MANIFEST).write_text(json.dumps({"format": FORMAT_VERSION, "tiny": True}))
     return directory
