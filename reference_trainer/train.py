@@ -45,6 +45,8 @@ def global_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     weights = mask.to(x.dtype)
     local_sum = (x * weights).sum()
+    if not (dist.is_available() and dist.is_initialized()):
+        return local_sum / weights.sum().clamp(min=1.0)
     counts = global_means(tokens=weights.sum().detach().reshape(1))  # mean of one count per rank
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     n_global = max(counts["tokens"] * world, 1.0)
@@ -120,9 +122,9 @@ class Trainer:
             old_heads, _ = _module(self.critic)(old.hidden)
             _, target_values = self.target_critic(old.hidden)
             entropy = entropy_from_logits(old.logits)
-        lap("forward")
 
-        # 4. one controller update per rollout batch, from global detached statistics
+        # 4. one controller update per rollout batch, from global detached statistics (timed
+        # apart from the statistics: "controller" is the update alone)
         kl_tokens = kl_per_token(old.logp, reference_logp, kind=c.kl_estimator)
         k1_tokens = kl_per_token(old.logp, reference_logp, kind="k1")
         stats = global_measurements(kl=kl_tokens, entropy=entropy, reward=scores, mask=mask)
@@ -133,6 +135,7 @@ class Trainer:
             reward_sq=scores**2,
             response_length=mask.sum(-1).float(),
         )
+        lap("forward")  # the statistics above are measurement, not control
         self.decision = update_controller(
             self.controller, c, stats, extra["kl_per_sequence"], c.batch_size
         )
