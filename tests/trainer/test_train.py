@@ -291,3 +291,39 @@ def test_missing_reward_model_path_is_named(tiny, tmp_path):
             small_config(tiny, tmp_path / "run", reward=str(tmp_path / "no_such_reward")),
             progress=False,
         )
+
+
+@pytest.mark.parametrize("algo", ["ppo", "ppo-adaptive-kl", "ppo-pid-lagrangian"])
+def test_every_comparison_algorithm_trains_and_logs_its_coefficient(tiny, tmp_path, algo):
+    run_dir = tmp_path / algo
+    train(small_config(tiny, run_dir, steps=2, algo=algo), progress=False)
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").open()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["coef"]) and r["coef"] >= 0 for r in rows)
+    assert "threshold" not in rows[0]  # SAFE-only fields are absent for classic controllers
+    from reference_trainer.kl_control import make_controller
+
+    config = small_config(tiny, run_dir, steps=2, algo=algo)
+    controller = make_controller(config)
+    controller.load_state_dict(json.loads(checkpoint.load(run_dir / "checkpoint.pt")["controller"]))
+    assert controller.decision.step == 2  # one update per rollout batch
+    assert controller.decision.coef == rows[-1]["coef"]
+
+
+@pytest.mark.parametrize(
+    "mode, has_gradient", [("hinge", True), ("coef", True), ("detached", False)]
+)
+def test_safe_penalty_modes_differ_in_whether_the_penalty_reaches_the_gradient(mode, has_gradient):
+    from reference_trainer.kl_control import kl_loss
+    from safecontrol import SafeController
+
+    controller = SafeController()
+    for _ in range(3):
+        decision = controller.update(kl=2.0, entropy=0.5, reward=0.0)
+    assert decision.active
+    live_kl = torch.tensor(2.0, requires_grad=True)
+    term = kl_loss(live_kl, decision, TrainConfig(safe_penalty_mode=mode))
+    assert float(term) == pytest.approx(
+        decision.loss_at(2.0) if mode != "coef" else decision.coef * 2.0
+    )
+    assert term.requires_grad == has_gradient
