@@ -23,10 +23,14 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 class RunLog:
@@ -73,7 +77,7 @@ class RunLog:
                 for ln in path.read_text().splitlines()
                 if ln.strip() and json.loads(ln)["step"] <= step
             ]
-            write_json_lines_atomic(path, kept)
+            write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         self._append(self.metrics_path, metrics)
@@ -107,9 +111,3 @@ class RunLog:
         with open(path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
-
-
-def write_json_lines_atomic(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)

@@ -36,21 +36,29 @@ from .rollout import ForwardResult, Rollout, sample, sequence_forward
 from .run_log import RunLog
 
 
-def global_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def token_share(mask: torch.Tensor) -> float:
+    """W · n_local / N_global: what turns this process's masked mean into its share of the global
+    one once DDP averages gradients over the W processes (1.0 in one process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1.0
+    world = dist.get_world_size()
+    n_local = float(mask.sum())
+    n_global = global_means(n=torch.tensor([n_local]))["n"] * world  # mean of one count per rank
+    return world * n_local / max(n_global, 1.0)
+
+
+def global_token_mean(x: torch.Tensor, mask: torch.Tensor, share: float) -> torch.Tensor:
     """The mean of ``x`` over the masked tokens of *all* processes, differentiably.
 
     Its value is the exact global mean; its gradient, once DDP has averaged gradients over the
-    W processes, is the gradient of that global mean (each process contributes
-    W · Σ_local x / N_global). In one process this is the plain masked mean.
+    W processes, is the gradient of that global mean (``share`` = ``token_share(mask)``). In one
+    process this is the plain masked mean.
     """
     weights = mask.to(x.dtype)
-    local_sum = (x * weights).sum()
+    local_mean = (x * weights).sum() / weights.sum().clamp(min=1.0)
     if not (dist.is_available() and dist.is_initialized()):
-        return local_sum / weights.sum().clamp(min=1.0)
-    counts = global_means(tokens=weights.sum().detach().reshape(1))  # mean of one count per rank
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-    n_global = max(counts["tokens"] * world, 1.0)
-    contribution = local_sum * (world / n_global)
+        return local_mean
+    contribution = local_mean * share
     value = global_means(x=(x.detach(), mask))["x"]
     return contribution - contribution.detach() + value
 
@@ -153,16 +161,17 @@ class Trainer:
         # The policy stays in eval mode: dropout would make the ratio to the rollout's log-probs
         # noise instead of the update's effect.
         logs: dict[str, list[float]] = {}
+        share = token_share(mask)  # the mask is the same in every epoch
         for _ in range(c.ppo_epochs):
             new = self._forward(self.policy, rollout)
             pg, clip_fraction, approx_kl = clipped_policy_loss(
                 new.logp, old.logp, advantages, mask, c.clip_range
             )
             live_kl = global_token_mean(
-                kl_per_token(new.logp, reference_logp, c.kl_estimator), mask
+                kl_per_token(new.logp, reference_logp, c.kl_estimator), mask, share
             )
-            new_entropy = global_token_mean(entropy_from_logits(new.logits), mask)
-            policy_loss = global_token_mean(pg, mask)
+            new_entropy = global_token_mean(entropy_from_logits(new.logits), mask, share)
+            policy_loss = global_token_mean(pg, mask, share)
             kl_term = kl_loss(live_kl, self.decision, c)
             loss = policy_loss + kl_term - c.ent_coef * new_entropy
             self.policy_optimizer.zero_grad(set_to_none=True)
@@ -172,7 +181,7 @@ class Trainer:
 
             heads, _ = self.critic(new.hidden.detach())
             value_loss = critic_loss(heads, old_heads, returns, clip=c.value_clip, mask=mask)
-            value_loss = value_loss * self._token_weight(mask)
+            value_loss = value_loss * share
             self.critic_optimizer.zero_grad(set_to_none=True)
             value_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_max_grad_norm)
@@ -182,7 +191,7 @@ class Trainer:
             epoch = global_means(clip_fraction=(clip_fraction, mask), approx_kl=(approx_kl, mask))
             for key, value in {
                 "policy_loss": float(policy_loss.detach()),
-                "value_loss": float(value_loss.detach()) / self._token_weight(mask),
+                "value_loss": float(value_loss.detach()) / share,
                 "kl_term": float(kl_term.detach()),
                 "live_kl": float(live_kl.detach()),
                 "grad_norm": float(grad_norm),
@@ -228,14 +237,6 @@ class Trainer:
             return self._forward(self.reference, rollout)
         with _module(self.policy).disable_adapter():  # LoRA: the base model is the reference
             return self._forward(_module(self.policy), rollout)
-
-    def _token_weight(self, mask: torch.Tensor) -> float:
-        """W · n_local / N_global: turns a local masked mean into its share of the global one."""
-        if self.world == 1:
-            return 1.0
-        n_local = float(mask.sum())
-        n_global = global_means(n=torch.tensor([n_local]))["n"] * self.world
-        return self.world * n_local / max(n_global, 1.0)
 
     def _policy_step(self, rollout: Rollout, before: ForwardResult) -> float:
         """Optimizer step; for SAFE with preview, shrink it so KL(before ‖ after) ≤ the limit."""
