@@ -16,6 +16,11 @@ from ._validation import decay as check_decay
 from ._validation import finite
 
 
+def debiased(moment: float, decay: float, count: int) -> float:
+    """Adam's bias correction of a zero-started EMA moment after ``count`` inputs."""
+    return moment if count == 0 else moment / (1.0 - decay**count)
+
+
 @dataclass(frozen=True)
 class EMAState:
     moment: float = 0.0
@@ -50,9 +55,9 @@ class EMA(Stateful):
     def value(self) -> float:
         """The current average (0.0 before any input)."""
         s = self._state
-        if not self.bias_correction or s.count == 0:
+        if not self.bias_correction:
             return s.moment
-        return s.moment / (1.0 - self.decay**s.count)
+        return debiased(s.moment, self.decay, s.count)
 
     @property
     def count(self) -> int:

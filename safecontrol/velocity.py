@@ -19,6 +19,7 @@ from typing import Any
 from ._state import Stateful, record_from_dict, record_to_dict
 from ._validation import decay as check_decay
 from ._validation import finite, one_of, positive
+from .filters import debiased
 
 VELOCITY_MODES = ("published", "scale_invariant", "holt")
 
@@ -92,7 +93,7 @@ class RewardVelocity(Stateful):
         moment = d * s.level + (1.0 - d) * r
         velocity = 0.0
         if s.count > 0:
-            velocity = moment / (1.0 - d**count) - s.level / (1.0 - d**s.count)
+            velocity = debiased(moment, d, count) - debiased(s.level, d, s.count)
         mean, variance = s.mean, s.variance
         if self.mode == "scale_invariant":
             # West's exponentially weighted mean and variance, started at the first reward.
