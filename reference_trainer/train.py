@@ -135,10 +135,13 @@ class Trainer:
         # apart from the statistics: "controller" is the update alone)
         kl_tokens = kl_per_token(old.logp, reference_logp, kind=c.kl_estimator)
         k1_tokens = kl_per_token(old.logp, reference_logp, kind="k1")
+        k3_tokens = (
+            kl_tokens if c.kl_estimator == "k3" else kl_per_token(old.logp, reference_logp, "k3")
+        )
         stats = global_measurements(kl=kl_tokens, entropy=entropy, reward=scores, mask=mask)
         extra = global_means(
             kl_k1=(k1_tokens, mask),
-            kl_k3=(kl_per_token(old.logp, reference_logp, kind="k3"), mask),
+            kl_k3=(k3_tokens, mask),
             kl_per_sequence=(k1_tokens * mask).sum(-1),
             reward_sq=scores**2,
             response_length=mask.sum(-1).float(),
