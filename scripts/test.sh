@@ -3,7 +3,7 @@
 # the reference trainer, the TRL integration).
 # Extra arguments go to pytest.
 set -euo pipefail
-source "$(dirname "$0")/_env.sh" "dev,torch,trainer,trl"
+source "$(dirname "$0")/_env.sh" "dev,bench,torch,trainer,trl"
 cd "$ROOT"
 ensure_corpus
 "$VENV/bin/ruff" check .

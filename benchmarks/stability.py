@@ -1,0 +1,230 @@
+"""SAFE against PPO across paired seeds, in two regimes, with SAFE's ablations (issue 5).
+
+Every run is the reference trainer on the offline default (SPEC §6), one directory per
+(regime, variant, seed) under ``--runs``. A finished run holds ``done.json``; it is skipped, an
+interrupted one resumes from its checkpoint, so the sweep can be stopped, resumed and run in parts
+(``--only stress/safe``). Afterwards the runs are aggregated (``stability_report.py``) into
+``benchmarks/results/stability.{json,md}`` and PNG plots.
+
+Regimes (learning rate of the policy, KL coefficient 0.05, SPEC §6):
+- standard, lr 1e-3: PPO learns steadily (reward 0.05 → ~0.8 in 150 iterations);
+- stress, lr 1e-2: PPO's per-token KL runs to 4–8, more than ten times its 0.3 target.
+
+Variants: the four algorithms of the trainer in both regimes (8 seeds: fewer cannot reach p < 0.05
+in a two-sided Wilcoxon signed-rank test), and in the stress regime SAFE's ablations (5 seeds):
+no entropy gate, no PID (fixed threshold), no phase detector, a single critic, and the published
+code's behaviour (the penalty as a detached float, no preview step scaling).
+
+    python benchmarks/stability.py                 # full sweep (~1 hour on 2 cores), then report
+    python benchmarks/stability.py --quick --runs /tmp/quick --out /tmp/quick-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import multiprocessing
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REGIMES: dict[str, dict[str, Any]] = {
+    "standard": {"lr": 1e-3},
+    "stress": {"lr": 1e-2},
+}
+ALGORITHMS: dict[str, dict[str, Any]] = {
+    "ppo": {"algo": "ppo"},
+    "ppo-adaptive-kl": {"algo": "ppo-adaptive-kl"},
+    "ppo-pid-lagrangian": {"algo": "ppo-pid-lagrangian"},
+    "safe": {"algo": "safe"},
+}
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "safe-no-gate": {"algo": "safe", "safe_overrides": {"use_gate": False}},
+    "safe-no-pid": {"algo": "safe", "safe_overrides": {"use_pid": False}},
+    "safe-no-phase": {"algo": "safe", "safe_overrides": {"use_phase": False}},
+    "safe-single-critic": {"algo": "safe", "critic_heads": 1},
+    "safe-published": {"algo": "safe", "safe_penalty_mode": "detached", "safe_preview": False},
+}
+ABLATION_REGIME = "stress"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big the sweep is; ``--quick`` shrinks every axis."""
+
+    seeds: int = 8
+    ablation_seeds: int = 5
+    steps: int = 150
+    threads: int = 1
+    """torch threads per run; two single-threaded runs side by side use 2 cores best."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Further TrainConfig fields shared by every run."""
+    prepare: dict[str, Any] = field(default_factory=dict)
+    """PrepareConfig fields of the offline default (empty: the default)."""
+
+
+FULL = Plan()
+QUICK = Plan(
+    seeds=2,
+    ablation_seeds=2,
+    steps=5,
+    train={"batch_size": 8, "max_new_tokens": 8, "min_new_tokens": 2, "checkpoint_every": 2},
+    prepare={"sft_steps": 30, "n_prompts": 64, "vocab_size": 512, "n_layer": 2, "n_embd": 32},
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    regime: str
+    variant: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.regime}/{self.variant}/seed{self.seed}"
+
+
+def run_specs(plan: Plan) -> list[RunSpec]:
+    """Every run of the sweep, seeds innermost so that a partial sweep is balanced early."""
+    specs = [
+        RunSpec(regime, variant, seed)
+        for regime in REGIMES
+        for seed in range(plan.seeds)
+        for variant in ALGORITHMS
+    ]
+    specs += [
+        RunSpec(ABLATION_REGIME, variant, seed)
+        for seed in range(plan.ablation_seeds)
+        for variant in ABLATIONS
+    ]
+    return specs
+
+
+def train_fields(
+    spec: RunSpec, plan: Plan, runs_dir: Path, data_dir: str, model: str
+) -> dict[str, Any]:
+    """The TrainConfig fields of one run (``model`` empty: the default prepared model)."""
+    variant = {**ALGORITHMS, **ABLATIONS}[spec.variant]
+    return {
+        **plan.train,
+        **REGIMES[spec.regime],
+        **variant,
+        "seed": spec.seed,
+        "steps": plan.steps,
+        "threads": plan.threads,
+        "data_dir": data_dir,
+        "model": model,
+        "run_dir": str(runs_dir / spec.name),
+    }
+
+
+def _train_one(job: tuple[RunSpec, dict[str, Any]]) -> tuple[str, float]:
+    """Train (or resume) one run in this worker process; write ``done.json`` when finished."""
+    from reference_trainer.config import TrainConfig, as_dict
+    from reference_trainer.report import summary
+    from reference_trainer.run_log import write_json_atomic
+    from reference_trainer.train import train
+
+    spec, fields = job
+    config = TrainConfig(**fields)
+    run_dir = Path(config.run_dir)
+    resume = (run_dir / "checkpoint.pt").is_file()
+    if not resume:
+        # Files of a run killed before its first checkpoint: nothing there can be resumed.
+        for name in ("metrics.jsonl", "samples.jsonl", "config.json"):
+            (run_dir / name).unlink(missing_ok=True)
+    started = time.perf_counter()
+    train(config, resume=resume, progress=False)
+    seconds = time.perf_counter() - started
+    done = {"spec": spec.__dict__, "config": as_dict(config), "summary": summary(run_dir)}
+    write_json_atomic(run_dir / "done.json", done)
+    return spec.name, seconds
+
+
+def pending(
+    specs: list[RunSpec], plan: Plan, runs_dir: Path, data_dir: str, model: str
+) -> list[Any]:
+    """The runs still to do; a finished run whose config differs from the plan is an error."""
+    from reference_trainer.config import TrainConfig, as_dict
+
+    jobs = []
+    for spec in specs:
+        fields = train_fields(spec, plan, runs_dir, data_dir, model)
+        done = runs_dir / spec.name / "done.json"
+        if done.is_file():
+            saved = json.loads(done.read_text())["config"]
+            wanted = json.loads(json.dumps(as_dict(TrainConfig(**fields))))
+            if saved != wanted:
+                changed = sorted(
+                    k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k)
+                )
+                raise ValueError(
+                    f"{done.parent} finished with a different config ({changed}); "
+                    "remove it or choose another --runs directory"
+                )
+            continue
+        jobs.append((spec, fields))
+    return jobs
+
+
+def sweep(plan: Plan, runs_dir: Path, data_dir: str, workers: int, only: list[str]) -> None:
+    from reference_trainer.config import PrepareConfig
+    from reference_trainer.prepare import prepare
+
+    prepared = prepare(PrepareConfig(data_dir=data_dir, **plan.prepare), progress=False)
+    # A non-default preparation is passed as the model; the default keeps the default config.
+    model = str(prepared) if plan.prepare else ""
+    specs = [
+        s for s in run_specs(plan) if not only or any(fnmatch.fnmatch(s.name, p) for p in only)
+    ]
+    if not specs:
+        raise ValueError(f"--only {only} matches no run; runs are named like 'stress/safe/seed0'")
+    jobs = pending(specs, plan, runs_dir, data_dir, model)
+    print(f"{len(specs) - len(jobs)} of {len(specs)} runs already finished; {len(jobs)} to go")
+    if not jobs:
+        return
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
+    with context.Pool(min(workers, len(jobs))) as pool:
+        for i, (name, seconds) in enumerate(pool.imap_unordered(_train_one, jobs), 1):
+            elapsed = time.perf_counter() - started
+            print(f"[{i}/{len(jobs)}] {name} {seconds:.0f} s (sweep {elapsed / 60:.1f} min)")
+            sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few short runs on a tiny model")
+    parser.add_argument("--runs", default="runs/stability", help="where run directories live")
+    parser.add_argument("--out", default="benchmarks/results", help="where results are written")
+    parser.add_argument("--data-dir", default=".data", help="cache of the prepared default")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained side by side")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="train only runs matching this glob (repeatable), e.g. 'stress/safe*/*'",
+    )
+    parser.add_argument("--report-only", action="store_true", help="aggregate, train nothing")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    plan = QUICK if args.quick else FULL
+    runs_dir = Path(args.runs)
+    if not args.report_only:
+        sweep(plan, runs_dir, args.data_dir, args.workers, args.only)
+    from stability_report import write_report  # noqa: PLC0415 (benchmarks/ is on sys.path)
+
+    print(write_report(runs_dir, Path(args.out), plan_name="quick" if args.quick else "full"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
