@@ -25,7 +25,6 @@ import argparse
 import fnmatch
 import json
 import multiprocessing
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = Path(args.runs)
     if not args.report_only:
         sweep(plan, runs_dir, args.data_dir, args.workers, args.only)
-    from stability_report import write_report  # noqa: PLC0415 (benchmarks/ is on sys.path)
+    from stability_report import write_report  # benchmarks/ is sys.path[0]
 
     print(write_report(runs_dir, Path(args.out), plan_name="quick" if args.quick else "full"))
     return 0
