@@ -174,14 +174,14 @@ def sweep(plan: Plan, runs_dir: Path, data_dir: str, workers: int, only: list[st
     from reference_trainer.config import PrepareConfig
     from reference_trainer.prepare import prepare
 
-    prepared = prepare(PrepareConfig(data_dir=data_dir, **plan.prepare), progress=False)
-    # A non-default preparation is passed as the model; the default keeps the default config.
-    model = str(prepared) if plan.prepare else ""
     specs = [
         s for s in run_specs(plan) if not only or any(fnmatch.fnmatch(s.name, p) for p in only)
     ]
     if not specs:
         raise ValueError(f"--only {only} matches no run; runs are named like 'stress/safe/seed0'")
+    prepared = prepare(PrepareConfig(data_dir=data_dir, **plan.prepare), progress=False)
+    # A non-default preparation is passed as the model; the default keeps the default config.
+    model = str(prepared) if plan.prepare else ""
     jobs = pending(specs, plan, runs_dir, data_dir, model)
     print(f"{len(specs) - len(jobs)} of {len(specs)} runs already finished; {len(jobs)} to go")
     if not jobs:
@@ -217,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     plan = QUICK if args.quick else FULL
     runs_dir = Path(args.runs)
-    if not args.report_only:
-        sweep(plan, runs_dir, args.data_dir, args.workers, args.only)
     from stability_report import write_report  # benchmarks/ is sys.path[0]
 
-    print(write_report(runs_dir, Path(args.out), plan_name="quick" if args.quick else "full"))
+    try:
+        if not args.report_only:
+            sweep(plan, runs_dir, args.data_dir, args.workers, args.only)
+        print(write_report(runs_dir, Path(args.out), plan_name="quick" if args.quick else "full"))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

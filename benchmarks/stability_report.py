@@ -1,0 +1,480 @@
+"""Aggregate the stability sweep (``stability.py``) into results, plots and verdicts.
+
+Per (regime, variant): mean and 95% bootstrap CI over seeds of each SPEC §5 measure. Paired on
+the same seeds: each variant against PPO (and each ablation against full SAFE): the mean
+difference with a 95% bootstrap CI and a two-sided Wilcoxon signed-rank test. With n non-zero
+paired differences the smallest attainable p is 2/2^n, so fewer than 6 seeds can never reach
+p < 0.05: such comparisons are reported as "too few seeds to conclude" whatever their CI says.
+
+Writes ``stability.json``, ``stability.md`` and ``stability_<regime>.png`` (reward with CI bands,
+KL with the thresholds and targets, entropy) into the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALPHA = 0.05
+N_RESAMPLES = 10_000
+METRICS: dict[str, tuple[str, int]] = {
+    # name in the run summary: (label, +1 when higher is better / -1 when lower / 0 neutral)
+    "reward_mean": ("training-average reward", +1),
+    "reward_final": ("final reward (last 10)", +1),
+    "volatility": ("volatility", -1),
+    "crashes": ("reward crashes", -1),
+    "kl_mean": ("KL mean", -1),
+    "kl_p95": ("KL p95", -1),
+    "kl_max": ("KL max", -1),
+    "kl_above": ("fraction of steps above limit", -1),
+    "entropy_min": ("minimum entropy", +1),
+    "distinct_1_final": ("distinct-1 (last 10)", +1),
+    "wall_seconds": ("wall seconds", -1),
+}
+CURVES = ("reward_mean", "kl_k3", "entropy", "threshold")
+NEGLIGIBLE_CRASHES = 0.5
+"""A method's crashes are "negligible" when the upper CI of its crashes per run is below this."""
+BASELINE = "ppo"
+FULL_SAFE = "safe"
+
+
+# ------------------------------------------------------------------ statistics
+def bootstrap_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float] | None:
+    """95% percentile bootstrap CI of the mean; None below 2 values, exact for constant data."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        return None
+    if np.ptp(x) == 0.0:
+        return float(x[0]), float(x[0])
+    from scipy.stats import bootstrap
+
+    result = bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=N_RESAMPLES,
+        confidence_level=1 - ALPHA,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def min_attainable_p(n_nonzero: int) -> float:
+    """The smallest two-sided exact Wilcoxon p with n non-zero differences: 2 / 2^n."""
+    return 2.0 / 2.0**n_nonzero if n_nonzero > 0 else 1.0
+
+
+def paired(values: np.ndarray, baseline: np.ndarray, direction: int) -> dict[str, Any]:
+    """Paired comparison of ``values`` against ``baseline`` (same seeds, same order).
+
+    ``verdict``: "better" / "worse" (p < 0.05 and the CI of the mean difference excludes 0,
+    in the sense of ``direction``), "no significant difference", or "too few seeds to conclude"
+    when even a unanimous sign could not reach p < 0.05.
+    """
+    diff = np.asarray(values, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    nonzero = int(np.count_nonzero(diff))
+    result: dict[str, Any] = {
+        "n": int(diff.size),
+        "mean_difference": float(diff.mean()),
+        "ci": bootstrap_ci(diff),
+        "relative": _relative(values, baseline),
+        "p_value": None,
+        "min_attainable_p": min_attainable_p(nonzero),
+    }
+    if nonzero:
+        from scipy.stats import wilcoxon
+
+        result["p_value"] = float(wilcoxon(diff, zero_method="wilcox").pvalue)
+    ci = result["ci"]
+    if result["min_attainable_p"] >= ALPHA:
+        verdict = "too few seeds to conclude" if nonzero else "no difference on any seed"
+    elif result["p_value"] is not None and result["p_value"] < ALPHA and ci is not None:
+        if ci[0] > 0 or ci[1] < 0:
+            sign = 1 if result["mean_difference"] > 0 else -1
+            verdict = "better" if sign * direction > 0 else "worse" if direction else "different"
+        else:
+            verdict = "no significant difference"
+    else:
+        verdict = "no significant difference"
+    result["verdict"] = verdict
+    return result
+
+
+def _relative(values: np.ndarray, baseline: np.ndarray) -> float | None:
+    base = float(np.mean(baseline))
+    return None if base == 0.0 else float(np.mean(values)) / base - 1.0
+
+
+def band(curves: np.ndarray, seed: int = 0, resamples: int = 2000) -> tuple[np.ndarray, ...]:
+    """Per-step mean and 95% percentile-bootstrap band over seeds (rows) of ``curves``."""
+    rng = np.random.default_rng(seed)
+    n = curves.shape[0]
+    mean = curves.mean(axis=0)
+    if n < 2:
+        return mean, mean, mean
+    picks = rng.integers(0, n, size=(resamples, n))
+    means = curves[picks].mean(axis=1)
+    low, high = np.percentile(means, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)], axis=0)
+    return mean, low, high
+
+
+# ------------------------------------------------------------------ loading
+def load_runs(runs_dir: Path) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
+    """{(regime, variant): {seed: {"summary", "config", "curves"}}} of every finished run."""
+    runs: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for done_path in sorted(runs_dir.glob("*/*/seed*/done.json")):
+        done = json.loads(done_path.read_text())
+        spec = done["spec"]
+        rows = [
+            json.loads(line)
+            for line in (done_path.parent / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        curves = {
+            key: np.array([row.get(key, np.nan) for row in rows], dtype=np.float64)
+            for key in CURVES
+        }
+        key = (spec["regime"], spec["variant"])
+        runs.setdefault(key, {})[int(spec["seed"])] = {
+            "summary": done["summary"],
+            "config": done["config"],
+            "curves": curves,
+        }
+    if not runs:
+        raise FileNotFoundError(f"no finished runs (*/*/seed*/done.json) under {runs_dir}")
+    return runs
+
+
+def _metric(seeds: dict[int, dict[str, Any]], name: str, order: list[int]) -> np.ndarray:
+    return np.array([_value(seeds[s]["summary"].get(name)) for s in order], dtype=np.float64)
+
+
+def _value(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+# ------------------------------------------------------------------ aggregation
+def aggregate(runs: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    groups: dict[str, Any] = {}
+    for (regime, variant), seeds in sorted(runs.items()):
+        order = sorted(seeds)
+        stats = {}
+        for name in METRICS:
+            x = _metric(seeds, name, order)
+            x = x[np.isfinite(x)]
+            stats[name] = {
+                "mean": float(x.mean()) if x.size else None,
+                "ci": bootstrap_ci(x),
+                "values": [float(v) for v in x],
+            }
+        config = seeds[order[0]]["config"]
+        groups.setdefault(regime, {})[variant] = {
+            "seeds": order,
+            "lr": config["lr"],
+            "steps": config["steps"],
+            "metrics": stats,
+        }
+    comparisons: dict[str, Any] = {}
+    for regime, variants in groups.items():
+        for variant in variants:
+            for baseline in (BASELINE, FULL_SAFE):
+                if variant in (baseline, BASELINE) or baseline not in variants:
+                    continue
+                if baseline == FULL_SAFE and not variant.startswith(FULL_SAFE + "-"):
+                    continue
+                comparisons.setdefault(regime, {}).setdefault(variant, {})[baseline] = _compare(
+                    runs[(regime, variant)], runs[(regime, baseline)]
+                )
+    return {"groups": groups, "comparisons": comparisons}
+
+
+def _compare(runs: dict[int, Any], baseline: dict[int, Any]) -> dict[str, Any]:
+    common = sorted(set(runs) & set(baseline))
+    out = {"seeds": common}
+    for name, (_, direction) in METRICS.items():
+        a, b = _metric(runs, name, common), _metric(baseline, name, common)
+        keep = np.isfinite(a) & np.isfinite(b)
+        out[name] = paired(a[keep], b[keep], direction) if keep.sum() else None
+    return out
+
+
+# ------------------------------------------------------------------ the paper's claims
+def claims(results: dict[str, Any], overhead: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One plain verdict per claim of the paper (SPEC §1.5), regime by regime."""
+    comparisons, groups = results["comparisons"], results["groups"]
+    out = []
+
+    def per_regime(metric: str) -> dict[str, dict[str, Any]]:
+        return {
+            regime: comparisons[regime][FULL_SAFE][BASELINE][metric]
+            for regime in comparisons
+            if FULL_SAFE in comparisons[regime]
+        }
+
+    def combine(verdicts: dict[str, str]) -> str:
+        values = set(verdicts.values())
+        if not values:
+            return "not measured (no SAFE and PPO runs on common seeds)"
+        if values == {"confirmed"}:
+            return "confirmed"
+        if values == {"refuted"}:
+            return "refuted"
+        return "mixed" if "confirmed" in values else "not confirmed"
+
+    def judge(comparison: dict[str, Any]) -> str:
+        return {"better": "confirmed", "worse": "refuted"}.get(
+            comparison["verdict"], "not confirmed"
+        )
+
+    reward = per_regime("reward_mean")
+    verdicts = {regime: judge(c) for regime, c in reward.items()}
+    out.append(
+        {
+            "claim": "higher training-average reward than PPO (paper: +5.15%)",
+            "per_regime": {r: {"verdict": verdicts[r], **_brief(c)} for r, c in reward.items()},
+            "verdict": combine(verdicts),
+        }
+    )
+
+    crash_verdicts, crash_detail = {}, {}
+    for regime, c in per_regime("crashes").items():
+        stats = groups[regime][FULL_SAFE]["metrics"]["crashes"]
+        upper = stats["ci"][1] if stats["ci"] else stats["mean"]
+        negligible = upper is not None and upper < NEGLIGIBLE_CRASHES
+        crash_verdicts[regime] = (
+            "refuted" if c["verdict"] == "worse" or not negligible else "confirmed"
+        )
+        crash_detail[regime] = {
+            "verdict": crash_verdicts[regime],
+            "safe_crashes_per_run": stats["mean"],
+            "safe_ci": stats["ci"],
+            "ppo_crashes_per_run": groups[regime][BASELINE]["metrics"]["crashes"]["mean"],
+            **_brief(c),
+        }
+    out.append(
+        {
+            "claim": (
+                "negligible reward crashes (here: the upper 95% CI of SAFE's crashes per run "
+                f"is below {NEGLIGIBLE_CRASHES}, and not significantly more than PPO)"
+            ),
+            "per_regime": crash_detail,
+            "verdict": combine(crash_verdicts),
+        }
+    )
+
+    kl = per_regime("kl_p95")
+    verdicts = {regime: judge(c) for regime, c in kl.items()}
+    out.append(
+        {
+            "claim": "superior KL control (here: lower per-token KL p95 than PPO, paired)",
+            "per_regime": {r: {"verdict": verdicts[r], **_brief(c)} for r, c in kl.items()},
+            "verdict": combine(verdicts),
+        }
+    )
+
+    wall = per_regime("wall_seconds")
+    entry: dict[str, Any] = {
+        "claim": "minimal computational overhead",
+        "per_regime": {
+            r: {"wall_relative_to_ppo": c["relative"], **_brief(c)} for r, c in wall.items()
+        },
+    }
+    if overhead is not None:
+        safe = overhead["controllers"]["SafeController"]
+        entry["controller_us_per_update"] = safe["median_us"]
+        entry["controller_share_of_step"] = safe["share_of_step"]
+        small = safe["share_of_step"] < 0.001
+        slower = [r for r, c in wall.items() if c["verdict"] == "worse" and c["relative"] > 0.05]
+        entry["verdict"] = "mixed" if small and slower else "confirmed" if small else "refuted"
+        entry["note"] = (
+            "the controller itself is below 0.1% of a trainer step; the whole method costs "
+            "more where its run wall time is significantly above PPO's"
+        )
+    else:
+        entry["verdict"] = "not measured (benchmarks/overhead.py has not been run)"
+    out.append(entry)
+    return out
+
+
+def _brief(comparison: dict[str, Any]) -> dict[str, Any]:
+    keys = ("mean_difference", "ci", "relative", "p_value", "n")
+    return {k: comparison[k] for k in keys} | {"test": comparison["verdict"]}
+
+
+# ------------------------------------------------------------------ plots
+def plot(runs: dict[tuple[str, str], dict[int, Any]], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    by_panel = {
+        "": lambda v: not v.startswith(FULL_SAFE + "-"),
+        "_ablations": lambda v: v == FULL_SAFE or v.startswith(FULL_SAFE + "-"),
+    }
+    for regime in sorted({r for r, _ in runs}):
+        for suffix, wanted in by_panel.items():
+            variants = sorted(v for r, v in runs if r == regime and wanted(v))
+            if not variants or (suffix and len(variants) < 2):
+                continue
+            fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+            for variant in variants:
+                seeds = runs[(regime, variant)]
+                for ax, key in zip(axes, ("reward_mean", "kl_k3", "entropy"), strict=True):
+                    curves = np.stack([seeds[s]["curves"][key] for s in sorted(seeds)])
+                    mean, low, high = band(curves)
+                    steps = np.arange(1, mean.size + 1)
+                    (line,) = ax.plot(steps, mean, label=f"{variant} (n={curves.shape[0]})")
+                    ax.fill_between(steps, low, high, alpha=0.2, color=line.get_color())
+                    if key == "kl_k3" and variant == FULL_SAFE:
+                        threshold = np.stack(
+                            [seeds[s]["curves"]["threshold"] for s in sorted(seeds)]
+                        )
+                        ax.plot(
+                            steps,
+                            threshold.mean(0),
+                            ls="--",
+                            color=line.get_color(),
+                            label="SAFE threshold (mean)",
+                        )
+            any_config = next(iter(runs[(regime, variants[0])].values()))["config"]
+            if not suffix:
+                axes[1].axhline(
+                    any_config["kl_target"],
+                    ls=":",
+                    color="grey",
+                    label="PID-Lagrangian / Ziegler target",
+                )
+            titles = ("batch-mean reward", "per-token KL (k3)", "per-token entropy (nats)")
+            for ax, title in zip(axes, titles, strict=True):
+                ax.set_title(f"{regime} (lr {any_config['lr']:g}): {title}")
+                ax.set_xlabel("PPO iteration")
+            axes[1].set_yscale("symlog", linthresh=1.0)
+            axes[0].legend(fontsize=7)
+            axes[1].legend(fontsize=7)
+            fig.tight_layout()
+            path = out_dir / f"stability_{regime}{suffix}.png"
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------ report
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}g}" if abs(value) >= 100 else f"{value:.{digits}f}"
+
+
+def _with_ci(stats: dict[str, Any]) -> str:
+    if stats["mean"] is None:
+        return "–"
+    ci = stats["ci"]
+    return _fmt(stats["mean"]) + ("" if ci is None else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]")
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    groups, comparisons = results["groups"], results["comparisons"]
+    lines = [
+        "# Stability: SAFE against PPO on the reference trainer",
+        "",
+        f"Produced by `{command}` ({results['plan']} plan) on {results['machine']}.",
+        "Mean over seeds with a 95% percentile-bootstrap CI in brackets. Definitions (SPEC §5): "
+        "training-average reward = mean over all steps of the batch-mean reward; a crash = the "
+        "10-step rolling mean falls more than max(3 σ, 30% of the run's reward range) below its "
+        "running maximum (σ: robust batch-noise estimate); volatility = std of step-to-step "
+        "reward changes; KL = per-token k3 to the reference; 'above limit' = fraction of steps "
+        "above SAFE's threshold or the 0.3 per-token target of the other algorithms; entropy "
+        "per token (collapse = below 10% of the initial).",
+        "",
+    ]
+    shown = (
+        "reward_mean",
+        "reward_final",
+        "volatility",
+        "crashes",
+        "kl_mean",
+        "kl_p95",
+        "kl_max",
+        "kl_above",
+        "entropy_min",
+        "distinct_1_final",
+        "wall_seconds",
+    )
+    for regime, variants in groups.items():
+        lr = next(iter(variants.values()))["lr"]
+        lines += [f"## Regime `{regime}` (policy lr {lr:g})", ""]
+        lines += ["| variant | seeds | " + " | ".join(METRICS[m][0] for m in shown) + " |"]
+        lines += ["|---" * (len(shown) + 2) + "|"]
+        for variant, group in variants.items():
+            cells = [_with_ci(group["metrics"][m]) for m in shown]
+            lines.append(f"| {variant} | {len(group['seeds'])} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Paired on the same seeds (Δ = variant − baseline, Wilcoxon signed-rank):",
+            "",
+        ]
+        lines += ["| variant | baseline | metric | Δ mean [95% CI] | relative | p | verdict |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for variant, by_baseline in comparisons.get(regime, {}).items():
+            for baseline, metrics in by_baseline.items():
+                for m in ("reward_mean", "crashes", "kl_p95", "entropy_min", "wall_seconds"):
+                    c = metrics[m]
+                    if c is None:
+                        continue
+                    ci = "" if c["ci"] is None else f" [{_fmt(c['ci'][0])}, {_fmt(c['ci'][1])}]"
+                    rel = "–" if c["relative"] is None else f"{100 * c['relative']:+.1f}%"
+                    p = "–" if c["p_value"] is None else f"{c['p_value']:.3g}"
+                    lines.append(
+                        f"| {variant} | {baseline} | {METRICS[m][0]} | "
+                        f"{_fmt(c['mean_difference'])}{ci} | {rel} | {p} | {c['verdict']} |"
+                    )
+        lines.append("")
+    lines += ["## The paper's claims", ""]
+    for claim in results["claims"]:
+        lines.append(f"- **{claim['claim']}: {claim['verdict']}.**")
+        for regime, detail in claim.get("per_regime", {}).items():
+            parts = [
+                f"{k}={_fmt(v) if isinstance(v, float) else v}"
+                for k, v in detail.items()
+                if k not in ("ci", "safe_ci")
+            ]
+            lines.append(f"  - {regime}: " + ", ".join(parts))
+        for key in ("controller_us_per_update", "controller_share_of_step", "note"):
+            if key in claim:
+                lines.append(f"  - {key}: {claim[key]}")
+    lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in results["plots"]), ""]
+    return "\n".join(lines)
+
+
+def write_report(runs_dir: Path, out_dir: Path, plan_name: str, command: str = "") -> Path:
+    """Aggregate ``runs_dir`` into ``out_dir``; returns the markdown path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(runs_dir)
+    results = aggregate(runs)
+    overhead_path = out_dir / "overhead.json"
+    overhead = json.loads(overhead_path.read_text()) if overhead_path.is_file() else None
+    results["claims"] = claims(results, overhead)
+    results["plan"] = plan_name
+    results["machine"] = f"{platform.machine()}, {platform.python_version()}, {_cpu_count()} CPUs"
+    results["plots"] = [p.name for p in plot(runs, out_dir)]
+    command = (
+        command or f"python benchmarks/stability.py{' --quick' if plan_name == 'quick' else ''}"
+    )
+    (out_dir / "stability.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    path = out_dir / "stability.md"
+    path.write_text(markdown(results, command))
+    return path
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 1
