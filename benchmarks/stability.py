@@ -88,18 +88,15 @@ class RunSpec:
 
 
 def run_specs(plan: Plan) -> list[RunSpec]:
-    """Every run of the sweep, seeds innermost so that a partial sweep is balanced early."""
-    specs = [
-        RunSpec(regime, variant, seed)
-        for regime in REGIMES
-        for seed in range(plan.seeds)
-        for variant in ALGORITHMS
-    ]
-    specs += [
-        RunSpec(ABLATION_REGIME, variant, seed)
-        for seed in range(plan.ablation_seeds)
-        for variant in ABLATIONS
-    ]
+    """Every run of the sweep, seed by seed, so a sweep stopped early is balanced: every variant
+    of every regime has the same seeds done."""
+    specs = []
+    for seed in range(max(plan.seeds, plan.ablation_seeds)):
+        for regime in REGIMES:
+            if seed < plan.seeds:
+                specs += [RunSpec(regime, variant, seed) for variant in ALGORITHMS]
+            if regime == ABLATION_REGIME and seed < plan.ablation_seeds:
+                specs += [RunSpec(regime, variant, seed) for variant in ABLATIONS]
     return specs
 
 
