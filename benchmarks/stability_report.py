@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from intervals import bootstrap_mean_ci
 
 ALPHA = 0.05
 N_RESAMPLES = 10_000
@@ -45,23 +46,8 @@ FULL_SAFE = "safe"
 
 # ------------------------------------------------------------------ statistics
 def bootstrap_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float] | None:
-    """95% percentile bootstrap CI of the mean; None below 2 values, exact for constant data."""
-    x = np.asarray(values, dtype=np.float64)
-    if x.size < 2:
-        return None
-    if np.ptp(x) == 0.0:
-        return float(x[0]), float(x[0])
-    from scipy.stats import bootstrap
-
-    result = bootstrap(
-        (x,),
-        np.mean,
-        n_resamples=N_RESAMPLES,
-        confidence_level=1 - ALPHA,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    """95% percentile bootstrap CI of the mean over seeds."""
+    return bootstrap_mean_ci(values, N_RESAMPLES, seed, 1 - ALPHA)
 
 
 def min_attainable_p(n_nonzero: int) -> float:

@@ -1,0 +1,96 @@
+"""Confidence intervals and multiple-test adjustment shared by the benchmarks.
+
+- ``bootstrap_mean_ci``: percentile bootstrap of the mean (scipy.stats.bootstrap);
+- ``wilson_interval``: Wilson's score interval of a binomial proportion (Wilson 1927);
+- ``newcombe_paired_interval``: the difference of paired proportions (Newcombe 1998, method 10);
+- ``holm``: Holm's step-down adjusted p-values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, resamples: int, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float] | None:
+    """Percentile-bootstrap interval of the mean; None below 2 values, exact for constant data
+    (where scipy would warn about a degenerate distribution)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        return None
+    if np.ptp(x) == 0.0:
+        return float(x[0]), float(x[0])
+    result = stats.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _z(confidence: float) -> float:
+    return float(stats.norm.ppf(0.5 + confidence / 2.0))
+
+
+def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion (Wilson 1927); (0, 1) when n = 0."""
+    if n == 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, {n}], got {successes!r}")
+    z2, p = _z(confidence) ** 2, successes / n
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = math.sqrt(z2 * (p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+    # The interval always holds p; min/max only absorb rounding at p = 0 or 1.
+    return min(max(0.0, centre - half), p), max(min(1.0, centre + half), p)
+
+
+def newcombe_paired_interval(
+    both: int, first_only: int, second_only: int, neither: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Interval for p1 − p2 of paired proportions: Newcombe's (1998, Stat Med 17:2635, method 10)
+    square-and-add of Wilson intervals with the continuity-corrected correlation φ*."""
+    n = both + first_only + second_only + neither
+    if n == 0:
+        return -1.0, 1.0
+    p1, p2 = (both + first_only) / n, (both + second_only) / n
+    l1, u1 = wilson_interval(both + first_only, n, confidence)
+    l2, u2 = wilson_interval(both + second_only, n, confidence)
+    margins = (both + first_only) * (second_only + neither) * (both + second_only)
+    margins *= first_only + neither
+    phi = 0.0
+    if margins > 0:
+        cross = both * neither - first_only * second_only
+        if cross > n / 2:
+            phi = (cross - n / 2) / math.sqrt(margins)
+        elif cross < 0:
+            phi = cross / math.sqrt(margins)
+    diff = p1 - p2
+    lower = diff - math.sqrt(
+        max(0.0, (p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2))
+    )
+    upper = diff + math.sqrt(
+        max(0.0, (p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1))
+    )
+    return max(-1.0, min(lower, diff)), min(1.0, max(upper, diff))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control)."""
+    order = np.argsort(p_values, kind="stable")
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
