@@ -108,6 +108,39 @@ def stability_section(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rate(event: dict[str, Any]) -> str:
+    return f"{event['rate']:.2f} [{event['ci'][0]:.2f}, {event['ci'][1]:.2f}]"
+
+
+def plant_section(plant: dict[str, Any]) -> list[str]:
+    meta, config, definitions = plant["meta"], plant["config"], plant["definitions"]
+    overall = plant["results"]["overall"]
+    events = list(next(iter(overall.values()))["events"])
+    lines = [
+        "### Every controller on the surrogate plant",
+        "",
+        f"`{meta['command']}`: {meta['runs']} runs ({len(plant['settings'])} settings × "
+        f"{config['seeds_per_setting']} seeds × {len(config['controllers'])} controllers, "
+        f"{config['steps']} steps). Fraction of runs with each event, 95% Wilson CI; "
+        "details and paired tests in "
+        "[`benchmarks/results/plant.md`](benchmarks/results/plant.md).",
+        "",
+        "| controller | "
+        + " | ".join(e.replace("_", " ") for e in events)
+        + " | KL p95 | true reward (final) |",
+        "|---" * (len(events) + 3) + "|",
+    ]
+    for controller, group in overall.items():
+        rates = " | ".join(_rate(group["events"][e]) for e in events)
+        measures = group["measures"]
+        lines.append(
+            f"| {controller} | {rates} | {_ci(measures['kl_p95'])} | "
+            f"{_ci(measures['true_reward_final'])} |"
+        )
+    lines += [""] + [f"- {e.replace('_', ' ')}: {definitions[e]}." for e in events] + [""]
+    return lines
+
+
 def build(results_dir: Path) -> str:
     lines = [
         "## Results",
@@ -125,6 +158,9 @@ def build(results_dir: Path) -> str:
             "",
         ]
         lines += stability_section(json.loads(stability.read_text()))
+    plant = results_dir / "plant.json"
+    if plant.is_file():
+        lines += plant_section(json.loads(plant.read_text()))
     return "\n".join(lines).rstrip() + "\n"
 
 
