@@ -60,13 +60,19 @@ def stability_section(results: dict[str, Any]) -> list[str]:
         for regime, detail in claim.get("per_regime", {}).items():
             if "mean_difference" in detail:
                 verdict = detail.get("verdict", detail.get("test"))
+                above = detail.get("safe_steps_above_own_threshold")
+                extra = (
+                    "" if above is None else f"; SAFE above its own threshold {above:.0%} of steps"
+                )
                 lines.append(
-                    f"  - {regime}: {verdict} — SAFE − PPO {_diff(detail)}; test: {detail['test']}."
+                    f"  - {regime}: {verdict} — SAFE − PPO {_diff(detail)}; "
+                    f"test: {detail['test']}{extra}."
                 )
         if "controller_us_per_update" in claim:
             lines.append(
                 f"  - `SafeController.update`: {_fmt(claim['controller_us_per_update'])} µs, "
-                f"{100 * claim['controller_share_of_step']:.4f}% of a trainer step."
+                f"{100 * claim['controller_share_of_step']:.4f}% of a trainer step; "
+                f"{claim['note']}."
             )
     shown = ("reward_mean", "crashes", "kl_p95", "kl_above", "entropy_min", "wall_seconds")
     labels = (
