@@ -1,0 +1,214 @@
+"""Microseconds per ``update`` of every controller, and its share of a reference-trainer step.
+
+Each controller is fed the same seeded stream of host floats (per-token KL, entropy, reward, as a
+trainer hands them over once per rollout batch); after a warm-up, ``--repeats`` blocks of
+``--block`` updates are timed with ``time.perf_counter_ns``; the median and p90 over blocks of the
+per-update time are reported. Peers: safecontrol's ``PID`` alone, and the PID of the
+``simple-pid`` package with the same gains, setpoint and output limits as SAFE's threshold PID
+(Kp 0.3, Ki 0.01, Kd 0.05), both fed the same reward-velocity stream with dt = 1.
+
+The share of a trainer step divides by the measured seconds per PPO iteration of the reference
+trainer (``benchmarks/results/trainer_speed.json``, its "ppo" total: the smaller denominator of
+the two, so the larger share). One update per rollout batch. Goals: ``SafeController.update``
+≤ 20 µs on this machine and < 0.1% of a trainer step.
+
+    python benchmarks/overhead.py               # writes benchmarks/results/overhead.{json,md}
+    python benchmarks/overhead.py --quick --out /tmp/overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import safecontrol as sc
+
+GOAL_US = 20.0
+GOAL_SHARE = 0.001
+THRESHOLD_PID = {"kp": 0.3, "ki": 0.01, "kd": 0.05, "setpoint": -0.001, "limits": (-0.2, 0.3)}
+"""SAFE's threshold PID: reverse action on the reward velocity (setpoint −v_target), output
+limits (τ_lo − τ_base, τ_hi − τ_base) at φ = 1."""
+
+Update = Callable[[float, float, float], Any]
+
+
+def stream(n: int, seed: int = 0) -> list[tuple[float, float, float]]:
+    """(kl per token, entropy, batch-mean reward) as host floats, like a trainer's statistics."""
+    rng = np.random.default_rng(seed)
+    kl = np.abs(rng.normal(0.5, 0.3, n))
+    entropy = 3.0 + np.abs(rng.normal(0.0, 1.0, n))
+    reward = np.cumsum(rng.normal(0.002, 0.05, n))
+    return [(float(k), float(h), float(r)) for k, h, r in zip(kl, entropy, reward, strict=True)]
+
+
+def controllers() -> dict[str, Callable[[], Update]]:
+    """Factories of one ``update(kl, entropy, reward)`` closure per benchmarked controller."""
+
+    def keywords(controller: Any) -> Update:
+        return lambda k, h, r: controller.update(kl=k, entropy=h, reward=r)
+
+    def ziegler() -> Update:
+        controller = sc.AdaptiveKL()
+        return lambda k, h, r: controller.update(kl=k, n_steps=32)
+
+    def our_pid() -> Update:
+        p = THRESHOLD_PID
+        pid = sc.PID(p["kp"], p["ki"], p["kd"], setpoint=p["setpoint"], output_limits=p["limits"])
+        return lambda k, h, r: pid.update(-r, 1.0)
+
+    def simple_pid() -> Update:
+        from simple_pid import PID as SimplePID
+
+        p = THRESHOLD_PID
+        pid = SimplePID(
+            p["kp"],
+            p["ki"],
+            p["kd"],
+            setpoint=p["setpoint"],
+            sample_time=None,
+            output_limits=p["limits"],
+        )
+        return lambda k, h, r: pid(-r, dt=1.0)
+
+    return {
+        "FixedKL": lambda: keywords(sc.FixedKL(0.05)),
+        "AdaptiveKL": ziegler,
+        "PPOAdaptiveKL": lambda: keywords(sc.PPOAdaptiveKL()),
+        "PIDLagrangianKL": lambda: keywords(sc.PIDLagrangianKL(target=0.3)),
+        "EntropyTargetController": lambda: keywords(sc.EntropyTargetController(target=3.5)),
+        "SafeController": lambda: keywords(sc.SafeController()),
+        "SafeController (scale-invariant phases)": lambda: keywords(
+            sc.SafeController(sc.SafeConfig(phase_mode="scale_invariant"))
+        ),
+        "safecontrol.PID": our_pid,
+        "simple_pid.PID (peer)": simple_pid,
+    }
+
+
+def time_updates(
+    update: Update, data: list[tuple[float, float, float]], block: int, repeats: int, warmup: int
+) -> list[float]:
+    """Per-update microseconds of each of ``repeats`` timed blocks."""
+    for k, h, r in data[:warmup]:
+        update(k, h, r)
+    per_update = []
+    clock = time.perf_counter_ns
+    for i in range(repeats):
+        chunk = data[warmup + i * block : warmup + (i + 1) * block]
+        started = clock()
+        for k, h, r in chunk:
+            update(k, h, r)
+        per_update.append((clock() - started) / 1000.0 / len(chunk))
+    return per_update
+
+
+def trainer_step_seconds(results_dir: Path) -> tuple[float | None, str]:
+    path = results_dir / "trainer_speed.json"
+    if not path.is_file():
+        return None, f"{path} missing: run benchmarks/trainer_speed.py"
+    speed = json.loads(path.read_text())
+    return speed["results"]["ppo"]["total"], f"{path.name}: {speed['meta']['command']}"
+
+
+def measure(block: int, repeats: int, warmup: int, results_dir: Path) -> dict[str, Any]:
+    data = stream(warmup + block * repeats)
+    step, source = trainer_step_seconds(results_dir)
+    rows = {}
+    for name, factory in controllers().items():
+        times = time_updates(factory(), data, block, repeats, warmup)
+        median = statistics.median(times)
+        rows[name] = {
+            "median_us": median,
+            "p90_us": float(np.percentile(times, 90)),
+            "share_of_step": None if step is None else median / (step * 1e6),
+        }
+    safe = rows["SafeController"]
+    return {
+        "meta": {
+            "command": "python benchmarks/overhead.py",
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, numpy {np.__version__}",
+            "load_average_at_start": list(os.getloadavg()),
+            "block": block,
+            "repeats": repeats,
+            "warmup": warmup,
+            "trainer_step_seconds": step,
+            "trainer_step_source": source,
+        },
+        "controllers": rows,
+        "goals": {
+            "safe_update_us": {
+                "goal": GOAL_US,
+                "measured": safe["median_us"],
+                "met": safe["median_us"] <= GOAL_US,
+            },
+            "safe_share_of_step": {
+                "goal": GOAL_SHARE,
+                "measured": safe["share_of_step"],
+                "met": safe["share_of_step"] is not None and safe["share_of_step"] < GOAL_SHARE,
+            },
+        },
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    lines = [
+        "# Controller overhead",
+        "",
+        f"`{meta['command']}` on {meta['machine']} ({meta['date']}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in meta['load_average_at_start'])}). Median and p90 over "
+        f"{meta['repeats']} blocks of {meta['block']} updates after {meta['warmup']} warm-up "
+        f"updates. Share of a trainer step: median / {meta['trainer_step_seconds']} s per PPO "
+        f"iteration ({meta['trainer_step_source']}).",
+        "",
+        "| controller | µs per update (median) | p90 | share of a trainer step |",
+        "|---|---|---|---|",
+    ]
+    for name, row in result["controllers"].items():
+        share = "–" if row["share_of_step"] is None else f"{100 * row['share_of_step']:.4f}%"
+        lines.append(f"| {name} | {row['median_us']:.2f} | {row['p90_us']:.2f} | {share} |")
+    lines += ["", "Goals:", ""]
+    for name, goal in result["goals"].items():
+        verdict = "met" if goal["met"] else "NOT met"
+        lines.append(f"- {name}: goal {goal['goal']}, measured {goal['measured']} — {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few tiny blocks (CI smoke test)")
+    parser.add_argument("--block", type=int, default=2000, help="updates per timed block")
+    parser.add_argument("--repeats", type=int, default=25, help="timed blocks per controller")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    block, repeats, warmup = (50, 3, 20) if args.quick else (args.block, args.repeats, 500)
+    for name, value in (("--block", block), ("--repeats", repeats)):
+        if value < 1:
+            parser.error(f"{name} must be >= 1, got {value}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = measure(block, repeats, warmup, Path(__file__).parent / "results")
+    if args.quick:
+        result["meta"]["command"] += " --quick"
+    (out / "overhead.json").write_text(json.dumps(result, indent=1))
+    (out / "overhead.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""benchmarks/overhead.py: every controller and the simple-pid peer are timed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import load_benchmark
+
+overhead = load_benchmark("overhead")
+
+
+def test_our_pid_and_the_simple_pid_peer_compute_the_same_outputs() -> None:
+    # The peer comparison is only fair if both do the same work: same gains, limits, dt.
+    factories = overhead.controllers()
+    ours, peer = factories["safecontrol.PID"](), factories["simple_pid.PID (peer)"]()
+    for k, h, r in overhead.stream(300):
+        assert ours(k, h, r) == pytest.approx(peer(k, h, r), abs=1e-12)
+
+
+def test_quick_run_writes_every_controller_with_a_share_of_the_trainer_step(
+    tmp_path: Path,
+) -> None:
+    script = Path(overhead.__file__)
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "overhead.json").read_text())
+    assert set(result["controllers"]) == set(overhead.controllers())
+    for row in result["controllers"].values():
+        assert 0 < row["median_us"] <= row["p90_us"]
+        assert 0 < row["share_of_step"] < 1
+    assert set(result["goals"]) == {"safe_update_us", "safe_share_of_step"}
+    assert "SafeController" in (tmp_path / "overhead.md").read_text()
+
+
+def test_bad_block_size_is_an_error_naming_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(Path(overhead.__file__)), "--block", "0", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0 and "--block" in done.stderr
+    assert not (tmp_path / "overhead.json").exists()
