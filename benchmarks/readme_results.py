@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stability_report import ablation_lines  # benchmarks/ is sys.path[0]
+
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -40,7 +42,7 @@ def _diff(c: dict[str, Any]) -> str:
 
 
 def stability_section(results: dict[str, Any]) -> list[str]:
-    groups, comparisons = results["groups"], results["comparisons"]
+    groups = results["groups"]
     lines = ["### SAFE against PPO on the reference trainer", ""]
     regimes = ", ".join(
         f"*{regime}* (lr {next(iter(v.values()))['lr']:g}, "
@@ -64,6 +66,11 @@ def stability_section(results: dict[str, Any]) -> list[str]:
                 extra = (
                     "" if above is None else f"; SAFE above its own threshold {above:.0%} of steps"
                 )
+                if "safe_distinct_1" in detail:  # a higher VADER reward with fewer words is hacking
+                    extra += (
+                        f"; distinct-1 at the end SAFE {detail['safe_distinct_1']:.2f}, "
+                        f"PPO {detail['ppo_distinct_1']:.2f}"
+                    )
                 lines.append(
                     f"  - {regime}: {verdict} — SAFE − PPO {_diff(detail)}; "
                     f"test: {detail['test']}{extra}."
@@ -74,14 +81,14 @@ def stability_section(results: dict[str, Any]) -> list[str]:
                 f"{100 * claim['controller_share_of_step']:.4f}% of a trainer step; "
                 f"{claim['note']}."
             )
-    shown = ("reward_mean", "crashes", "kl_p95", "kl_above", "entropy_min", "wall_seconds")
+    shown = ("reward_mean", "crashes", "kl_p95", "kl_above", "entropy_min", "distinct_1_final")
     labels = (
         "training-avg reward",
         "crashes / run",
         "KL p95",
         "steps above limit",
         "min entropy",
-        "wall s",
+        "distinct-1 (end)",
     )
     for regime, variants in groups.items():
         lines += [
@@ -94,18 +101,14 @@ def stability_section(results: dict[str, Any]) -> list[str]:
         for variant, group in variants.items():
             cells = " | ".join(_ci(group["metrics"][m]) for m in shown)
             lines.append(f"| {variant} | {len(group['seeds'])} | {cells} |")
-    ablations = {
-        v: c["safe"] for regime in comparisons.values() for v, c in regime.items() if "safe" in c
-    }
-    if ablations:
-        lines += ["", "**Ablations** (stress regime, against full SAFE on the same seeds):", ""]
-        for variant, c in ablations.items():
-            parts = [
-                f"reward {_diff(c['reward_mean'])}",
-                f"KL p95 {_diff(c['kl_p95'])}",
-                f"min entropy {_diff(c['entropy_min'])}",
-            ]
-            lines.append(f"- {variant}: " + "; ".join(parts) + f" ({c['reward_mean']['verdict']}).")
+    if results.get("ablations"):
+        lines += [
+            "",
+            "**Ablations** (stress regime, against full SAFE on the same seeds; 'higher' / "
+            "'lower' where the bootstrap CI of the paired difference excludes 0):",
+            "",
+        ]
+        lines += [f"- {line}" for line in ablation_lines(results["ablations"])]
     lines += [
         "",
         "Plots: " + ", ".join(f"[`{p}`](benchmarks/results/{p})" for p in results["plots"]),

@@ -224,7 +224,16 @@ def claims(
     out.append(
         {
             "claim": "higher training-average reward than PPO (paper: +5.15%)",
-            "per_regime": {r: {"verdict": verdicts[r], **_brief(c)} for r, c in reward.items()},
+            "per_regime": {
+                r: {
+                    "verdict": verdicts[r],
+                    # VADER can be gamed: a higher reward with fewer distinct words is hacking.
+                    "safe_distinct_1": groups[r][FULL_SAFE]["metrics"]["distinct_1_final"]["mean"],
+                    "ppo_distinct_1": groups[r][BASELINE]["metrics"]["distinct_1_final"]["mean"],
+                    **_brief(c),
+                }
+                for r, c in reward.items()
+            },
             "verdict": combine(verdicts),
         }
     )
@@ -318,6 +327,38 @@ def overhead_claim(
     return entry
 
 
+ABLATION_METRICS = ("reward_mean", "kl_p95", "entropy_min", "crashes")
+
+
+def ablation_readings(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What removing each part of SAFE did, against full SAFE on the same seeds: per measure
+    "higher" / "lower" where the bootstrap CI of the paired difference excludes 0, else
+    "no clear change"; the Wilcoxon verdict says whether the seeds suffice for p < 0.05."""
+    readings = {}
+    for variants in results["comparisons"].values():
+        for variant, by_baseline in variants.items():
+            if FULL_SAFE not in by_baseline:
+                continue
+            entry = {}
+            for name in ABLATION_METRICS:
+                c = by_baseline[FULL_SAFE][name]
+                ci = c["ci"]
+                direction = (
+                    "no clear change"
+                    if ci is None or ci[0] <= 0.0 <= ci[1]
+                    else "higher"
+                    if ci[0] > 0
+                    else "lower"
+                )
+                entry[name] = {
+                    "reading": direction,
+                    "relative": c["relative"],
+                    "test": c["verdict"],
+                }
+            readings[variant] = entry
+    return readings
+
+
 def _brief(comparison: dict[str, Any]) -> dict[str, Any]:
     keys = ("mean_difference", "ci", "relative", "p_value", "n")
     return {k: comparison[k] for k in keys} | {"test": comparison["verdict"]}
@@ -397,6 +438,20 @@ def _with_ci(stats: dict[str, Any]) -> str:
     return _fmt(stats["mean"]) + ("" if ci is None else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]")
 
 
+def ablation_lines(readings: dict[str, dict[str, Any]]) -> list[str]:
+    """One sentence per ablation, from ``ablation_readings``."""
+    lines = []
+    for variant, entry in readings.items():
+        parts = []
+        for name in ABLATION_METRICS:
+            r = entry[name]
+            rel = "" if r["relative"] is None else f" ({100 * r['relative']:+.1f}%)"
+            parts.append(f"{METRICS[name][0]} {r['reading']}{rel}")
+        test = entry["reward_mean"]["test"]
+        lines.append(f"{variant}: " + ", ".join(parts) + f"; Wilcoxon: {test}.")
+    return lines
+
+
 def markdown(results: dict[str, Any], command: str) -> str:
     groups, comparisons = results["groups"], results["comparisons"]
     lines = [
@@ -454,6 +509,10 @@ def markdown(results: dict[str, Any], command: str) -> str:
                         f"{_fmt(c['mean_difference'])}{ci} | {rel} | {p} | {c['verdict']} |"
                     )
         lines.append("")
+    if results["ablations"]:
+        lines += ["## What each ablation shows (against full SAFE, same seeds)", ""]
+        lines += [f"- {line}" for line in ablation_lines(results["ablations"])]
+        lines.append("")
     lines += ["## The paper's claims", ""]
     for claim in results["claims"]:
         lines.append(f"- **{claim['claim']}: {claim['verdict']}.**")
@@ -481,6 +540,7 @@ def write_report(runs_dir: Path, out_dir: Path, plan_name: str, command: str = "
         for path in (out_dir / "overhead.json", out_dir / "trainer_speed.json")
     )
     results["claims"] = claims(results, overhead, trainer_speed)
+    results["ablations"] = ablation_readings(results)
     results["plan"] = plan_name
     results["machine"] = f"{platform.machine()}, {platform.python_version()}, {_cpu_count()} CPUs"
     results["plots"] = [p.name for p in plot(runs, out_dir)]
