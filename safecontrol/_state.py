@@ -9,12 +9,15 @@ a JSON round trip exactly (``repr`` is shortest-round-trip), so a controller res
 ``json.loads(json.dumps(c.state_dict()))`` continues bit-identically. Loading checks the type,
 the format version and that the config matches, so state never lands in a controller that would
 interpret it differently.
+
+Each controller's state is one ``NamedTuple`` record, replaced (never mutated) by every update:
+immutable and typed like a frozen dataclass, but about six times cheaper to build, which matters
+for a record built once per update.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from typing import Any, ClassVar, TypeVar
 
@@ -29,13 +32,13 @@ def _plain(obj: Any) -> Any:
 
 
 def record_to_dict(record: Any) -> dict[str, Any]:
-    """A frozen dataclass state record as a plain dict (tuples as lists)."""
-    return _plain(dataclasses.asdict(record))
+    """A ``NamedTuple`` state record as a plain dict (tuples as lists)."""
+    return _plain(record._asdict())
 
 
 def record_from_dict(cls: type[S], data: dict[str, Any], owner: str) -> S:
-    """Rebuild a state record, naming unknown or missing fields in the error."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    """Rebuild a ``NamedTuple`` state record, naming unknown or missing fields in the error."""
+    names = set(cls._fields)  # type: ignore[attr-defined]
     given = set(data)
     if given != names:
         missing, unknown = sorted(names - given), sorted(given - names)

@@ -17,6 +17,8 @@ NONFINITE_POLICIES = ("raise", "skip")
 
 def as_float(name: str, value: Any) -> float:
     """``float(value)``, with a ``ValueError`` naming ``name`` when that is impossible."""
+    if type(value) is float:  # the common case, and float(value) would return value itself
+        return value
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got bool {value!r}")
     if hasattr(value, "detach"):  # a 0-d tensor: read its value, never its graph

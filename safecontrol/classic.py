@@ -17,20 +17,18 @@ skip counter, and the previous decision is returned with ``skipped`` incremented
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ._state import Stateful, record_from_dict, record_to_dict
 from ._validation import NONFINITE_POLICIES, as_float, finite, non_negative, one_of, positive
 from ._validation import positive_int as check_positive_int
-from .decision import CoefDecision
+from .decision import CoefDecision, _construct
 
 ZIEGLER_CLIP = 0.2
 """Bound on Ziegler's proportional error: β changes by at most 20% per ``horizon`` episodes."""
 
 
-@dataclass(frozen=True)
-class CoefState:
+class CoefState(NamedTuple):
     coef: float
     """The coefficient to use from now on."""
     step: int = 0
@@ -65,7 +63,7 @@ class CoefController(Stateful):
     def decision(self) -> CoefDecision:
         """The current decision (before any update: the initial coefficient, step 0)."""
         s = self._state
-        return CoefDecision(coef=s.coef, step=s.step, skipped=s.skipped)
+        return _construct(CoefDecision, {"coef": s.coef, "step": s.step, "skipped": s.skipped})
 
     @property
     def coef(self) -> float:
@@ -94,11 +92,11 @@ class CoefController(Stateful):
         return out
 
     def _skip(self) -> CoefDecision:
-        self._state = replace(self._state, skipped=self._state.skipped + 1)
+        self._state = self._state._replace(skipped=self._state.skipped + 1)
         return self.decision
 
     def _accept(self, **changes: Any) -> CoefDecision:
-        self._state = replace(self._state, step=self._state.step + 1, **changes)
+        self._state = self._state._replace(step=self._state.step + 1, **changes)
         return self.decision
 
     def _get_state(self) -> dict[str, Any]:

@@ -8,8 +8,7 @@ never fakes a low value (SPEC §1.2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._state import Stateful, record_from_dict, record_to_dict
 from ._validation import decay as check_decay
@@ -21,8 +20,7 @@ def debiased(moment: float, decay: float, count: int) -> float:
     return moment if count == 0 else moment / (1.0 - decay**count)
 
 
-@dataclass(frozen=True)
-class EMAState:
+class EMAState(NamedTuple):
     moment: float = 0.0
     """The raw (zero-started) average m_t."""
     count: int = 0
@@ -44,12 +42,14 @@ class EMA(Stateful):
 
     def update(self, x: float) -> float:
         """Feed one value; returns the new average."""
-        x = finite("x", x)
+        return self._update_unchecked(finite("x", x))
+
+    def _update_unchecked(self, x: float) -> float:
+        """``update`` for a caller that has already checked that ``x`` is a finite float."""
         s = self._state
-        self._state = replace(
-            s, moment=self.decay * s.moment + (1.0 - self.decay) * x, count=s.count + 1
-        )
-        return self.value
+        moment, count = self.decay * s.moment + (1.0 - self.decay) * x, s.count + 1
+        self._state = EMAState(moment, count)
+        return debiased(moment, self.decay, count) if self.bias_correction else moment
 
     @property
     def value(self) -> float:
@@ -90,12 +90,18 @@ class DualEMA(Stateful):
             raise ValueError(f"short decay {short!r} must be smaller than long decay {long!r}")
         self._short = EMA(short)
         self._long = EMA(long)
+        lag_short, lag_long = short / (1.0 - short), long / (1.0 - long)
+        self._lag_gap = lag_long - lag_short  # the trend per unit of slope
 
     def update(self, x: float) -> None:
         """Feed one value to both averages."""
-        x = finite("x", x)
-        self._short.update(x)
-        self._long.update(x)
+        self._update_unchecked(finite("x", x))
+
+    def _update_unchecked(self, x: float) -> tuple[float, float, float]:
+        """``update`` for a caller that has already checked that ``x`` is a finite float; returns
+        the new ``short``, ``long`` and ``slope``."""
+        short, long = self._short._update_unchecked(x), self._long._update_unchecked(x)
+        return short, long, (short - long) / self._lag_gap
 
     @property
     def short(self) -> float:
@@ -112,9 +118,7 @@ class DualEMA(Stateful):
     @property
     def slope(self) -> float:
         """Per-step slope implied by the trend (exact, after the transient, for a ramp)."""
-        lag_short = self._short.decay / (1.0 - self._short.decay)
-        lag_long = self._long.decay / (1.0 - self._long.decay)
-        return self.trend / (lag_long - lag_short)
+        return self.trend / self._lag_gap
 
     @property
     def count(self) -> int:

@@ -22,7 +22,10 @@ class EntropyGate:
         self.eps = positive("eps", eps)
 
     def __call__(self, entropy: float) -> float:
-        h = non_negative("entropy", entropy)
+        return self._gate_unchecked(non_negative("entropy", entropy))
+
+    def _gate_unchecked(self, h: float) -> float:
+        """The gate for a caller that has already checked that ``h`` is a float ≥ 0."""
         return max(self.minimum, self.floor / (h + self.eps))
 
     def __repr__(self) -> str:

@@ -14,14 +14,31 @@ from ._validation import finite, non_negative, positive
 
 def dead_band_penalty(kl: float, threshold: float, gate: float, coef: float) -> float:
     """P = coef · gate · max(0, kl − threshold)²."""
-    excess = max(0.0, finite("kl", kl) - finite("threshold", threshold))
-    return non_negative("coef", coef) * non_negative("gate", gate) * excess * excess
+    return _penalty_unchecked(*_checked(kl, threshold, gate, coef))
 
 
 def dead_band_slope(kl: float, threshold: float, gate: float, coef: float) -> float:
     """dP/dKL = 2 · coef · gate · max(0, kl − threshold): the equivalent β at ``kl``."""
-    excess = max(0.0, finite("kl", kl) - finite("threshold", threshold))
-    return 2.0 * non_negative("coef", coef) * non_negative("gate", gate) * excess
+    return _slope_unchecked(*_checked(kl, threshold, gate, coef))
+
+
+def _checked(
+    kl: float, threshold: float, gate: float, coef: float
+) -> tuple[float, float, float, float]:
+    """The penalty's arguments as floats: kl and threshold finite, coef and gate ≥ 0."""
+    kl, threshold = finite("kl", kl), finite("threshold", threshold)
+    coef, gate = non_negative("coef", coef), non_negative("gate", gate)
+    return kl, threshold, gate, coef
+
+
+def _penalty_unchecked(kl: float, threshold: float, gate: float, coef: float) -> float:
+    excess = max(0.0, kl - threshold)
+    return coef * gate * excess * excess
+
+
+def _slope_unchecked(kl: float, threshold: float, gate: float, coef: float) -> float:
+    excess = max(0.0, kl - threshold)
+    return 2.0 * coef * gate * excess
 
 
 def preview_step_scale(preview_kl: float, max_preview_kl: float) -> float:

@@ -12,16 +12,17 @@ window, possibly shorter early on):
 which only make sense for rewards of order one. ``mode="scale_invariant"`` measures the margin and
 the std in units of the running reward std (defaults 0.1 and 0.2) and the level as a fraction of the
 observed reward range (default 0.9), so it behaves the same for any affine rescaling of the reward.
-Memory is bounded: 2·window rewards plus O(1) running statistics (SPEC §2.5).
+Memory is bounded: 2·window rewards, the last window's means (a cache that spares summing the
+previous window each update) and O(1) running statistics (SPEC §2.5).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._state import Stateful, record_from_dict, record_to_dict
 from ._validation import finite, non_negative, one_of, positive, positive_int
@@ -47,8 +48,7 @@ _DEFAULTS = {
 }
 
 
-@dataclass(frozen=True)
-class PhaseState:
+class PhaseState(NamedTuple):
     history: tuple[float, ...] = ()
     """The last 2·window rewards, oldest first."""
     count: int = 0
@@ -60,10 +60,8 @@ class PhaseState:
     phase: str = Phase.WARMUP.value
 
 
-def _mean_std(values: tuple[float, ...]) -> tuple[float, float]:
-    n = len(values)
-    mean = math.fsum(values) / n
-    return mean, math.sqrt(math.fsum([(v - mean) * (v - mean) for v in values]) / n)
+def _std(values: tuple[float, ...], mean: float) -> float:
+    return math.sqrt(math.fsum([(v - mean) * (v - mean) for v in values]) / len(values))
 
 
 class PhaseDetector(Stateful):
@@ -109,45 +107,67 @@ class PhaseDetector(Stateful):
         missing = [p.value for p in Phase if p not in self.multipliers]
         if missing:
             raise ValueError(f"multipliers: missing phases {missing}")
-        self._state = PhaseState()
+        self.reset()
 
     def update(self, reward: float) -> Phase:
         """Feed one batch-mean reward; returns the phase after it."""
-        r = finite("reward", reward)
-        s = self._state
-        history = (*s.history, r)[-2 * self.window :]
+        return self._update_unchecked(finite("reward", reward))
+
+    def _update_unchecked(self, r: float) -> Phase:
+        """``update`` for a caller that has already checked that ``r`` is a finite float."""
+        s, w = self._state, self.window
+        history = (*s.history[1 - 2 * w :], r)
         count = s.count + 1
         delta = r - s.mean
         mean = s.mean + delta / count
         m2 = s.m2 + delta * (r - mean)
         minimum = r if s.minimum is None else min(s.minimum, r)
         maximum = r if s.maximum is None else max(s.maximum, r)
-        phase = self._classify(history, count, m2, minimum, maximum)
-        self._state = PhaseState(history, count, mean, m2, minimum, maximum, phase.value)
+        if count < w:
+            phase = Phase.WARMUP
+        else:
+            recent = history[-w:]
+            recent_mean = math.fsum(recent) / len(recent)
+            previous_mean = self._previous_mean(history)
+            phase = self._classify(recent, recent_mean, previous_mean, count, m2, minimum, maximum)
+            self._recent_means.append(recent_mean)
+        # Enum.value is a (slow) property around _value_.
+        self._state = PhaseState(history, count, mean, m2, minimum, maximum, phase._value_)
         return phase
 
-    def _classify(
-        self, history: tuple[float, ...], count: int, m2: float, minimum: float, maximum: float
-    ) -> Phase:
-        if count < self.window:
-            return Phase.WARMUP
-        recent = history[-self.window :]
+    def _previous_mean(self, history: tuple[float, ...]) -> float | None:
+        """``fsum(previous) / len(previous)`` of the window before the recent one, or None."""
+        if len(history) == 2 * self.window and len(self._recent_means) == self.window:
+            # A full previous window is the recent window of ``window`` updates ago: its mean is
+            # known, which saves an O(window) sum per update.
+            return self._recent_means[0]
         previous = history[: -self.window]
-        recent_mean, recent_std = _mean_std(recent)
+        return math.fsum(previous) / len(previous) if previous else None
+
+    def _classify(
+        self,
+        recent: tuple[float, ...],
+        recent_mean: float,
+        previous_mean: float | None,
+        count: int,
+        m2: float,
+        minimum: float,
+        maximum: float,
+    ) -> Phase:
         if self.mode == "absolute":
             scale, level = 1.0, recent_mean
         else:
             scale = math.sqrt(m2 / count)
             spread = maximum - minimum
             level = 1.0 if spread == 0.0 else (recent_mean - minimum) / spread
-        if previous:
-            previous_mean = math.fsum(previous) / len(previous)
+        if previous_mean is not None:
             # The relative slack keeps rounding in the window means (a constant reward's means can
             # differ in the last bit) from reading as a climb when the margin is zero.
             slack = 1e-12 * max(abs(recent_mean), abs(previous_mean))
             if recent_mean - previous_mean > self.climb_margin * scale + slack:
                 return Phase.CLIMBING
-        if recent_std <= self.converged_std * scale and level > self.converged_level:
+        # The window std costs O(window); it only matters once the level qualifies.
+        if level > self.converged_level and _std(recent, recent_mean) <= self.converged_std * scale:
             return Phase.CONVERGED
         return Phase.PLATEAU
 
@@ -162,6 +182,12 @@ class PhaseDetector(Stateful):
 
     def reset(self) -> None:
         self._state = PhaseState()
+        self._forget_recent_means()
+
+    def _forget_recent_means(self) -> None:
+        # The recent-window means of the last (up to) ``window`` updates, oldest first; a cache,
+        # so it starts empty after a reset or a load (the previous mean is then summed afresh).
+        self._recent_means: deque[float] = deque(maxlen=self.window)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -182,3 +208,4 @@ class PhaseDetector(Stateful):
             raise ValueError(f"PhaseDetector state: history longer than 2·window={self.window}")
         Phase(restored.phase)
         self._state = restored
+        self._forget_recent_means()

@@ -18,8 +18,7 @@ output exactly (when the limits allow) by letting the integral absorb P and D.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._state import Stateful, record_from_dict, record_to_dict
 from ._validation import clamp, finite, limits, non_negative, one_of, positive
@@ -27,8 +26,7 @@ from ._validation import clamp, finite, limits, non_negative, one_of, positive
 ANTI_WINDUP_MODES = ("clamp", "back_calculation", "none")
 
 
-@dataclass(frozen=True)
-class PIDState:
+class PIDState(NamedTuple):
     setpoint: float
     lower: float | None
     upper: float | None
@@ -106,12 +104,15 @@ class PID(Stateful):
     def update(self, measurement: float, dt: float = 1.0) -> float:
         """Feed one measurement taken ``dt`` time units after the previous one; returns u."""
         m = finite("measurement", measurement)
-        dt = positive("dt", dt)
+        return self._update_unchecked(m, positive("dt", dt))
+
+    def _update_unchecked(self, m: float, dt: float) -> float:
+        """``update`` for a caller that has already checked ``m`` (finite) and ``dt`` (> 0)."""
         s = self._state
         error = s.setpoint - m
         if not s.auto:
             # Track the process while in manual so the return to auto has no derivative kick.
-            self._state = replace(s, last_measurement=m, last_error=error)
+            self._state = s._replace(last_measurement=m, last_error=error)
             return self._held_output()
 
         p = self.kp * error
@@ -147,17 +148,21 @@ class PID(Stateful):
         if self.anti_windup == "back_calculation":
             gain = self.tracking_gain
             stored_integral = integral + gain * dt * (output - unsaturated)  # type: ignore[operator]
-        self._state = replace(
-            s,
-            integral=stored_integral,
-            last_measurement=m,
-            last_error=error,
-            last_output=output,
-            derivative=derivative,
-            p=p,
-            i=integral,
-            d=d,
-            bumpless_output=None,
+        # Positional: keywords would double the cost of building this 13-field record.
+        self._state = PIDState(
+            s.setpoint,
+            s.lower,
+            s.upper,
+            stored_integral,  # integral
+            m,  # last_measurement
+            error,  # last_error
+            output,  # last_output
+            derivative,
+            p,
+            integral,  # i
+            d,
+            s.auto,
+            None,  # bumpless_output
         )
         return output
 
@@ -180,9 +185,9 @@ class PID(Stateful):
         if held is None:
             held = s.last_output
         if enabled:
-            self._state = replace(s, auto=True, bumpless_output=held)
+            self._state = s._replace(auto=True, bumpless_output=held)
         else:
-            self._state = replace(s, auto=False, last_output=held)
+            self._state = s._replace(auto=False, last_output=held)
 
     @property
     def auto_mode(self) -> bool:
@@ -201,7 +206,7 @@ class PID(Stateful):
 
     @setpoint.setter
     def setpoint(self, value: float) -> None:
-        self._state = replace(self._state, setpoint=finite("setpoint", value))
+        self._state = self._state._replace(setpoint=finite("setpoint", value))
 
     @property
     def output_limits(self) -> tuple[float | None, float | None]:
@@ -209,14 +214,31 @@ class PID(Stateful):
 
     @output_limits.setter
     def output_limits(self, value: tuple[float | None, float | None]) -> None:
-        lower, upper = limits("output_limits", value)
+        self._set_limits_unchecked(*limits("output_limits", value))
+
+    def _set_limits_unchecked(self, lower: float | None, upper: float | None) -> None:
+        """The ``output_limits`` setter for limits already known to be valid (no NaN, lower ≤
+        upper)."""
         s = self._state
         integral = s.integral
         if self.anti_windup == "clamp":
             integral = clamp(integral, lower, upper)
         last_output = None if s.last_output is None else clamp(s.last_output, lower, upper)
-        self._state = replace(
-            s, lower=lower, upper=upper, integral=integral, last_output=last_output
+        # Positional, as in the update: _replace would triple the cost of this per-update call.
+        self._state = PIDState(
+            s.setpoint,
+            lower,
+            upper,
+            integral,
+            s.last_measurement,
+            s.last_error,
+            last_output,
+            s.derivative,
+            s.p,
+            s.i,
+            s.d,
+            s.auto,
+            s.bumpless_output,
         )
 
     @property

@@ -20,8 +20,7 @@ update (there is no previous smoothed cost); the derivative delay is one update.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._state import record_from_dict, record_to_dict
 from ._validation import decay as check_decay
@@ -31,8 +30,7 @@ from .decision import CoefDecision
 from .filters import EMA, EMAState
 
 
-@dataclass(frozen=True)
-class PIDLagrangianState:
+class PIDLagrangianState(NamedTuple):
     coef: float
     """λ, the KL coefficient to use from now on."""
     integral: float

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._state import Stateful, record_from_dict
 from ._validation import (
@@ -34,11 +34,12 @@ from ._validation import (
     positive,
     positive_int,
 )
-from .decision import SafeDecision
+from .decision import SafeDecision, _construct
 from .estimators import KL_ESTIMATORS
 from .filters import DualEMA
 from .gate import EntropyGate
-from .penalty import dead_band_penalty, dead_band_slope
+from .penalty import _checked as _checked_penalty_args
+from .penalty import _penalty_unchecked, _slope_unchecked
 from .phase import PHASE_MODES, Phase, PhaseDetector
 from .pid import ANTI_WINDUP_MODES
 from .threshold import AdaptiveThreshold
@@ -120,8 +121,7 @@ class SafeConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True)
-class SafeState:
+class SafeState(NamedTuple):
     step: int = 0
     skipped: int = 0
     last_decision: SafeDecision | None = None
@@ -162,21 +162,20 @@ class SafeController(Stateful):
         self, kl: Any, entropy: Any, reward: Any
     ) -> tuple[float, float, float] | None:
         """Validated host floats, or None when a non-finite value is to be skipped."""
-        named = {"kl": kl, "entropy": entropy, "reward": reward}
-        values = {name: as_float(name, value) for name, value in named.items()}
-        bad = [(name, v) for name, v in values.items() if not math.isfinite(v)]
-        if bad:
+        values = as_float("kl", kl), as_float("entropy", entropy), as_float("reward", reward)
+        kl_value, entropy_value, reward_value = values
+        isfinite = math.isfinite
+        if not (isfinite(kl_value) and isfinite(entropy_value) and isfinite(reward_value)):
             if self.config.on_nonfinite == "skip":
                 return None
-            name, value = bad[0]
-            raise ValueError(f"{name} must be finite, got {value!r}")
-        kl_value, entropy_value = values["kl"], values["entropy"]
+            for name, value in zip(("kl", "entropy", "reward"), values, strict=True):
+                finite(name, value)
         non_negative("entropy", entropy_value)
         if self.config.kl_estimator != "k1" and kl_value < 0.0:
             raise ValueError(
                 f"kl must be >= 0 for estimator {self.config.kl_estimator!r}, got {kl_value!r}"
             )
-        return kl_value, entropy_value, values["reward"]
+        return values
 
     def update(
         self, *, kl: Any, entropy: Any, reward: Any, n_steps: int | None = None
@@ -191,43 +190,51 @@ class SafeController(Stateful):
         measured = self._measurements(kl, entropy, reward)
         c, s = self.config, self._state
         if measured is None:
-            self._state = replace(s, skipped=s.skipped + 1)
+            self._state = s._replace(skipped=s.skipped + 1)
             return replace(self.decision, skipped=s.skipped + 1)
         kl_value, entropy_value, reward_value = measured
 
-        self.kl_tracker.update(kl_value)
-        kl_predicted = self.kl_tracker.short + c.prediction_horizon * self.kl_tracker.slope
-        gate = self.gate(entropy_value) if c.use_gate else 1.0
-        velocity = self.velocity.update(reward_value)
-        phase = self.phase_detector.update(reward_value)
-        multiplier = self.phase_detector.multiplier if c.use_phase else 1.0
+        # The measurements are validated above; the parts skip re-checking them.
+        kl_short, kl_long, kl_slope = self.kl_tracker._update_unchecked(kl_value)
+        kl_predicted = kl_short + c.prediction_horizon * kl_slope
+        gate = self.gate._gate_unchecked(entropy_value) if c.use_gate else 1.0
+        velocity = self.velocity._update_unchecked(reward_value)
+        phase = self.phase_detector._update_unchecked(reward_value)
+        multiplier = self.phase_detector.multipliers[phase] if c.use_phase else 1.0
         if c.use_pid:
             threshold = self.threshold.update(velocity, multiplier)
             pid = self.threshold.components
         else:
             threshold = clamp(c.threshold_base * multiplier, *c.threshold_limits)
             pid = (0.0, 0.0, 0.0)
+        penalty_args = (kl_predicted, threshold, gate, c.penalty_coef)
+        if not (math.isfinite(kl_predicted) and math.isfinite(threshold) and math.isfinite(gate)):
+            # Extreme measurements or gains overflowed; the penalty's checks name the culprit.
+            _checked_penalty_args(*penalty_args)
 
-        decision = SafeDecision(
-            threshold=threshold,
-            gate=gate,
-            coef=dead_band_slope(kl_predicted, threshold, gate, c.penalty_coef),
-            penalty=dead_band_penalty(kl_predicted, threshold, gate, c.penalty_coef),
-            penalty_coef=c.penalty_coef,
-            kl=kl_value,
-            kl_short=self.kl_tracker.short,
-            kl_long=self.kl_tracker.long,
-            kl_predicted=kl_predicted,
-            entropy=entropy_value,
-            reward=reward_value,
-            reward_velocity=velocity,
-            phase=phase.value,
-            phase_multiplier=multiplier,
-            active=kl_predicted > threshold,
-            pid=pid,
-            max_preview_kl=c.max_preview_kl,
-            step=s.step + 1,
-            skipped=s.skipped,
+        decision = _construct(
+            SafeDecision,
+            {
+                "threshold": threshold,
+                "gate": gate,
+                "coef": _slope_unchecked(*penalty_args),
+                "penalty": _penalty_unchecked(*penalty_args),
+                "penalty_coef": c.penalty_coef,
+                "kl": kl_value,
+                "kl_short": kl_short,
+                "kl_long": kl_long,
+                "kl_predicted": kl_predicted,
+                "entropy": entropy_value,
+                "reward": reward_value,
+                "reward_velocity": velocity,
+                "phase": phase._value_,  # Enum.value is a (slow) property around _value_
+                "phase_multiplier": multiplier,
+                "active": kl_predicted > threshold,
+                "pid": pid,
+                "max_preview_kl": c.max_preview_kl,
+                "step": s.step + 1,
+                "skipped": s.skipped,
+            },
         )
         self._state = SafeState(s.step + 1, s.skipped, decision)
         return decision
@@ -289,7 +296,7 @@ class SafeController(Stateful):
         if controller.last_decision is not None:
             data = dict(controller.last_decision)
             data["pid"] = (data.pop("pid_p"), data.pop("pid_i"), data.pop("pid_d"))
-            controller = replace(controller, last_decision=SafeDecision(**data))
+            controller = controller._replace(last_decision=SafeDecision(**data))
         snapshot = self._get_state()
         try:
             for name in self._parts:

@@ -60,8 +60,10 @@ class AdaptiveThreshold(Stateful):
         """One step: reward velocity v_t and phase multiplier φ_t in, τ_t out."""
         v = finite("velocity", velocity)
         phi = positive("multiplier", multiplier)
-        self.pid.output_limits = (self.lower / phi - self.base, self.upper / phi - self.base)
-        u = self.pid.update(-v)
+        # Valid by construction (lower ≤ upper and φ > 0 give ordered, non-NaN limits), so the
+        # PID's checks are skipped.
+        self.pid._set_limits_unchecked(self.lower / phi - self.base, self.upper / phi - self.base)
+        u = self.pid._update_unchecked(-v, 1.0)
         # The PID's limits already keep this inside; the clip only absorbs rounding.
         self._threshold = clamp((self.base + u) * phi, self.lower, self.upper)
         return self._threshold

@@ -13,8 +13,7 @@ Modes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._state import Stateful, record_from_dict, record_to_dict
 from ._validation import decay as check_decay
@@ -24,8 +23,7 @@ from .filters import debiased
 VELOCITY_MODES = ("published", "scale_invariant", "holt")
 
 
-@dataclass(frozen=True)
-class VelocityState:
+class VelocityState(NamedTuple):
     count: int = 0
     level: float = 0.0
     """Published/scale-invariant: the raw (zero-started) EMA moment; Holt: the level ℓ."""
@@ -76,17 +74,20 @@ class RewardVelocity(Stateful):
 
     def update(self, reward: float) -> float:
         """Feed one batch-mean reward; returns the velocity estimate."""
-        r = finite("reward", reward)
+        return self._update_unchecked(finite("reward", reward))
+
+    def _update_unchecked(self, r: float) -> float:
+        """``update`` for a caller that has already checked that ``r`` is a finite float."""
         s = self._state
         count = s.count + 1
         if self.mode == "holt":
             if s.count == 0:
-                self._state = replace(s, count=1, level=r, trend=0.0, velocity=0.0)
+                self._state = s._replace(count=1, level=r, trend=0.0, velocity=0.0)
                 return 0.0
             alpha, beta = 1.0 - self.decay, 1.0 - self.trend_decay  # type: ignore[operator]
             level = alpha * r + (1.0 - alpha) * (s.level + s.trend)
             trend = beta * (level - s.level) + (1.0 - beta) * s.trend
-            self._state = replace(s, count=count, level=level, trend=trend, velocity=trend)
+            self._state = s._replace(count=count, level=level, trend=trend, velocity=trend)
             return trend
 
         d = self.decay
@@ -108,9 +109,7 @@ class RewardVelocity(Stateful):
             # Below eps·|mean| the std is rounding noise of a (near-)constant reward, not spread.
             scale = max(variance**0.5, self.eps * abs(mean))
             velocity = velocity / scale if scale > 0.0 else 0.0
-        self._state = replace(
-            s, count=count, level=moment, mean=mean, variance=variance, velocity=velocity
-        )
+        self._state = VelocityState(count, moment, s.trend, mean, variance, velocity)
         return velocity
 
     @property
