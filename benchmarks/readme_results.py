@@ -150,6 +150,28 @@ def plant_section(plant: dict[str, Any]) -> list[str]:
     return lines
 
 
+def overhead_section(overhead: dict[str, Any]) -> list[str]:
+    meta = overhead["meta"]
+    load = ", ".join(f"{x:.2f}" for x in meta["load_average_at_start"])
+    lines = [
+        "### Controller overhead",
+        "",
+        f"`{meta['command']}` on {meta['machine']} (load average {load}): median µs per "
+        f"`update` over {meta['repeats']} blocks of {meta['block']}, and the share of one "
+        f"reference-trainer PPO iteration ({_fmt(meta['trainer_step_seconds'])} s).",
+        "",
+        "| controller | µs per update | share of a trainer step |",
+        "|---|---|---|",
+    ]
+    for name, row in overhead["controllers"].items():
+        lines.append(f"| {name} | {row['median_us']:.1f} | {100 * row['share_of_step']:.4f}% |")
+    lines.append("")
+    for name, goal in overhead["goals"].items():
+        verdict = "met" if goal["met"] else "**not met**"
+        lines.append(f"- goal {name} ≤ {goal['goal']:g}: {_fmt(goal['measured'])}, {verdict}.")
+    return [*lines, ""]
+
+
 def build(results_dir: Path) -> str:
     lines = [
         "## Results",
@@ -167,6 +189,9 @@ def build(results_dir: Path) -> str:
             "",
         ]
         lines += stability_section(json.loads(stability.read_text()))
+    overhead = results_dir / "overhead.json"
+    if overhead.is_file():
+        lines += overhead_section(json.loads(overhead.read_text()))
     plant = results_dir / "plant.json"
     if plant.is_file():
         lines += plant_section(json.loads(plant.read_text()))
