@@ -190,6 +190,8 @@ def sweep(plan: Plan, runs_dir: Path, data_dir: str, workers: int, only: list[st
             elapsed = time.perf_counter() - started
             print(f"[{i}/{len(jobs)}] {name} {seconds:.0f} s (sweep {elapsed / 60:.1f} min)")
             sys.stdout.flush()
+        pool.close()  # let the workers exit cleanly (terminate() leaks their semaphores)
+        pool.join()
 
 
 def main(argv: list[str] | None = None) -> int:
