@@ -87,7 +87,7 @@ class RewardVelocity(Stateful):
             alpha, beta = 1.0 - self.decay, 1.0 - self.trend_decay  # type: ignore[operator]
             level = alpha * r + (1.0 - alpha) * (s.level + s.trend)
             trend = beta * (level - s.level) + (1.0 - beta) * s.trend
-            self._state = s._replace(count=count, level=level, trend=trend, velocity=trend)
+            self._state = VelocityState(count, level, trend, s.mean, s.variance, trend)
             return trend
 
         d = self.decay

@@ -11,7 +11,15 @@ from helpers import json_roundtrip
 from hypothesis import given
 from hypothesis import strategies as st
 
+from safecontrol._validation import clamp
+from safecontrol.decision import SafeDecision
+from safecontrol.filters import DualEMA
+from safecontrol.gate import EntropyGate
+from safecontrol.penalty import dead_band_penalty, dead_band_slope
+from safecontrol.phase import PhaseDetector
 from safecontrol.safe import SafeConfig, SafeController
+from safecontrol.threshold import AdaptiveThreshold
+from safecontrol.velocity import RewardVelocity
 
 measurement = st.fixed_dictionaries(
     {
@@ -61,6 +69,60 @@ def test_state_dict_continuation_is_bit_identical(config, stream, data):
     assert b.decision == a.decision
     for m in stream[cut:]:
         assert a.update(**m) == b.update(**m)
+
+
+@given(configs, streams)
+def test_update_is_bit_identical_to_composing_the_public_primitives(config, stream):
+    """The controller feeds its parts through unchecked fast paths once the measurements are
+    validated; this pins them to the parts' public, validating API (repr tells -0.0 from 0.0)."""
+    c = config
+    tracker = DualEMA(c.kl_short_decay, c.kl_long_decay)
+    gate = EntropyGate(c.entropy_floor, c.gate_minimum, c.gate_eps)
+    velocity = RewardVelocity(c.velocity_mode, c.velocity_decay)
+    detector = PhaseDetector(c.phase_window, c.phase_mode)
+    threshold = AdaptiveThreshold(
+        c.threshold_base,
+        c.threshold_limits,
+        c.kp,
+        c.ki,
+        c.kd,
+        c.velocity_target,
+        c.derivative_filter,
+        c.anti_windup,
+    )
+    controller = SafeController(config)
+    for step, m in enumerate(stream, start=1):
+        tracker.update(m["kl"])
+        kl_predicted = tracker.short + c.prediction_horizon * tracker.slope
+        g = gate(m["entropy"]) if c.use_gate else 1.0
+        v = velocity.update(m["reward"])
+        phase = detector.update(m["reward"])
+        phi = detector.multiplier if c.use_phase else 1.0
+        if c.use_pid:
+            tau, pid = threshold.update(v, phi), threshold.components
+        else:
+            tau, pid = clamp(c.threshold_base * phi, *c.threshold_limits), (0.0, 0.0, 0.0)
+        expected = SafeDecision(
+            threshold=tau,
+            gate=g,
+            coef=dead_band_slope(kl_predicted, tau, g, c.penalty_coef),
+            penalty=dead_band_penalty(kl_predicted, tau, g, c.penalty_coef),
+            penalty_coef=c.penalty_coef,
+            kl=m["kl"],
+            kl_short=tracker.short,
+            kl_long=tracker.long,
+            kl_predicted=kl_predicted,
+            entropy=m["entropy"],
+            reward=m["reward"],
+            reward_velocity=v,
+            phase=phase.value,
+            phase_multiplier=phi,
+            active=kl_predicted > tau,
+            pid=pid,
+            max_preview_kl=c.max_preview_kl,
+            step=step,
+        )
+        assert repr(controller.update(**m)) == repr(expected)
 
 
 def test_penalty_is_one_sided_and_gate_amplifies_it_at_low_entropy():
