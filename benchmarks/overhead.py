@@ -96,19 +96,29 @@ def controllers() -> dict[str, Callable[[], Update]]:
 
 
 def time_updates(
-    update: Update, data: list[tuple[float, float, float]], block: int, repeats: int, warmup: int
-) -> list[float]:
-    """Per-update microseconds of each of ``repeats`` timed blocks."""
-    for k, h, r in data[:warmup]:
-        update(k, h, r)
-    per_update = []
+    updates: dict[str, Update],
+    data: list[tuple[float, float, float]],
+    block: int,
+    repeats: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """Per-update microseconds of each of ``repeats`` timed blocks, per controller.
+
+    The blocks are interleaved (block i of every controller, then block i + 1): this machine's
+    speed drifts by up to 2x over minutes, and interleaving spreads the drift over all
+    controllers alike instead of favouring whichever ran in a fast minute."""
+    for update in updates.values():
+        for k, h, r in data[:warmup]:
+            update(k, h, r)
+    per_update: dict[str, list[float]] = {name: [] for name in updates}
     clock = time.perf_counter_ns
     for i in range(repeats):
         chunk = data[warmup + i * block : warmup + (i + 1) * block]
-        started = clock()
-        for k, h, r in chunk:
-            update(k, h, r)
-        per_update.append((clock() - started) / 1000.0 / len(chunk))
+        for name, update in updates.items():
+            started = clock()
+            for k, h, r in chunk:
+                update(k, h, r)
+            per_update[name].append((clock() - started) / 1000.0 / len(chunk))
     return per_update
 
 
@@ -124,12 +134,16 @@ def measure(block: int, repeats: int, warmup: int, results_dir: Path) -> dict[st
     data = stream(warmup + block * repeats)
     step, source = trainer_step_seconds(results_dir)
     rows = {}
-    for name, factory in controllers().items():
-        times = time_updates(factory(), data, block, repeats, warmup)
+    timed = time_updates(
+        {name: factory() for name, factory in controllers().items()}, data, block, repeats, warmup
+    )
+    for name, times in timed.items():
         median = statistics.median(times)
         rows[name] = {
             "median_us": median,
             "p90_us": float(np.percentile(times, 90)),
+            "min_us": min(times),
+            "max_us": max(times),
             "share_of_step": None if step is None else median / (step * 1e6),
         }
     safe = rows["SafeController"]
@@ -173,12 +187,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"updates. Share of a trainer step: median / {meta['trainer_step_seconds']} s per PPO "
         f"iteration ({meta['trainer_step_source']}).",
         "",
-        "| controller | µs per update (median) | p90 | share of a trainer step |",
-        "|---|---|---|---|",
+        "| controller | µs per update (median) | p90 | range over blocks | share of a step |",
+        "|---|---|---|---|---|",
     ]
     for name, row in result["controllers"].items():
         share = "–" if row["share_of_step"] is None else f"{100 * row['share_of_step']:.4f}%"
-        lines.append(f"| {name} | {row['median_us']:.2f} | {row['p90_us']:.2f} | {share} |")
+        lines.append(
+            f"| {name} | {row['median_us']:.2f} | {row['p90_us']:.2f} | "
+            f"{row['min_us']:.2f} – {row['max_us']:.2f} | {share} |"
+        )
     lines += ["", "Goals:", ""]
     for name, goal in result["goals"].items():
         verdict = "met" if goal["met"] else "NOT met"
@@ -192,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a few tiny blocks (CI smoke test)")
     parser.add_argument("--block", type=int, default=2000, help="updates per timed block")
-    parser.add_argument("--repeats", type=int, default=25, help="timed blocks per controller")
+    parser.add_argument("--repeats", type=int, default=60, help="timed blocks per controller")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
     block, repeats, warmup = (50, 3, 20) if args.quick else (args.block, args.repeats, 500)
