@@ -219,43 +219,53 @@ def claims(
             comparison["verdict"], "not confirmed"
         )
 
-    reward = per_regime("reward_mean")
-    verdicts = {regime: judge(c) for regime, c in reward.items()}
-    out.append(
-        {
-            "claim": "higher training-average reward than PPO (paper: +5.15%)",
-            "per_regime": {
-                r: {
-                    "verdict": verdicts[r],
-                    # VADER can be gamed: a higher reward with fewer distinct words is hacking.
-                    "safe_distinct_1": groups[r][FULL_SAFE]["metrics"]["distinct_1_final"]["mean"],
-                    "ppo_distinct_1": groups[r][BASELINE]["metrics"]["distinct_1_final"]["mean"],
-                    **_brief(c),
-                }
-                for r, c in reward.items()
-            },
-            "verdict": combine(verdicts),
+    def paired_claim(
+        claim: str, metric: str, context: dict[str, tuple[str, str]]
+    ) -> dict[str, Any]:
+        """A claim read off SAFE against PPO on one metric; ``context``: {detail: (variant,
+        metric)} whose seed mean is shown beside the verdict."""
+        found = per_regime(metric)
+        verdicts = {regime: judge(c) for regime, c in found.items()}
+        detail = {
+            r: {
+                "verdict": verdicts[r],
+                **{
+                    key: groups[r][variant]["metrics"][m]["mean"]
+                    for key, (variant, m) in context.items()
+                },
+                **_brief(c),
+            }
+            for r, c in found.items()
         }
+        return {"claim": claim, "per_regime": detail, "verdict": combine(verdicts)}
+
+    out.append(
+        paired_claim(
+            "higher training-average reward than PPO (paper: +5.15%)",
+            "reward_mean",
+            # VADER can be gamed: a higher reward with fewer distinct words is hacking.
+            {
+                "safe_distinct_1": (FULL_SAFE, "distinct_1_final"),
+                "ppo_distinct_1": (BASELINE, "distinct_1_final"),
+            },
+        )
     )
 
     crash_verdicts, crash_detail = {}, {}
     for regime, c in per_regime("crashes").items():
-        stats = groups[regime][FULL_SAFE]["metrics"]["crashes"]
-        upper = stats["ci"][1] if stats["ci"] else stats["mean"]
-        negligible = upper is not None and upper < NEGLIGIBLE_CRASHES
+        safe = groups[regime][FULL_SAFE]["metrics"]["crashes"]
         ppo = groups[regime][BASELINE]["metrics"]["crashes"]
-        ppo_upper = ppo["ci"][1] if ppo["ci"] else ppo["mean"]
-        if c["verdict"] == "worse" or not negligible:
+        if c["verdict"] == "worse" or not _negligible(safe):
             crash_verdicts[regime] = "refuted"
-        elif ppo_upper is not None and ppo_upper < NEGLIGIBLE_CRASHES:
+        elif _negligible(ppo):
             crash_verdicts[regime] = "confirmed, but no advantage: PPO's crashes are negligible too"
         else:
             crash_verdicts[regime] = "confirmed"
         crash_detail[regime] = {
             "verdict": crash_verdicts[regime],
-            "safe_crashes_per_run": stats["mean"],
-            "safe_ci": stats["ci"],
-            "ppo_crashes_per_run": groups[regime][BASELINE]["metrics"]["crashes"]["mean"],
+            "safe_crashes_per_run": safe["mean"],
+            "safe_ci": safe["ci"],
+            "ppo_crashes_per_run": ppo["mean"],
             **_brief(c),
         }
     out.append(
@@ -269,27 +279,21 @@ def claims(
         }
     )
 
-    kl = per_regime("kl_p95")
-    verdicts = {regime: judge(c) for regime, c in kl.items()}
     out.append(
-        {
-            "claim": "superior KL control (here: lower per-token KL p95 than PPO, paired)",
-            "per_regime": {
-                r: {
-                    "verdict": verdicts[r],
-                    "safe_steps_above_own_threshold": groups[r][FULL_SAFE]["metrics"]["kl_above"][
-                        "mean"
-                    ],
-                    **_brief(c),
-                }
-                for r, c in kl.items()
-            },
-            "verdict": combine(verdicts),
-        }
+        paired_claim(
+            "superior KL control (here: lower per-token KL p95 than PPO, paired)",
+            "kl_p95",
+            {"safe_steps_above_own_threshold": (FULL_SAFE, "kl_above")},
+        )
     )
-
     out.append(overhead_claim(per_regime("wall_seconds"), overhead, trainer_speed))
     return out
+
+
+def _negligible(crashes: dict[str, Any]) -> bool:
+    """The upper CI bound (the mean with too few seeds) of crashes per run is below the bar."""
+    upper = crashes["ci"][1] if crashes["ci"] else crashes["mean"]
+    return upper is not None and upper < NEGLIGIBLE_CRASHES
 
 
 def overhead_claim(
