@@ -15,30 +15,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stability_report import ablation_lines  # benchmarks/ is sys.path[0]
+from stability_render import ablation_lines, fmt, with_ci  # benchmarks/ is sys.path[0]
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}g}" if abs(value) >= 100 else f"{value:.{digits}f}"
-
-
-def _ci(stats: dict[str, Any]) -> str:
-    ci = stats.get("ci")
-    text = _fmt(stats.get("mean"))
-    return text if not ci else f"{text} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
-
-
 def _diff(c: dict[str, Any]) -> str:
     ci = c.get("ci")
     rel = "" if c.get("relative") is None else f" ({100 * c['relative']:+.1f}%)"
-    bounds = "" if not ci else f", CI [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    bounds = "" if not ci else f", CI [{fmt(ci[0])}, {fmt(ci[1])}]"
     p = "" if c.get("p_value") is None else f", p = {c['p_value']:.3g}"
-    return f"Δ {_fmt(c['mean_difference'])}{rel}{bounds}{p}"
+    return f"Δ {fmt(c['mean_difference'])}{rel}{bounds}{p}"
 
 
 def stability_section(results: dict[str, Any]) -> list[str]:
@@ -77,7 +65,7 @@ def stability_section(results: dict[str, Any]) -> list[str]:
                 )
         if "controller_us_per_update" in claim:
             lines.append(
-                f"  - `SafeController.update`: {_fmt(claim['controller_us_per_update'])} µs, "
+                f"  - `SafeController.update`: {fmt(claim['controller_us_per_update'])} µs, "
                 f"{100 * claim['controller_share_of_step']:.4f}% of a trainer step; "
                 f"{claim['note']}."
             )
@@ -99,7 +87,7 @@ def stability_section(results: dict[str, Any]) -> list[str]:
             "|---" * (len(labels) + 2) + "|",
         ]
         for variant, group in variants.items():
-            cells = " | ".join(_ci(group["metrics"][m]) for m in shown)
+            cells = " | ".join(with_ci(group["metrics"][m]) for m in shown)
             lines.append(f"| {variant} | {len(group['seeds'])} | {cells} |")
     if results.get("ablations"):
         lines += [
@@ -143,8 +131,8 @@ def plant_section(plant: dict[str, Any]) -> list[str]:
         rates = " | ".join(_rate(group["events"][e]) for e in events)
         measures = group["measures"]
         lines.append(
-            f"| {controller} | {rates} | {_ci(measures['kl_p95'])} | "
-            f"{_ci(measures['true_reward_final'])} |"
+            f"| {controller} | {rates} | {with_ci(measures['kl_p95'])} | "
+            f"{with_ci(measures['true_reward_final'])} |"
         )
     lines += [""] + [f"- {e.replace('_', ' ')}: {definitions[e]}." for e in events] + [""]
     return lines
@@ -158,7 +146,7 @@ def overhead_section(overhead: dict[str, Any]) -> list[str]:
         "",
         f"`{meta['command']}` on {meta['machine']} (load average {load}): median µs per "
         f"`update` over {meta['repeats']} blocks of {meta['block']}, and the share of one "
-        f"reference-trainer PPO iteration ({_fmt(meta['trainer_step_seconds'])} s).",
+        f"reference-trainer PPO iteration ({fmt(meta['trainer_step_seconds'])} s).",
         "",
         "| controller | µs per update | share of a trainer step |",
         "|---|---|---|",
@@ -168,7 +156,7 @@ def overhead_section(overhead: dict[str, Any]) -> list[str]:
     lines.append("")
     for name, goal in overhead["goals"].items():
         verdict = "met" if goal["met"] else "**not met**"
-        lines.append(f"- goal {name} ≤ {goal['goal']:g}: {_fmt(goal['measured'])}, {verdict}.")
+        lines.append(f"- goal {name} ≤ {goal['goal']:g}: {fmt(goal['measured'])}, {verdict}.")
     return [*lines, ""]
 
 

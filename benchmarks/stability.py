@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     plan = QUICK if args.quick else FULL
     runs_dir = Path(args.runs)
-    from stability_report import write_report  # benchmarks/ is sys.path[0]
+    from stability_render import write_report  # benchmarks/ is sys.path[0]
 
     try:
         if not args.report_only:

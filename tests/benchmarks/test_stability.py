@@ -12,6 +12,7 @@ import pytest
 from helpers import load_benchmark
 
 report = load_benchmark("stability_report")
+render = load_benchmark("stability_render")
 stability = load_benchmark("stability")
 SCRIPT = Path(stability.__file__)
 
@@ -57,7 +58,7 @@ def test_bootstrap_ci_brackets_the_mean_and_is_exact_for_constants() -> None:
 
 def test_band_of_identical_curves_is_the_curve() -> None:
     curves = np.tile(np.arange(5.0), (4, 1))
-    mean, low, high = report.band(curves)
+    mean, low, high = render.band(curves)
     assert np.array_equal(mean, curves[0])
     assert np.array_equal(low, curves[0]) and np.array_equal(high, curves[0])
 
