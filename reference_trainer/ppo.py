@@ -51,3 +51,17 @@ def clipped_policy_loss(
     clip_fraction = ((ratio - 1.0).abs() > clip_range).to(logp.dtype)
     approx_kl = (ratio - 1.0) - log_ratio
     return loss, clip_fraction.detach(), approx_kl.detach()
+
+
+def exact_kl_per_token(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) summed over the vocabulary at every position: Σ_v p(v)·(log p(v) − log q(v)).
+
+    ``logits_*`` are (…, V). Exact at each sampled context (no sampling estimator, so no bias from
+    sampling the tokens under the wrong policy and no variance from the tokens drawn); tokens that
+    p gives probability 0 (EOS while it is blocked) contribute 0, even where q's logit is −inf.
+    """
+    logp = torch.log_softmax(logits_p.float(), dim=-1)
+    logq = torch.log_softmax(logits_q.float(), dim=-1)
+    p = logp.exp()
+    terms = torch.where(p > 0, p * (logp - logq), torch.zeros((), dtype=p.dtype))
+    return terms.sum(-1)

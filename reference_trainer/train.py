@@ -30,7 +30,7 @@ from safecontrol.torch import (
 from .config import TrainConfig, as_dict
 from .kl_control import kl_loss, make_controller, update_controller
 from .models import frozen_reference, load_policy, make_critics
-from .ppo import clipped_policy_loss, gae, whiten
+from .ppo import clipped_policy_loss, exact_kl_per_token, gae, whiten
 from .rewards import RewardFn, checked_rewards, make_reward
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
 from .run_log import RunLog
@@ -180,7 +180,7 @@ class Trainer:
             self.policy_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
-            scale = self._policy_step(rollout, new)
+            scale, preview_kl = self._policy_step(rollout, new)
 
             heads, _ = self.critic(new.hidden.detach())
             value_loss = critic_loss(heads, old_heads, returns, clip=c.value_clip, mask=mask)
@@ -199,6 +199,7 @@ class Trainer:
                 "live_kl": float(live_kl.detach()),
                 "grad_norm": float(grad_norm),
                 "step_scale": scale,
+                **({} if preview_kl is None else {"preview_kl": preview_kl}),
                 **epoch,
             }.items():
                 logs.setdefault(key, []).append(value)
@@ -241,24 +242,32 @@ class Trainer:
         with _module(self.policy).disable_adapter():  # LoRA: the base model is the reference
             return self._forward(_module(self.policy), rollout)
 
-    def _policy_step(self, rollout: Rollout, before: ForwardResult) -> float:
-        """Optimizer step; for SAFE with preview, shrink it so KL(before ‖ after) ≤ the limit."""
+    def _policy_step(self, rollout: Rollout, before: ForwardResult) -> tuple[float, float | None]:
+        """Optimizer step; for SAFE with preview, shrink it so KL(before ‖ after) ≤ the limit.
+
+        Returns (step scale, preview KL in nats/token or None without preview). The preview KL is
+        the exact KL between the two policies' next-token distributions, averaged over the
+        sampled response tokens (``exact_kl_per_token``).
+        """
         c = self.config
         if not (c.algo == "safe" and c.safe_preview):
             self.policy_optimizer.step()
-            return 1.0
+            return 1.0, None
         saved = [p.detach().clone() for p in self.policy_params]
         self.policy_optimizer.step()
         with torch.no_grad():
             after = self._forward(self.policy, rollout)
             preview = global_means(
-                kl=(kl_per_token(after.logp, before.logp.detach(), "k3"), rollout.response_mask)
+                kl=(
+                    exact_kl_per_token(before.logits.detach(), after.logits),
+                    rollout.response_mask,
+                )
             )["kl"]
             scale = self.decision.step_scale(preview)
             if scale < 1.0:
                 for param, old in zip(self.policy_params, saved, strict=True):
                     param.copy_(old + scale * (param - old))
-        return scale
+        return scale, preview
 
     def _check_ranks_agree(self, decision: Any) -> None:
         """Every rank must hold the same decision: the controllers saw the same global stats."""
