@@ -49,7 +49,7 @@ def entropy_from_logits(
     Args:
         logits: ``(..., vocab)`` unnormalised log-probabilities; ``-inf`` entries are allowed.
         mask: optional bool or 0/1 tensor of shape ``logits.shape[:-1]``; masked positions are 0
-            in the result and get no gradient.
+            in the result and get exactly zero gradient, even padding rows of all ``-inf``.
         chunk_size: positions (rows of the flattened ``(..., vocab)``) per chunk; ``None`` picks
             ``default_chunk_size(vocab, logits.device)``.
 
@@ -152,6 +152,15 @@ class _ChunkedEntropy(torch.autograd.Function):
             # built in the two buffers: sh ← e·z, ex ← e·E[z], sh ← −(g / total)(sh − ex).
             mean_shifted = sh.mul_(ex).sum(dim=-1) / total
             ex.mul_(mean_shifted.unsqueeze(-1))
-            sh.sub_(ex).mul_((-grad_flat[offset : offset + n] / total).unsqueeze(-1))
-            grad_rows[offset : offset + n] = sh
+            grad = grad_flat[offset : offset + n]
+            sh.sub_(ex).mul_((-grad / total).unsqueeze(-1))
+            # A row that receives no gradient (masked) passes none on, even where its entropy
+            # is undefined (an all −inf padding row makes sh NaN); fused with the copy out
+            # unless half/bf16 logits need the float32 buffer cast on the way.
+            live, zero = (grad != 0).unsqueeze(-1), sh.new_zeros(())
+            out = grad_rows[offset : offset + n]
+            if out.dtype == sh.dtype:
+                torch.where(live, sh, zero, out=out)
+            else:
+                out.copy_(torch.where(live, sh, zero, out=sh))
         return grad_logits, None

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from safecontrol.torch import default_chunk_size, entropy_from_logits  # noqa: E402
+from safecontrol.torch import default_chunk_size, entropy_from_logits, masked_mean  # noqa: E402
 
 
 def _logits(shape, dtype=torch.float32, scale=3.0, seed=0):
@@ -144,3 +144,32 @@ def test_entropy_rejects_bad_arguments():
         entropy_from_logits(torch.ones(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="logits"):
         entropy_from_logits(torch.ones(2, 0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("chunk_size", [1, 3, None])
+def test_masked_rows_of_minus_inf_logits_get_exactly_zero_gradient(dtype, chunk_size):
+    logits = _logits((3, 4, 20), dtype=dtype)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1]], dtype=torch.bool)
+    padded = logits.clone()
+    padded[~mask] = -math.inf  # padding rows with no finite logit: their entropy is undefined
+    padded[0, 2, 5] = math.nan  # and a padding row holding garbage
+    padded.requires_grad_(True)
+    weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(5))
+    out = entropy_from_logits(padded, mask, chunk_size=chunk_size)
+    (out * weights).sum().backward()
+    assert torch.isfinite(padded.grad).all()
+    assert (padded.grad[~mask] == 0).all()
+    # Unmasked rows: the same value and gradient as with ordinary padding, bit for bit.
+    clean = logits.clone().requires_grad_(True)
+    clean_out = entropy_from_logits(clean, mask, chunk_size=chunk_size)
+    (clean_out * weights).sum().backward()
+    assert torch.equal(out, clean_out)
+    assert torch.equal(padded.grad[mask], clean.grad[mask])
+
+
+def test_masked_minus_inf_rows_give_a_finite_gradient_through_masked_mean():
+    logits = torch.tensor([[1.0, 2.0, 0.5], [-math.inf] * 3], requires_grad=True)
+    mask = torch.tensor([True, False])
+    masked_mean(entropy_from_logits(logits, mask), mask).backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad[1] == 0).all()
