@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import one_of
+from .._validation import integer, one_of
 from ..estimators import KL_ESTIMATORS
 
 
@@ -37,7 +37,10 @@ def kl_per_token(logp: torch.Tensor, logp_ref: torch.Tensor, kind: str = "k1") -
         logp_ref: log π_ref(a) of the same tokens under the reference; same shape as ``logp``.
         kind: ``"k1"``, ``"k2"`` or ``"k3"`` (see the module docstring).
 
-    Returns a tensor of ``logp``'s shape; reduce it with ``masked_mean``.
+    Returns a tensor of ``logp``'s shape; reduce it with ``masked_mean``. Where the estimate is
+    not finite (k2/k3 at padding holding −inf log-probs) it keeps its value but passes exactly
+    zero gradient, so ``masked_mean`` over a mask that excludes those positions gives the policy
+    a finite gradient. Finite positions get the plain formula's value and gradient, bit for bit.
     """
     kind = one_of("kind", kind, KL_ESTIMATORS)
     if not isinstance(logp, torch.Tensor):
@@ -45,9 +48,26 @@ def kl_per_token(logp: torch.Tensor, logp_ref: torch.Tensor, kind: str = "k1") -
     check_same_shape("logp_ref", logp_ref, "logp", logp)
     log_ratio = logp_ref - logp
     if kind == "k1":
-        return -log_ratio
-    if kind == "k2":
-        return 0.5 * log_ratio.square()
+        return -log_ratio  # its derivative is −1 everywhere: nothing to guard
+    estimate = _k2 if kind == "k2" else _k3
+    if not torch.is_grad_enabled() or not (logp.requires_grad or logp_ref.requires_grad):
+        return estimate(log_ratio)
+    # Padding often holds −inf log-probs, where the estimate is inf or NaN and so is its
+    # derivative; masked_mean then sends a zero gradient, and 0 · inf = NaN would poison the
+    # policy's gradient. The "double where": the nonlinearity only ever sees finite ratios, so a
+    # position whose estimate is not finite gets exactly zero gradient and keeps its value.
+    with torch.no_grad():
+        value = estimate(log_ratio)
+        usable = torch.isfinite(value)
+    safe_ratio = torch.where(usable, log_ratio, log_ratio.new_zeros(()))
+    return torch.where(usable, estimate(safe_ratio), value)
+
+
+def _k2(log_ratio: torch.Tensor) -> torch.Tensor:
+    return 0.5 * log_ratio.square()
+
+
+def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
     # Rounding can leave expm1(r) − r a hair below 0 for tiny r; the true value is ≥ 0 and the
     # gradient there is e^r − 1 ≈ 0, so clamping changes nothing else (as in kl_estimate).
     return (torch.expm1(log_ratio) - log_ratio).clamp_min(0.0)
@@ -60,11 +80,15 @@ def masked_mean(
 
     ``mask`` has ``x``'s shape: bool, or non-negative weights (1 for a real token, 0 for padding).
     Masked-out entries never reach the result, even when they hold NaN or ±inf (padding log-probs
-    often do), and receive zero gradient. A slice with no weight has mean 0, not NaN.
+    often do), and receive zero gradient. A slice with no weight (an all-zero mask, or no
+    elements at all) has mean 0, not NaN. ``dim`` is an int or a non-empty tuple of ints.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    dims = _reduced_dims(x, dim)
     if mask is None:
+        if any(x.shape[d] == 0 for d in dims):
+            return x.sum(dim=dims)  # zeros, still on x's graph (a plain mean would be NaN)
         return x.mean() if dim is None else x.mean(dim=dim)
     check_same_shape("mask", mask, "x", x)
     weights = mask.to(x.dtype) if mask.dtype == torch.bool else mask
@@ -77,3 +101,19 @@ def masked_mean(
     count = count.to(total.dtype)
     empty = count == 0
     return torch.where(empty, torch.zeros_like(total), total / torch.where(empty, 1.0, count))
+
+
+def _reduced_dims(x: torch.Tensor, dim: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    """The dimensions ``dim`` reduces, non-negative; ``ValueError`` naming ``dim`` if invalid."""
+    if dim is None:
+        return tuple(range(x.dim()))
+    if isinstance(dim, tuple):
+        if not dim:
+            raise ValueError("dim must be None, an int or a non-empty tuple of ints, got ()")
+        dims = tuple(integer(f"dim[{i}]", d) for i, d in enumerate(dim))
+    else:
+        dims = (integer("dim", dim),)
+    rank = max(x.dim(), 1)
+    if any(not -rank <= d < rank for d in dims):
+        raise ValueError(f"dim {dim!r} is out of range for x of shape {tuple(x.shape)}")
+    return tuple(d % rank for d in dims) if x.dim() else ()

@@ -97,3 +97,82 @@ def test_masked_mean_uses_fractional_weights():
 def test_masked_mean_rejects_a_mask_of_another_shape():
     with pytest.raises(ValueError, match="mask"):
         masked_mean(torch.zeros(2, 3), torch.ones(3, 2))
+
+
+def _padded_logps(dtype=torch.float64):
+    """Two rows of log-probs whose padding holds −inf in every pattern padding produces."""
+    logp, logp_ref = _logps(shape=(2, 5), seed=3)
+    logp, logp_ref = logp.to(dtype), logp_ref.to(dtype)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    logp[0, 3:], logp_ref[0, 3:] = -math.inf, -math.inf  # both −inf: r is NaN
+    logp[1, 2:4] = -math.inf  # only the policy's: r = +inf
+    logp_ref[1, 4] = -math.inf  # only the reference's: r = −inf
+    return logp, logp_ref, mask
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["k1", "k2", "k3"])
+def test_masked_kl_over_minus_inf_padding_gives_a_finite_gradient_zero_at_padding(kind, dtype):
+    logp, logp_ref, mask = _padded_logps(dtype)
+    logp.requires_grad_(True)
+    loss = masked_mean(kl_per_token(logp, logp_ref, kind), mask)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
+    assert (logp.grad[~mask] == 0).all()
+    # The unmasked positions get exactly what they get when the padding holds ordinary values.
+    clean, clean_ref, _ = (t.detach().clone() for t in _padded_logps(dtype))
+    clean[~mask], clean_ref[~mask] = -1.0, -1.0
+    clean.requires_grad_(True)
+    clean_loss = masked_mean(kl_per_token(clean, clean_ref, kind), mask)
+    clean_loss.backward()
+    assert torch.equal(loss, clean_loss)
+    assert torch.equal(logp.grad[mask], clean.grad[mask])
+
+
+def test_kl_per_token_keeps_the_plain_formulas_values_and_gradients_bit_for_bit():
+    logp, logp_ref, mask = _padded_logps()
+    logp.requires_grad_(True)
+    r = logp_ref - logp.detach()
+    plain = {"k2": 0.5 * r.square(), "k3": (torch.expm1(r) - r).clamp_min(0.0)}
+    weights = torch.randn(logp.shape, generator=torch.Generator().manual_seed(4), dtype=r.dtype)
+    for kind, expected in plain.items():
+        out = kl_per_token(logp, logp_ref, kind)
+        exact = {"rtol": 0.0, "atol": 0.0, "equal_nan": True}  # padding keeps its inf / NaN
+        torch.testing.assert_close(out.detach(), expected, **exact)
+        with torch.no_grad():
+            torch.testing.assert_close(kl_per_token(logp, logp_ref, kind), expected, **exact)
+        logp.grad = None
+        (torch.where(mask, out, 0.0) * weights).sum().backward()
+        plain_logp = logp.detach().clone().requires_grad_(True)
+        plain_r = logp_ref - plain_logp
+        formula = 0.5 * plain_r.square() if kind == "k2" else torch.expm1(plain_r) - plain_r
+        (torch.where(mask, formula, 0.0) * weights).sum().backward()
+        assert torch.equal(logp.grad[mask], plain_logp.grad[mask])
+
+
+def test_masked_mean_of_nothing_at_all_is_zero_not_nan():
+    empty = torch.tensor([], requires_grad=True)
+    out = masked_mean(empty)
+    assert out.shape == () and out.item() == 0.0
+    out.backward()
+    assert empty.grad.shape == (0,)
+    torch.testing.assert_close(masked_mean(torch.zeros(3, 0), dim=1), torch.zeros(3))
+    torch.testing.assert_close(masked_mean(torch.zeros(3, 0), dim=(0, 1)), torch.tensor(0.0))
+    assert masked_mean(torch.zeros(0, 3), dim=1).shape == (0,)
+    assert masked_mean(torch.tensor([]), torch.tensor([], dtype=torch.bool)).item() == 0.0
+
+
+def test_masked_mean_over_an_all_zero_mask_is_zero_with_zero_gradient():
+    x = torch.tensor([1.0, -math.inf, math.nan], requires_grad=True)
+    out = masked_mean(x, torch.zeros(3))
+    out.backward()
+    assert out.item() == 0.0 and (x.grad == 0).all()
+
+
+def test_masked_mean_rejects_a_bad_dim_naming_it():
+    x = torch.zeros(2, 3)
+    for dim in (2, -3, (), (0, 5), 1.0, True, "1", (0, True)):
+        with pytest.raises(ValueError, match="dim"):
+            masked_mean(x, dim=dim)
+        with pytest.raises(ValueError, match="dim"):
+            masked_mean(x, torch.ones(2, 3), dim=dim)
