@@ -14,17 +14,37 @@ import math
 import torch
 from torch import nn
 
-from .._validation import positive, positive_int
+from .._validation import boolean, integer, positive, positive_int
 from .kl import check_same_shape, masked_mean
 
 
 def soft_min(values: torch.Tensor, alpha: float = 0.3, dim: int = -1) -> torch.Tensor:
-    """−α · log(mean_i exp(−V_i / α)) over ``dim``, via logsumexp (no overflow)."""
+    """−α · log(mean_i exp(−V_i / α)) over ``dim``, differentiable in ``values``.
+
+    Computed as ``m − α·(logsumexp(−(V − m)/α) − log N)`` with m = min V along ``dim`` (held
+    constant for the gradient, which is then exactly the softmax weights), as the numpy
+    ``safecontrol.critic.soft_min``: every exponent is ≤ 0, so neither V/α (α = 1e-39) nor the
+    exponential can overflow. ``alpha`` must be finite and > 0; ``dim`` must name a non-empty
+    axis. Non-finite values are not checked (that would cost a device sync) and propagate.
+    """
     alpha = positive("alpha", alpha)
+    if not isinstance(values, torch.Tensor):
+        raise ValueError(f"values must be a torch.Tensor, got {type(values).__name__}")
+    if values.dim() == 0:
+        raise ValueError("values must have at least one dimension (the heads), got a 0-d tensor")
+    dim = integer("dim", dim)
+    if not -values.dim() <= dim < values.dim():
+        raise ValueError(f"dim {dim!r} is not an axis of values of shape {tuple(values.shape)}")
     n = values.shape[dim]
+    if n == 0:
+        raise ValueError(f"values must have at least one head along dim {dim}, got {n}")
     if n == 1:
         return values.squeeze(dim)
-    return -alpha * (torch.logsumexp(values / -alpha, dim=dim) - math.log(n))
+    lowest = values.detach().amin(dim=dim, keepdim=True)
+    # An infinite minimum (heads at −inf, or all at +inf) is its own limit: shift by 0 instead.
+    lowest = torch.where(torch.isfinite(lowest), lowest, lowest.new_zeros(()))
+    spread = torch.logsumexp((values - lowest) / -alpha, dim=dim) - math.log(n)
+    return lowest.squeeze(dim) - alpha * spread
 
 
 class SoftMinCritic(nn.Module):
@@ -46,6 +66,7 @@ class SoftMinCritic(nn.Module):
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.n_heads = positive_int("n_heads", n_heads)
         self.alpha = positive("alpha", alpha)
+        boolean("layernorm", layernorm)  # "false" would be truthy
         inner = max(1, self.hidden_size // 4)
         self.norm: nn.Module = nn.LayerNorm(self.hidden_size) if layernorm else nn.Identity()
         self.heads = nn.ModuleList(
@@ -66,6 +87,7 @@ class SoftMinCritic(nn.Module):
         ``mask`` is ``None``; works for left and right padding) is scored: ``(..., n_heads)`` and
         ``(...)``. ``mask`` has shape ``(..., seq)``.
         """
+        boolean("last_token", last_token)
         if not isinstance(hidden_states, torch.Tensor):
             raise ValueError(
                 f"hidden_states must be a torch.Tensor, got {type(hidden_states).__name__}"
@@ -167,13 +189,16 @@ def polyak_update(target: nn.Module, online: nn.Module, tau: float = 0.05) -> No
         missing = sorted(online_state.keys() - target_state.keys())
         extra = sorted(target_state.keys() - online_state.keys())
         raise ValueError(f"target and online differ: target lacks {missing}, has extra {extra}")
+    # Every pair is checked before any tensor moves: a refused update changes nothing.
     for name, tensor in target_state.items():
         source = online_state[name]
         if tensor.shape != source.shape:
             raise ValueError(
                 f"target {name} has shape {tuple(tensor.shape)}, online {tuple(source.shape)}"
             )
+    for name, tensor in target_state.items():
+        source = online_state[name]
         if tau == 1.0 or not tensor.is_floating_point():
             tensor.copy_(source)
-        else:
-            tensor.lerp_(source, tau)
+        else:  # lerp_ needs one dtype and device; .to is a no-op when they already agree
+            tensor.lerp_(source.to(device=tensor.device, dtype=tensor.dtype), tau)

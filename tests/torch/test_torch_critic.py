@@ -192,3 +192,55 @@ def test_polyak_update_rejects_bad_tau_and_mismatched_modules():
         polyak_update(a, SoftMinCritic(8, n_heads=3), 0.1)
     with pytest.raises(ValueError, match="shape"):
         polyak_update(a, SoftMinCritic(12), 0.1)
+
+
+def test_soft_min_rejects_bad_alpha_values_and_dim_naming_them():
+    values = torch.zeros(3, 2)
+    for alpha in (0.0, -1.0, math.nan, math.inf, None, "0.3", True):
+        with pytest.raises(ValueError, match="alpha"):
+            soft_min(values, alpha)
+    for bad in ([1.0, 2.0], torch.tensor(1.0), torch.zeros(3, 0)):
+        with pytest.raises(ValueError, match="values"):
+            soft_min(bad, 0.3)
+    for dim in (2, -3, 1.0, True, None):
+        with pytest.raises(ValueError, match="dim"):
+            soft_min(values, 0.3, dim=dim)
+
+
+def test_soft_min_gradient_is_the_softmax_weights_and_infinite_heads_give_their_limit():
+    values = torch.tensor([[0.1, 0.5, -0.2]], dtype=torch.float64, requires_grad=True)
+    soft_min(values, 0.3).sum().backward()
+    torch.testing.assert_close(values.grad, torch.softmax(values.detach() / -0.3, dim=-1))
+    out = soft_min(torch.tensor([[-math.inf, 1.0], [math.inf, math.inf], [math.inf, 1.0]]), 0.3)
+    assert out[0] == -math.inf and out[1] == math.inf
+    assert out[2].item() == pytest.approx(1.0 + 0.3 * math.log(2))
+
+
+def test_critic_flags_must_be_bools():
+    for bad in ("false", 0, None):
+        with pytest.raises(ValueError, match="layernorm"):
+            SoftMinCritic(8, layernorm=bad)
+        with pytest.raises(ValueError, match="last_token"):
+            SoftMinCritic(8)(_hidden((2, 3, 8)), last_token=bad)
+
+
+def test_refused_polyak_update_changes_no_parameter():
+    target, online = SoftMinCritic(8, n_heads=2), SoftMinCritic(8, n_heads=2)
+    online.heads[1][2] = torch.nn.Linear(2, 2)  # its last layer alone has another shape
+    before = copy.deepcopy(target.state_dict())
+    with pytest.raises(ValueError, match=r"heads\.1\.2\.weight"):
+        polyak_update(target, online, 0.5)
+    for name, tensor in target.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+
+
+def test_polyak_update_takes_an_online_module_of_another_float_dtype():
+    target, online = SoftMinCritic(8), SoftMinCritic(8).double()
+    expected = {
+        name: tensor.lerp(online.state_dict()[name].float(), 0.25)
+        for name, tensor in target.state_dict().items()
+    }
+    polyak_update(target, online, 0.25)
+    for name, tensor in target.state_dict().items():
+        assert tensor.dtype == torch.float32
+        torch.testing.assert_close(tensor, expected[name])

@@ -44,6 +44,35 @@ def test_kl_estimators_agree_with_numpy(pair, kind):
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in divide:RuntimeWarning")  # numpy's
+@settings(max_examples=200)
+@given(
+    values=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=2, max_side=5),
+        elements=st.floats(-1e8, 1e8, allow_nan=False, allow_infinity=False),
+    ),
+    alpha=st.one_of(
+        st.floats(-300.0, 8.0).map(lambda e: 10.0**e),
+        st.sampled_from([5e-324, 1e-320, 1e-39, 1e-30]),
+    ),
+)
+def test_soft_min_agrees_with_numpy_for_tiny_alpha_and_large_values(values, alpha):
+    ours = soft_min(torch.from_numpy(values), alpha, dim=-1).numpy()
+    theirs = safecontrol.soft_min(values, alpha, axis=-1)
+    assert np.isfinite(ours).all()
+    tolerance = 1e-12 * np.abs(values).max() + 1e-13 * alpha  # both round log(mean) · α
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=tolerance)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in divide:RuntimeWarning")
+def test_soft_min_in_float32_with_alpha_1e_39_is_the_min_like_numpy():
+    values = np.array([[1.0, 2.0], [3e38, -3e38]], dtype=np.float32)
+    ours = soft_min(torch.from_numpy(values), 1e-39).numpy()
+    np.testing.assert_array_equal(ours, safecontrol.soft_min(values, 1e-39).astype(np.float32))
+    np.testing.assert_array_equal(ours, np.array([1.0, -3e38], dtype=np.float32))
+
+
 def test_soft_min_agrees_with_numpy_in_float32_within_float32_precision():
     values = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
     ours = soft_min(torch.from_numpy(values), 0.3).numpy()
