@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ._validation import finite
 from .penalty import dead_band_penalty, dead_band_slope, preview_step_scale
 
 _D = TypeVar("_D")
@@ -39,9 +40,13 @@ class CoefDecision:
     """Updates skipped because a measurement was not finite (``on_nonfinite="skip"``)."""
 
     def loss_at(self, kl: float) -> float:
-        return self.coef * float(kl)
+        """β·kl for a finite ``kl`` (a number, see ``safecontrol._validation.as_float``); the
+        penalty of a live tensor with gradient is ``safecontrol.torch.kl_penalty``."""
+        return self.coef * finite("kl", kl)
 
     def slope_at(self, kl: float) -> float:
+        """β, whatever the (finite) ``kl``."""
+        finite("kl", kl)
         return self.coef
 
     def as_dict(self) -> dict[str, Any]:
