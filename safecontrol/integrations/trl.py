@@ -41,7 +41,8 @@ What it does, and why:
   ``state_dict``, β and the measurements not yet used) into ``checkpoint-N`` from the saving
   process, through a temporary file and ``os.replace``. A resumed run (global step > 0 at
   ``on_train_begin``) reads it from ``output_dir/checkpoint-N``; for a checkpoint outside
-  ``output_dir`` call ``load_checkpoint(path)`` before ``train``.
+  ``output_dir`` call ``load_checkpoint(path)`` before ``train``. Every field is validated
+  first: a corrupt or foreign file is refused with a ``ValueError`` naming it, changing nothing.
 
 Controllers other than SAFE work through the same calls,
 ``update(kl=, entropy=, reward=, n_steps=)`` once per rollout batch and ``decision.coef`` as β;
@@ -67,7 +68,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where TRL is abs
         "safecontrol.integrations.trl needs TRL; install it with: pip install 'safecontrol[trl]'"
     ) from exc
 
-from .._validation import as_float
+from .._validation import as_float, finite, non_negative, non_negative_int, positive
 from ..decision import SafeDecision
 from ..entropy_target import EntropyTargetController
 from ..phase import Phase
@@ -78,6 +79,17 @@ CHECKPOINT_FILE = "safecontrol_controller.json"
 STATE_FORMAT_VERSION = 1
 MEASURED = ("kl", "entropy", "reward")
 """The keys of ``trainer._metrics["train"]`` the controller is fed from."""
+STATE_KEYS = (
+    "format_version",
+    "type",
+    "global_step",
+    "beta",
+    "min_beta",
+    "rollouts",
+    "pending",
+    "controller",
+)
+"""The keys of ``SafeBetaCallback.state_dict()``."""
 PHASE_CODES = {phase.value: float(code) for code, phase in enumerate(Phase)}
 """``safe/phase`` as a number: warmup 0, climbing 1, plateau 2, converged 3."""
 
@@ -245,8 +257,13 @@ class SafeBetaCallback(TrainerCallback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore ``state_dict()``'s snapshot and set ``trainer.beta`` from the restored decision.
 
-        Raises ``ValueError`` on a different type or version, malformed fields, or a controller
-        that refuses the state (another type or config); nothing changes then.
+        Every field is checked before anything changes: the type and version; ``global_step``
+        and ``rollouts`` non-negative integers; ``beta`` finite, >= 0; ``min_beta`` finite, > 0;
+        ``pending`` exactly the lists ``kl``, ``entropy``, ``reward`` of finite numbers (what
+        the callback collects: TRL's NaN rewards of unscorable batches are dropped on arrival);
+        and the controller's own state, which the controller validates. On any ``ValueError``
+        (a malformed field, or a controller that refuses the state: another type or config)
+        nothing changes.
         """
         name = type(self).__name__
         if not isinstance(state_dict, dict) or state_dict.get("type") != name:
@@ -257,19 +274,43 @@ class SafeBetaCallback(TrainerCallback):
                 f"supported (expected {STATE_FORMAT_VERSION})"
             )
         try:
-            pending = {key: [float(v) for v in state_dict["pending"][key]] for key in MEASURED}
-            rollouts, step = int(state_dict["rollouts"]), int(state_dict["global_step"])
-            controller_state = state_dict["controller"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{name}.load_state_dict: malformed state ({exc!r})") from exc
-        self.controller.load_state_dict(controller_state)
+            _check_keys("the state", state_dict, STATE_KEYS)
+            step = non_negative_int("global_step", state_dict["global_step"])
+            rollouts = non_negative_int("rollouts", state_dict["rollouts"])
+            non_negative("beta", state_dict["beta"])  # informational: the beta set
+            positive("min_beta", state_dict["min_beta"])
+            pending = _checked_pending(state_dict["pending"])
+        except ValueError as exc:
+            raise ValueError(f"{name}.load_state_dict: {exc}") from None
+        previous = self.controller.state_dict()
+        self.controller.load_state_dict(state_dict["controller"])  # refused: unchanged
+        try:
+            beta = self.beta
+        except ValueError:
+            self.controller.load_state_dict(previous)
+            raise
         self._pending, self._rollouts, self._global_step = pending, rollouts, step
-        self.trainer.beta = self.beta
+        self.trainer.beta = beta
 
     def load_checkpoint(self, checkpoint_dir: str | os.PathLike[str]) -> None:
-        """Restore the state saved in ``checkpoint_dir``; training must resume at its step."""
-        with open(os.path.join(checkpoint_dir, CHECKPOINT_FILE)) as f:
-            self.load_state_dict(json.load(f))
+        """Restore the state saved in ``checkpoint_dir``; training must resume at its step.
+
+        A file that is not JSON, or whose state is refused, raises ``ValueError`` naming the
+        file; nothing changes then.
+        """
+        path = os.path.join(checkpoint_dir, CHECKPOINT_FILE)
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            state = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"controller state file {path} is corrupt: not JSON ({exc})") from None
+        try:
+            self.load_state_dict(state)
+        except ValueError as exc:
+            raise ValueError(
+                f"controller state file {path} is corrupt or not for this callback: {exc}"
+            ) from exc
         self._restored_step = self._global_step
 
     # ------------------------------------------------------------------ internals
@@ -312,6 +353,29 @@ class SafeBetaCallback(TrainerCallback):
             metrics["safe/gate"].append(decision.gate)
             metrics["safe/phase"].append(PHASE_CODES[decision.phase])
             metrics["safe/kl_predicted"].append(decision.kl_predicted)
+
+
+def _check_keys(what: str, mapping: dict[str, Any], keys: tuple[str, ...]) -> None:
+    missing = [key for key in keys if key not in mapping]
+    unknown = sorted(str(key) for key in mapping if key not in keys)
+    if missing or unknown:
+        raise ValueError(
+            f"{what} must have the keys {list(keys)}: missing {missing}, unknown {unknown}"
+        )
+
+
+def _checked_pending(pending: Any) -> dict[str, list[float]]:
+    """``pending`` as fresh lists of finite floats, one per ``MEASURED`` key."""
+    if not isinstance(pending, dict):
+        raise ValueError(f"pending must be a dict, got {type(pending).__name__}")
+    _check_keys("pending", pending, MEASURED)
+    checked = {}
+    for key in MEASURED:
+        values = pending[key]
+        if not isinstance(values, list):
+            raise ValueError(f"pending[{key!r}] must be a list, got {type(values).__name__}")
+        checked[key] = [finite(f"pending[{key!r}][{i}]", v) for i, v in enumerate(values)]
+    return checked
 
 
 def _positive_min_beta(min_beta: Any) -> float:
