@@ -8,16 +8,20 @@ import sys
 from pathlib import Path
 
 from .config import ALGORITHMS, PrepareConfig, TrainConfig, build, parse_assignments
+from .run_files import read_json
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
     values: dict[str, str] = {}
     if args.config:
+        loaded = read_json(Path(args.config))
+        if not isinstance(loaded, dict):
+            raise ValueError(
+                f"--config {args.config} must hold a JSON object of config fields, "
+                f"got {type(loaded).__name__}"
+            )
         values.update(
-            {
-                k: json.dumps(v) if not isinstance(v, str) else v
-                for k, v in json.loads(Path(args.config).read_text()).items()
-            }
+            {k: json.dumps(v) if not isinstance(v, str) else v for k, v in loaded.items()}
         )
     values.update(parse_assignments(args.set or []))
     return values
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {report(run_dir)}")
         print(f"run: {run_dir}")
         return 0
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
+        # OSError: missing, unreadable (PermissionError), not a directory, disk full.
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
@@ -49,6 +50,7 @@ class PrepareConfig:
     2-core machine 1 thread can be faster than 2."""
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         _check_positive_ints(
             self,
             (
@@ -149,8 +151,12 @@ class TrainConfig:
     """Write decoded samples every this many steps."""
     data_dir: str = ".data"
     """Where the prepared default lives (see PrepareConfig)."""
+    reward_timeout: float = 0.0
+    """Seconds one call of the reward function may take before the run stops with an error
+    (0: no limit). A scorer that never returns otherwise hangs the run forever."""
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
         if self.algo not in ALGORITHMS:
             raise ValueError(f"algo must be one of {ALGORITHMS}, got {self.algo!r}")
         _check_positive_ints(
@@ -186,6 +192,8 @@ class TrainConfig:
             "min_new_tokens",
             "lora_rank",
             "critic_heads",
+            "seed",
+            "reward_timeout",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -203,17 +211,61 @@ class TrainConfig:
             raise ValueError(
                 f"safe_penalty_mode must be hinge, coef or detached, got {self.safe_penalty_mode!r}"
             )
-        if self.safe_overrides:
-            from safecontrol import SafeConfig
+        if self.safe_overrides and self.algo != "safe":
+            raise ValueError(
+                f"safe_overrides {self.safe_overrides!r} only apply to algo 'safe', "
+                f"got algo {self.algo!r}"
+            )
+        self.safe_config()  # SAFE's settings are checked now, before anything is written
 
-            known = {f.name for f in fields(SafeConfig)}
-            unknown = sorted(set(self.safe_overrides) - known)
-            if unknown:
-                raise ValueError(f"safe_overrides: unknown SafeConfig fields {unknown}")
+    def safe_config(self) -> Any:
+        """The ``SafeConfig`` of this run: ``kl_estimator`` plus ``safe_overrides``."""
+        from safecontrol import SafeConfig
+
+        known = {f.name for f in fields(SafeConfig)}
+        unknown = sorted(set(self.safe_overrides) - known)
+        if unknown:
+            raise ValueError(f"safe_overrides: unknown SafeConfig fields {unknown}")
+        overridden = self.safe_overrides.get("kl_estimator", self.kl_estimator)
+        if overridden != self.kl_estimator:
+            raise ValueError(
+                f"safe_overrides kl_estimator={overridden!r} contradicts "
+                f"kl_estimator={self.kl_estimator!r}; set kl_estimator alone"
+            )
+        try:
+            return SafeConfig(**{**self.safe_overrides, "kl_estimator": self.kl_estimator})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"safe_overrides: {exc}") from exc
 
     @property
     def n_critic_heads(self) -> int:
         return self.critic_heads or (2 if self.algo == "safe" else 1)
+
+
+def _check_field_types(config: Any) -> None:
+    """Every field holds its declared type (bools are not numbers, numbers are finite); numeric
+    fields are stored as Python ``int`` / ``float`` so that ``config.json`` is plain JSON."""
+    hints = get_type_hints(type(config))
+    for f in fields(config):
+        value, kind, name = getattr(config, f.name), hints[f.name], f.name
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(config, name, int(value))
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            object.__setattr__(config, name, float(value))
+        elif kind is str:
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a string, got {value!r}")
+        elif not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ValueError(f"{name} must be a JSON object with string keys, got {value!r}")
 
 
 def _check_positive_ints(config: Any, names: tuple[str, ...]) -> None:

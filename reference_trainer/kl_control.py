@@ -16,7 +16,6 @@ from safecontrol import (
     AdaptiveKL,
     FixedKL,
     PIDLagrangianKL,
-    SafeConfig,
     SafeController,
 )
 from safecontrol.torch import kl_penalty
@@ -26,9 +25,7 @@ from .config import TrainConfig
 
 def make_controller(config: TrainConfig) -> Any:
     if config.algo == "safe":
-        return SafeController(
-            SafeConfig(**{"kl_estimator": config.kl_estimator, **config.safe_overrides})
-        )
+        return SafeController(config.safe_config())
     if config.algo == "ppo":
         return FixedKL(config.kl_coef)
     if config.algo == "ppo-adaptive-kl":

@@ -34,7 +34,7 @@ from typing import Any
 
 from reference_trainer.config import PrepareConfig, as_dict
 from reference_trainer.corpus import load_corpus
-from reference_trainer.sft import blocks, build_model, log_progress, sft
+from reference_trainer.sft import blocks, build_model, log_stage, sft
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -76,7 +76,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> Path:
     """Build (or find cached) the offline default for ``config``; return its directory."""
     final = config.directory()
     if is_prepared(final):
-        log_progress(progress, f"prepare: cached at {final}")
+        log_stage(f"prepare: cached at {final}")
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(final)
@@ -100,7 +100,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log_progress(progress, f"prepare: wrote {final}")
+    log_stage(f"prepare: wrote {final}")
     return final
 
 
@@ -132,9 +132,7 @@ def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
             torch.manual_seed(config.seed)
             texts, source = load_corpus(config.corpus)
             train_texts, heldout_texts = split_texts(texts, config.seed)
-            log_progress(
-                progress, f"prepare: corpus {source}, {len(texts)} texts; training tokenizer"
-            )
+            log_stage(f"prepare: corpus {source}, {len(texts)} texts; training tokenizer")
             tokenizer = train_tokenizer(train_texts, config)
             train_ids = _token_stream(tokenizer, train_texts)
             heldout_ids = _token_stream(tokenizer, heldout_texts)
@@ -144,11 +142,9 @@ def _build(config: PrepareConfig, out: Path, progress: bool) -> None:
                 raise ValueError(f"corpus {source!r} is too small for sft_seq_len")
             model = build_model(tokenizer, config)
             n_parameters = sum(p.numel() for p in model.parameters())
-            log_progress(
-                progress, f"prepare: {n_parameters} parameters, {len(train_ids)} train tokens"
-            )
+            log_stage(f"prepare: {n_parameters} parameters, {len(train_ids)} train tokens")
             start, start_cpu = time.perf_counter(), time.process_time()
-            history = sft(model, train_blocks, val_blocks, config, progress)
+            history = sft(model, train_blocks, val_blocks, config)
             sft_seconds = time.perf_counter() - start
             sft_cpu_seconds = time.process_time() - start_cpu
             prompts = make_prompts(heldout_texts, tokenizer, config)

@@ -6,7 +6,6 @@ threshold (SAFE) or target, entropy against SAFE's entropy floor, the KL coeffic
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,20 @@ import numpy as np
 from safecontrol import SafeConfig
 from safecontrol.testing.metrics import summarize
 
-from .run_log import write_json_atomic
+from .run_files import read_json, read_step_records, write_json_atomic
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no metrics.jsonl; is it a training run directory?")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_step_records(path)
+    steps = [row["step"] for row in rows]
+    if steps != list(range(1, len(steps) + 1)):
+        raise ValueError(
+            f"{path} holds steps {steps[:12]}{' ...' if len(steps) > 12 else ''}, not "
+            f"1, 2, 3, ...: it was written by more than one process or edited"
+        )
     if not rows:
         raise ValueError(f"{path} is empty: the run has not completed a step")
     return rows
@@ -37,7 +42,7 @@ def kl_limit(config: dict[str, Any], rows: list[dict[str, Any]]) -> np.ndarray |
 
 def summary(run_dir: Path) -> dict[str, Any]:
     rows = read_metrics(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_json(run_dir / "config.json")
     series = {k: np.array([r[k] for r in rows]) for k in ("reward_mean", "kl_k3", "entropy")}
     metrics = summarize(
         series["reward_mean"], series["kl_k3"], series["entropy"], kl_limit(config, rows)
@@ -60,7 +65,7 @@ def plot(run_dir: Path, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     rows = read_metrics(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_json(run_dir / "config.json")
     steps = np.array([r["step"] for r in rows])
 
     def series(key: str) -> np.ndarray:

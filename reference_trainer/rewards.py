@@ -8,7 +8,12 @@ error instead of poisoning the controller and the checkpoint.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import numbers
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
@@ -52,18 +57,34 @@ def make_reward(spec: str, label: int = -1) -> RewardFn:
     return vader_reward() if spec == "vader" else classifier_reward(spec, label)
 
 
-def checked_rewards(reward_fn: RewardFn, prompts: list[str], completions: list[str]) -> list[float]:
-    """Call ``reward_fn`` and insist on one finite float per completion."""
-    try:
-        values = list(reward_fn(prompts, completions))
-    except Exception as exc:
-        raise RuntimeError(f"reward function {reward_fn!r} raised {exc!r}") from exc
+def checked_rewards(
+    reward_fn: RewardFn, prompts: list[str], completions: list[str], timeout: float = 0.0
+) -> list[float]:
+    """Call ``reward_fn`` and insist on a sequence of one real number per completion.
+
+    Strings, bytes, bools and mappings are refused, not coerced (a dict's keys would otherwise
+    become rewards). ``timeout`` > 0: a call that has not returned after that many seconds
+    stops the run instead of hanging it.
+    """
+    values = _call(reward_fn, prompts, completions, timeout)
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ValueError(
+            f"reward function must return a sequence of numbers, got {type(values).__name__}"
+        )
+    values = list(values)
     if len(values) != len(completions):
         raise ValueError(
             f"reward function returned {len(values)} values for {len(completions)} completions"
         )
     out = []
     for i, value in enumerate(values):
+        if hasattr(value, "detach") or isinstance(value, np.ndarray):  # a 0-d tensor or array
+            value = value.item() if getattr(value, "ndim", 1) == 0 else value
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+            raise ValueError(
+                f"reward function returned {value!r} ({type(value).__name__}) for completion "
+                f"{i}; rewards must be real numbers"
+            )
         x = float(value)
         if not math.isfinite(x):
             raise ValueError(
@@ -72,3 +93,32 @@ def checked_rewards(reward_fn: RewardFn, prompts: list[str], completions: list[s
             )
         out.append(x)
     return out
+
+
+def _call(reward_fn: RewardFn, prompts: list[str], completions: list[str], timeout: float) -> Any:
+    """``reward_fn(prompts, completions)``, in a daemon thread when there is a timeout (a hung
+    scorer cannot be killed, but it no longer holds the run or the process's exit)."""
+    if timeout <= 0:
+        try:
+            return reward_fn(prompts, completions)
+        except Exception as exc:
+            raise RuntimeError(f"reward function {reward_fn!r} raised {exc!r}") from exc
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = reward_fn(prompts, completions)
+        except Exception as exc:  # handed to the caller's thread below
+            result["error"] = exc
+
+    worker = threading.Thread(target=target, name="reward-fn", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise RuntimeError(
+            f"reward function {reward_fn!r} did not return within reward_timeout={timeout} s"
+        )
+    if "error" in result:
+        exc = result["error"]
+        raise RuntimeError(f"reward function {reward_fn!r} raised {exc!r}") from exc
+    return result["value"]

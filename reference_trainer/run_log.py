@@ -1,20 +1,31 @@
 """A run directory: config.json, metrics.jsonl, samples.jsonl and the checkpoint.
 
-Only the writer (rank 0) touches files. ``metrics.jsonl`` gets one line per iteration, flushed;
-on resume the lines after the checkpoint's step are dropped, so a resumed run's log equals an
-uninterrupted one.
+Only the writer (rank 0) touches files, and only while it holds the directory's lock
+(``run_lock``): a second trainer or a ``--resume`` of a live run is refused at once. A directory
+that holds files but no run of ours is never written to. ``metrics.jsonl`` gets one line per
+iteration, flushed; on resume the lines after the checkpoint's step are dropped, so a resumed
+run's log equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from . import checkpoint
 from .config import TrainConfig, as_dict
+from .run_files import read_json, read_step_records, write_json_atomic, write_text_atomic
+from .run_lock import LOCK_NAME, RunLock
+
+RESUMABLE_CHANGES = ("steps", "run_dir")
+"""Config keys a resumed run may change: more steps, and where the directory now lives."""
+OWN_KEYS = frozenset({"algo", "run_dir", "kl_estimator", "safe_overrides"})
+"""Keys that mark a ``config.json`` as one of ours (every version of TrainConfig has them)."""
 
 
 class _NoBar:
@@ -23,14 +34,16 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+def config_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """Keys whose value differs between a saved config and ``config``, beyond those a resume
+    may change; keys that an older version did not save count as their default."""
+    mine = json.loads(json.dumps(as_dict(config)))
+    defaults = json.loads(json.dumps(as_dict(TrainConfig())))
+    return sorted(
+        k
+        for k in saved.keys() | mine.keys()
+        if k not in RESUMABLE_CHANGES and saved.get(k, defaults.get(k)) != mine.get(k)
+    )
 
 
 class RunLog:
@@ -42,43 +55,122 @@ class RunLog:
         self.samples_path = directory / "samples.jsonl"
         self.config_path = directory / "config.json"
 
-    def begin(self, config: TrainConfig, resume: bool) -> None:
-        """Refuse to clobber an existing run; on resume, insist the config is the same."""
-        if resume:
-            if not self.checkpoint_path.is_file():
-                raise FileNotFoundError(f"--resume: no checkpoint in {self.directory}")
-            saved = json.loads(self.config_path.read_text())
-            mine = json.loads(json.dumps(as_dict(config)))
-            changed = sorted(
-                k
-                for k in saved.keys() | mine.keys()
-                if k != "steps" and saved.get(k) != mine.get(k)
+    # ------------------------------------------------------------------ opening
+    def check(self, config: TrainConfig, resume: bool) -> None:
+        """Refuse, before anything is written, a directory this run must not write to.
+
+        New run: the directory is missing or empty. Resume: it holds a run of ours with the same
+        config (a run that stopped before its first checkpoint restarts from step 0).
+        """
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(f"run_dir {self.directory} is a file, not a directory")
+        entries = (
+            sorted(p.name for p in self.directory.iterdir() if p.name != LOCK_NAME)
+            if self.directory.is_dir()
+            else []
+        )
+        saved = self._saved_config()
+        if saved is None:
+            if entries:
+                shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+                raise FileExistsError(
+                    f"run_dir {self.directory} is not empty ({shown}) and holds no training run; "
+                    f"choose a new or empty directory"
+                )
+            if resume:
+                raise FileNotFoundError(f"--resume: {self.directory} holds no run to resume")
+            return
+        if not resume:
+            hint = (
+                "pass --resume to continue it"
+                if self.checkpoint_path.is_file()
+                else "it stopped before its first checkpoint; pass --resume to restart it from "
+                "step 0"
             )
-            if changed:
-                raise ValueError(f"--resume: config differs from the saved run in {changed}")
-        elif self.metrics_path.exists() or self.checkpoint_path.exists():
             raise FileExistsError(
-                f"{self.directory} already holds a run; pass --resume or choose another run_dir"
+                f"{self.directory} already holds a run; {hint}, or choose another run_dir"
             )
+        changed = config_differences(saved, config)
+        if changed:
+            raise ValueError(
+                f"--resume: config differs from the saved run ({self.config_path}) in {changed}"
+            )
+
+    def _saved_config(self) -> dict[str, Any] | None:
+        """The saved config.json when it is one of ours, else None."""
+        if not self.config_path.is_file():
+            return None
+        saved = read_json(self.config_path)
+        if not isinstance(saved, dict) or not saved.keys() >= OWN_KEYS:
+            return None
+        return saved
+
+    @contextlib.contextmanager
+    def session(self, config: TrainConfig, resume: bool) -> Iterator[None]:
+        """Hold the directory's lock for the block (writer only), checking it again under the
+        lock; a directory this call created is removed again if the block fails before the
+        config is written."""
+        self.check(config, resume)
+        if not self.writer:
+            yield
+            return
+        created = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(self.directory)
+        try:
+            lock.acquire()
+        except BaseException:
+            if created:
+                shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        try:
+            self.check(config, resume)
+            yield
+        except BaseException:
+            if created and not self.config_path.exists():
+                lock.release()
+                shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        finally:
+            lock.release()
+
+    def write_config(self, config: TrainConfig) -> None:
         if self.writer:
-            self.directory.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.config_path, as_dict(config))
 
-    def latest_checkpoint(self) -> dict[str, Any]:
-        return checkpoint.load(self.checkpoint_path)
+    # ------------------------------------------------------------------ checkpoints
+    def latest_checkpoint(self, config: TrainConfig) -> dict[str, Any] | None:
+        """The checkpoint (checked to belong to this run), or None when the run stopped before
+        its first one."""
+        if not self.checkpoint_path.is_file():
+            if self.writer:
+                print(
+                    f"note: {self.directory} has no checkpoint yet; restarting it from step 0",
+                    file=sys.stderr,
+                )
+            return None
+        state = checkpoint.load(self.checkpoint_path)
+        changed = config_differences(state["config"], config)
+        if changed:
+            raise ValueError(
+                f"checkpoint {self.checkpoint_path} belongs to another run: its config differs "
+                f"in {changed}"
+            )
+        return state
 
     def truncate_metrics(self, step: int) -> None:
         """Keep the metric lines of steps ≤ ``step`` (the checkpoint's)."""
         for path in (self.metrics_path, self.samples_path):
             if not self.writer or not path.exists():
                 continue
-            kept = [
-                ln
-                for ln in path.read_text().splitlines()
-                if ln.strip() and json.loads(ln)["step"] <= step
-            ]
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+            kept = read_step_records(path, keep=lambda row: row["step"] <= step)
+            write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
 
+    def save_checkpoint(self, state: dict[str, Any], rank_rng: list[Any]) -> None:
+        if self.writer:
+            checkpoint.save_atomic(self.checkpoint_path, {**state, "rank_rng": rank_rng})
+
+    # ------------------------------------------------------------------ logs
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         self._append(self.metrics_path, metrics)
 
@@ -94,10 +186,6 @@ class RunLog:
             },
         )
 
-    def save_checkpoint(self, state: dict[str, Any], rank_rng: list[Any]) -> None:
-        if self.writer:
-            checkpoint.save_atomic(self.checkpoint_path, {**state, "rank_rng": rank_rng})
-
     def progress(self, total: int, initial: int, enabled: bool) -> Any:
         if not (enabled and self.writer):
             return _NoBar()
@@ -108,6 +196,7 @@ class RunLog:
     def _append(self, path: Path, record: dict[str, Any]) -> None:
         if not self.writer:
             return
+        line = json.dumps(record, allow_nan=False)  # strict JSON: a NaN metric is a bug upstream
         with open(path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(line + "\n")
             handle.flush()

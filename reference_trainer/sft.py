@@ -20,9 +20,10 @@ WARMUP_FRACTION = 0.05
 FINAL_LR_FRACTION = 0.1
 
 
-def log_progress(progress: bool, message: str) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)
+def log_stage(message: str) -> None:
+    """A stage of the preparation on stderr, with or without progress bars: minutes of silence
+    look like a hang."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def build_model(tokenizer: Any, config: PrepareConfig) -> Any:
@@ -53,7 +54,7 @@ def build_model(tokenizer: Any, config: PrepareConfig) -> Any:
 
 
 def sft(
-    model: Any, train_blocks: Any, val_blocks: Any, config: PrepareConfig, progress: bool
+    model: Any, train_blocks: Any, val_blocks: Any, config: PrepareConfig
 ) -> list[dict[str, float]]:
     """Next-token cross-entropy with AdamW, linear warm-up then cosine decay to
     ``FINAL_LR_FRACTION`` × ``sft_lr``, gradients clipped to norm 1. Returns the evaluations."""
@@ -87,14 +88,13 @@ def sft(
         schedule.step()
         if step % LOG_EVERY_STEPS == 0 or step == 1:
             elapsed = time.perf_counter() - start
-            log_progress(
-                progress,
+            log_stage(
                 f"sft step {step}/{config.sft_steps} loss {loss.item():.3f} {elapsed:.0f}s",
             )
         if step in eval_steps:
             ppl = perplexity(model, val_blocks, config.sft_batch_size)
             history.append({"step": step, "train_loss": loss.item(), "val_perplexity": ppl})
-            log_progress(progress, f"sft step {step}: validation perplexity {ppl:.1f}")
+            log_stage(f"sft step {step}: validation perplexity {ppl:.1f}")
     model.eval()
     return history
 

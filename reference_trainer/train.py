@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -31,9 +32,11 @@ from .config import TrainConfig, as_dict
 from .kl_control import kl_loss, make_controller, update_controller
 from .models import frozen_reference, load_policy, make_critics
 from .ppo import clipped_policy_loss, exact_kl_per_token, gae, whiten
+from .prepare import is_prepared
 from .rewards import RewardFn, checked_rewards, make_reward
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
 from .run_log import RunLog
+from .sources import check_pretrained
 
 
 def token_share(mask: torch.Tensor) -> float:
@@ -63,6 +66,10 @@ def global_token_mean(x: torch.Tensor, mask: torch.Tensor, share: float) -> torc
     return contribution - contribution.detach() + value
 
 
+class NonFiniteTraining(RuntimeError):
+    """A loss, gradient or weight became NaN or infinite; the run stops before saving it."""
+
+
 def _module(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
@@ -81,6 +88,11 @@ class Trainer:
         _check_context_length(policy, self.tokenizer, self.prompts, config.max_new_tokens)
         if config.batch_size < self.world:
             raise ValueError(f"batch_size={config.batch_size} < number of processes {self.world}")
+        if config.batch_size > len(self.prompts):
+            raise ValueError(
+                f"batch_size={config.batch_size} exceeds the {len(self.prompts)} prompts of the "
+                f"model's prompt set (a batch draws distinct prompts)"
+            )
         self.reference = frozen_reference(policy, config)
         critic, self.target_critic = make_critics(policy, config)
         self.policy_params = [p for p in policy.parameters() if p.requires_grad]
@@ -119,7 +131,9 @@ class Trainer:
         lap("generate")
 
         # 2. score
-        scores = torch.tensor(checked_rewards(self.reward_fn, rollout.prompts, rollout.completions))
+        scores = torch.tensor(
+            checked_rewards(self.reward_fn, rollout.prompts, rollout.completions, c.reward_timeout)
+        )
         lap("score")
 
         # 3. the rollout policy's, the reference's and the critics' view of the samples
@@ -180,15 +194,21 @@ class Trainer:
             self.policy_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
+            self._check_finite("policy loss", loss, "policy gradient norm", grad_norm)
             scale, preview_kl = self._policy_step(rollout, new)
+            self._check_finite_parameters("policy", self.policy_params)
 
             heads, _ = self.critic(new.hidden.detach())
             value_loss = critic_loss(heads, old_heads, returns, clip=c.value_clip, mask=mask)
             value_loss = value_loss * share
             self.critic_optimizer.zero_grad(set_to_none=True)
             value_loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), c.critic_max_grad_norm)
+            critic_grad_norm = torch.nn.utils.clip_grad_norm_(
+                self.critic.parameters(), c.critic_max_grad_norm
+            )
+            self._check_finite("value loss", value_loss, "critic gradient norm", critic_grad_norm)
             self.critic_optimizer.step()
+            self._check_finite_parameters("critic", list(self.critic.parameters()))
             polyak_update(self.target_critic, _module(self.critic), c.polyak_tau)
 
             epoch = global_means(clip_fraction=(clip_fraction, mask), approx_kl=(approx_kl, mask))
@@ -225,9 +245,34 @@ class Trainer:
         }
         metrics["seconds_total"] = sum(v for k, v in timings.items() if k.startswith("seconds_"))
         metrics["tokens_per_second"] = tokens / metrics["seconds_total"]
+        self._check_finite(*(x for k, v in metrics.items() if isinstance(v, float) for x in (k, v)))
         self.step += 1
         self.last_samples = list(zip(self._gather(rollout.prompts), completions, strict=True))
         return metrics
+
+    # ------------------------------------------------------------------ finiteness guards
+    def _check_finite(self, *named: Any) -> None:
+        """Stop when a loss, gradient or metric (``name, value`` pairs) is NaN or infinite: before
+        the optimizer step it would poison, or before the metrics row and checkpoint."""
+        for name, value in zip(named[::2], named[1::2], strict=True):
+            x = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            if not math.isfinite(x):
+                raise NonFiniteTraining(
+                    f"step {self.step + 1}: the {name} is {x!r}; stopping before it is used or "
+                    f"saved, so the last checkpoint stays good (lr={self.config.lr!r}, "
+                    f"critic_lr={self.config.critic_lr!r})"
+                )
+
+    def _check_finite_parameters(self, name: str, params: list[torch.Tensor]) -> None:
+        """Stop when an optimizer step left a non-finite weight (never checkpointed)."""
+        with torch.no_grad():
+            finite = all(bool(torch.isfinite(p).all()) for p in params)
+        if not finite:
+            raise NonFiniteTraining(
+                f"step {self.step + 1}: the {name} has non-finite weights after an optimizer "
+                f"step (lr={self.config.lr!r}, critic_lr={self.config.critic_lr!r}); stopping "
+                f"without saving them, so the last checkpoint stays good"
+            )
 
     # ------------------------------------------------------------------ helpers
     def _forward(self, model: torch.nn.Module, rollout: Rollout) -> ForwardResult:
@@ -255,6 +300,7 @@ class Trainer:
             return 1.0, None
         saved = [p.detach().clone() for p in self.policy_params]
         self.policy_optimizer.step()
+        self._check_finite_parameters("policy", self.policy_params)
         with torch.no_grad():
             after = self._forward(self.policy, rollout)
             preview = global_means(
@@ -263,6 +309,8 @@ class Trainer:
                     rollout.response_mask,
                 )
             )["kl"]
+        self._check_finite("preview KL of the policy step", preview)
+        with torch.no_grad():
             scale = self.decision.step_scale(preview)
             if scale < 1.0:
                 for param, old in zip(self.policy_params, saved, strict=True):
@@ -287,6 +335,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs; refuses (``NonFiniteTraining``) to hold non-finite weights."""
+        for name, model in (("policy", self.policy), ("critic", self.critic)):
+            self._check_finite_parameters(name, list(model.parameters()))
         return {
             "step": self.step,
             "config": as_dict(self.config),
@@ -357,6 +408,28 @@ def _distinct_1(completions: list[str]) -> float:
     return len(set(words)) / len(words) if words else 0.0
 
 
+def world_size_from_environment() -> int:
+    """``WORLD_SIZE`` as torchrun sets it (1 when unset); anything else is an error naming it."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world = int(text)
+    except ValueError:
+        world = 0
+    if world < 1:
+        raise ValueError(
+            f"environment variable WORLD_SIZE must be a positive integer, got {text!r}"
+        )
+    return world
+
+
+def preflight(config: TrainConfig, reward_fn: RewardFn | None) -> None:
+    """Checks that need no model loaded, done before the run directory is touched."""
+    if config.model and not is_prepared(Path(config.model)):
+        check_pretrained(config.model, "model")
+    if reward_fn is None and config.reward != "vader":
+        check_pretrained(config.reward, "reward model")
+
+
 def train(
     config: TrainConfig,
     reward_fn: RewardFn | None = None,
@@ -364,7 +437,8 @@ def train(
     progress: bool = True,
 ) -> Path:
     """Run (or continue) a training run; returns its directory."""
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = world_size_from_environment() > 1
+    preflight(config, reward_fn)
     if distributed and not dist.is_initialized():
         dist.init_process_group("gloo")
     try:
@@ -376,27 +450,29 @@ def train(
 
 def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progress: bool) -> Path:
     run = RunLog(Path(config.run_dir), writer=not dist.is_initialized() or dist.get_rank() == 0)
-    run.begin(config, resume)
-    trainer = Trainer(config, reward_fn)
-    state = run.latest_checkpoint() if resume else None
-    if state is not None:
-        trainer.load_state(state)
-        run.truncate_metrics(trainer.step)
-    bar = run.progress(config.steps, trainer.step, enabled=progress)
-    with contextlib.closing(bar):
-        while trainer.step < config.steps:
-            metrics = trainer.iteration()
-            run.log_metrics(metrics)
-            if trainer.step % config.sample_every == 0 or trainer.step == config.steps:
-                run.log_samples(trainer.step, trainer.last_samples[:4], metrics)
-            if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-                run.save_checkpoint(trainer.state(), _rank_rng_states())
-            bar.update(1)
-            bar.set_postfix(
-                reward=f"{metrics['reward_mean']:.3f}",
-                kl=f"{metrics['kl_k3']:.3f}",
-                entropy=f"{metrics['entropy']:.2f}",
-            )
+    with run.session(config, resume):
+        trainer = Trainer(config, reward_fn)  # everything is loaded before config.json is written
+        state = run.latest_checkpoint(config) if resume else None
+        if state is not None:
+            trainer.load_state(state)
+        if resume:
+            run.truncate_metrics(trainer.step)
+        run.write_config(config)
+        bar = run.progress(config.steps, trainer.step, enabled=progress)
+        with contextlib.closing(bar):
+            while trainer.step < config.steps:
+                metrics = trainer.iteration()
+                run.log_metrics(metrics)
+                if trainer.step % config.sample_every == 0 or trainer.step == config.steps:
+                    run.log_samples(trainer.step, trainer.last_samples[:4], metrics)
+                if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
+                    run.save_checkpoint(trainer.state(), _rank_rng_states())
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{metrics['reward_mean']:.3f}",
+                    kl=f"{metrics['kl_k3']:.3f}",
+                    entropy=f"{metrics['entropy']:.2f}",
+                )
     return Path(config.run_dir)
 
 

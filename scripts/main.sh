@@ -11,6 +11,6 @@ ensure_corpus
 RUN_DIR="${RUN_DIR:-runs/safe-default}"
 "$PY" -m reference_trainer prepare
 RESUME=()
-[ -f "$RUN_DIR/checkpoint.pt" ] && RESUME=(--resume)
+[ -f "$RUN_DIR/config.json" ] && RESUME=(--resume)
 "$PY" -m reference_trainer train --algo safe --run-dir "$RUN_DIR" --report "${RESUME[@]}" "$@"
 echo "Report: $RUN_DIR/report (summary.md, *.png)"
