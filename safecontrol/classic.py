@@ -9,9 +9,14 @@
 All share one interface: ``update(*, kl, entropy=None, reward=None, n_steps=None)`` once per
 rollout batch returns a ``CoefDecision`` whose ``coef`` is the β to use from now on. Measurements
 a controller does not use are still accepted (so controllers are interchangeable) and still
-checked to be finite. Every input is checked before the state changes: a rejected update changes
-nothing. With ``on_nonfinite="skip"`` a NaN/inf measurement leaves the state alone except for the
-skip counter, and the previous decision is returned with ``skipped`` incremented.
+checked to be finite and of magnitude at most ``MAX_MEASUREMENT``. Every input is checked before
+the state changes: a rejected update changes nothing. With ``on_nonfinite="skip"`` a NaN/inf
+measurement leaves the state alone except for the skip counter, and the previous decision is
+returned with ``skipped`` incremented.
+
+The multiplicative controllers (``AdaptiveKL``, ``PPOAdaptiveKL``) keep β inside ``coef_limits``
+(default ``DEFAULT_COEF_LIMITS``): unbounded, a run of low KL halves β towards 0, which is
+absorbing (0·factor = 0: the penalty never returns), and a run of high KL doubles it to inf.
 """
 
 from __future__ import annotations
@@ -19,13 +24,31 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict
-from ._validation import NONFINITE_POLICIES, as_float, finite, non_negative, one_of, positive
+from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._validation import (
+    MAX_MEASUREMENT,
+    NONFINITE_POLICIES,
+    _show,
+    as_float,
+    clamp,
+    finite,
+    non_negative,
+    one_of,
+    positive,
+)
 from ._validation import positive_int as check_positive_int
 from .decision import CoefDecision, _construct
 
 ZIEGLER_CLIP = 0.2
 """Bound on Ziegler's proportional error: β changes by at most 20% per ``horizon`` episodes."""
+
+DEFAULT_COEF_LIMITS = (1e-6, 1e6)
+"""Default (lower, upper) bounds on the β of ``AdaptiveKL`` and ``PPOAdaptiveKL``.
+
+Twelve orders of magnitude either side of the usual β ≈ 0.01–1, so no run that worked before is
+touched. The lower bound is a penalty that no longer matters (1e-6 · a KL of tens of nats is far
+below any reward), yet from it PPO's doubling returns to β = 1 in 20 updates; the upper bound is a
+penalty that already dominates every reward, and keeps β·KL finite."""
 
 
 class CoefState(NamedTuple):
@@ -84,12 +107,17 @@ class CoefController(Stateful):
         out: dict[str, float | None] = {
             name: None if v is None else as_float(name, v) for name, v in values.items()
         }
+        skip = False
         for name, x in out.items():
-            if x is not None and not math.isfinite(x):
+            if x is None:
+                continue
+            if not math.isfinite(x):
                 if self.on_nonfinite == "raise":
                     raise ValueError(f"{name} must be finite, got {x!r}")
-                return None
-        return out
+                skip = True
+            elif not -MAX_MEASUREMENT <= x <= MAX_MEASUREMENT:
+                raise ValueError(f"{name} must have magnitude <= {MAX_MEASUREMENT:g}, got {x!r}")
+        return None if skip else out
 
     def _skip(self) -> CoefDecision:
         self._state = self._state._replace(skipped=self._state.skipped + 1)
@@ -103,7 +131,54 @@ class CoefController(Stateful):
         return record_to_dict(self._state)
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(self._record, state, type(self).__name__)
+        self._state = record_from_dict(self._record, state, type(self).__name__, self._check_state)
+
+    def _check_state(self, record: Any) -> None:
+        """Range rules of a loaded state record beyond its field types (``ValueError``)."""
+        owner = type(self).__name__
+        require(record.coef >= 0.0, owner, "coef", "be >= 0", record.coef)
+
+
+class _BoundedCoef(CoefController):
+    """A ``CoefController`` whose β is kept inside ``coef_limits``."""
+
+    coef_limits: tuple[float, float]
+
+    def _check_limits(self, coef_limits: Any, init_coef: Any) -> float:
+        """Validate and store ``coef_limits``; returns ``init_coef``, which must lie inside."""
+        if isinstance(coef_limits, str | bytes | dict) or not hasattr(coef_limits, "__iter__"):
+            raise ValueError(f"coef_limits must be a (lower, upper) pair, got {_show(coef_limits)}")
+        try:
+            lower, upper = coef_limits
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"coef_limits must be a (lower, upper) pair, got {_show(coef_limits)}"
+            ) from None
+        lo, hi = positive("coef_limits[0]", lower), positive("coef_limits[1]", upper)
+        if lo > hi:
+            raise ValueError(f"coef_limits: lower limit {lo!r} is greater than upper limit {hi!r}")
+        self.coef_limits = (lo, hi)
+        beta = finite("init_coef", init_coef)
+        if not lo <= beta <= hi:
+            raise ValueError(f"init_coef must lie in coef_limits [{lo!r}, {hi!r}], got {beta!r}")
+        return beta
+
+    def _check_state(self, record: Any) -> None:
+        lo, hi = self.coef_limits
+        owner = type(self).__name__
+        require(lo <= record.coef <= hi, owner, "coef", f"lie in [{lo!r}, {hi!r}]", record.coef)
+
+    def _upgrade_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """State dicts saved before ``coef_limits`` existed (no such config key) were saved by a
+        controller with today's default limits, unbounded then; they load into one with the
+        default limits, their β clamped into them (as their next update would have)."""
+        config, state = state_dict.get("config"), state_dict.get("state")
+        if isinstance(config, dict) and "coef_limits" not in config:
+            config["coef_limits"] = list(DEFAULT_COEF_LIMITS)
+            coef = state.get("coef") if isinstance(state, dict) else None
+            if type(coef) is float and not math.isnan(coef):
+                state["coef"] = clamp(coef, *DEFAULT_COEF_LIMITS)  # type: ignore[index]
+        return state_dict
 
 
 def _optional_n_steps(n_steps: Any) -> int | None:
@@ -141,18 +216,23 @@ class FixedKL(CoefController):
     def _config(self) -> dict[str, Any]:
         return {"coef": self._coef, "on_nonfinite": self.on_nonfinite}
 
+    def _check_state(self, record: Any) -> None:
+        require(record.coef == self._coef, "FixedKL", "coef", f"be {self._coef!r}", record.coef)
 
-class AdaptiveKL(CoefController):
+
+class AdaptiveKL(_BoundedCoef):
     """Ziegler et al. 2019's proportional KL controller (old TRL ``AdaptiveKLController``)::
 
         e = clip(kl / target − 1, −0.2, 0.2)
         β ← β · (1 + e · n_steps / horizon)
 
     Args:
-        init_coef: β0 ≥ 0 (default 0.2).
+        init_coef: β0, inside ``coef_limits`` (default 0.2).
         target: target KL > 0 (default 6.0, in the unit of ``kl``: nats per sequence).
         horizon: episodes over which β may change by up to 20% (> 0, default 10000).
         on_nonfinite: "raise" or "skip" a NaN/inf measurement.
+        coef_limits: (lower, upper), 0 < lower ≤ upper < inf: β is clamped into them after every
+            update (default ``DEFAULT_COEF_LIMITS`` = (1e-6, 1e6)).
     """
 
     def __init__(
@@ -161,9 +241,10 @@ class AdaptiveKL(CoefController):
         target: float = 6.0,
         horizon: float = 10000,
         on_nonfinite: str = "raise",
+        coef_limits: tuple[float, float] = DEFAULT_COEF_LIMITS,
     ) -> None:
         super().__init__(on_nonfinite)
-        self.init_coef = non_negative("init_coef", init_coef)
+        self.init_coef = self._check_limits(coef_limits, init_coef)
         self.target = positive("target", target)
         self.horizon = positive("horizon", horizon)
         self._initial = CoefState(coef=self.init_coef)
@@ -196,7 +277,8 @@ class AdaptiveKL(CoefController):
         if m is None:
             return self._skip()
         error = min(max(m["kl"] / self.target - 1.0, -ZIEGLER_CLIP), ZIEGLER_CLIP)
-        return self._accept(coef=self._state.coef * (1.0 + error * n / self.horizon))
+        coef = self._state.coef * (1.0 + error * n / self.horizon)
+        return self._accept(coef=clamp(coef, *self.coef_limits))
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -204,10 +286,11 @@ class AdaptiveKL(CoefController):
             "target": self.target,
             "horizon": self.horizon,
             "on_nonfinite": self.on_nonfinite,
+            "coef_limits": list(self.coef_limits),
         }
 
 
-class PPOAdaptiveKL(CoefController):
+class PPOAdaptiveKL(_BoundedCoef):
     """The PPO paper's adaptive KL penalty coefficient (Schulman et al. 2017, §4)::
 
         β ← β / factor   if d < target / tolerance
@@ -217,11 +300,13 @@ class PPOAdaptiveKL(CoefController):
     factor = 2.
 
     Args:
-        init_coef: β0 ≥ 0 (default 1.0).
+        init_coef: β0, inside ``coef_limits`` (default 1.0).
         target: d_targ > 0 (default 0.01).
         tolerance: > 1 (default 1.5).
         factor: > 1 (default 2.0).
         on_nonfinite: "raise" or "skip" a NaN/inf measurement.
+        coef_limits: (lower, upper), 0 < lower ≤ upper < inf: β is clamped into them after every
+            update (default ``DEFAULT_COEF_LIMITS`` = (1e-6, 1e6)).
     """
 
     def __init__(
@@ -231,9 +316,10 @@ class PPOAdaptiveKL(CoefController):
         tolerance: float = 1.5,
         factor: float = 2.0,
         on_nonfinite: str = "raise",
+        coef_limits: tuple[float, float] = DEFAULT_COEF_LIMITS,
     ) -> None:
         super().__init__(on_nonfinite)
-        self.init_coef = non_negative("init_coef", init_coef)
+        self.init_coef = self._check_limits(coef_limits, init_coef)
         self.target = positive("target", target)
         self.tolerance = _greater_than_one("tolerance", tolerance)
         self.factor = _greater_than_one("factor", factor)
@@ -258,7 +344,7 @@ class PPOAdaptiveKL(CoefController):
             coef = coef / self.factor
         elif m["kl"] > self.target * self.tolerance:
             coef = coef * self.factor
-        return self._accept(coef=coef)
+        return self._accept(coef=clamp(coef, *self.coef_limits))
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -267,4 +353,5 @@ class PPOAdaptiveKL(CoefController):
             "tolerance": self.tolerance,
             "factor": self.factor,
             "on_nonfinite": self.on_nonfinite,
+            "coef_limits": list(self.coef_limits),
         }

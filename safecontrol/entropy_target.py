@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._state import require
 from ._validation import clamp, finite, non_negative, positive
 from .classic import CoefController, CoefState, _optional_n_steps
 from .decision import CoefDecision
@@ -86,6 +87,16 @@ class EntropyTargetController(CoefController):
         elif h > self.target:
             coef = clamp(coef - self.delta, self.min_coef, self.max_coef)
         return self._accept(coef=coef)
+
+    def _check_state(self, record: Any) -> None:
+        lo, hi = self.min_coef, self.max_coef
+        require(
+            lo <= record.coef <= hi,
+            "EntropyTargetController",
+            "coef",
+            f"lie in [min_coef, max_coef] = [{lo!r}, {hi!r}]",
+            record.coef,
+        )
 
     def _config(self) -> dict[str, Any]:
         return {

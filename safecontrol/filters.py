@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict
+from ._state import Stateful, parts_of, record_from_dict, record_to_dict, require
+from ._validation import all_finite, boolean, finite
 from ._validation import decay as check_decay
-from ._validation import finite
 
 
 def debiased(moment: float, decay: float, count: int) -> float:
@@ -37,12 +37,18 @@ class EMA(Stateful):
 
     def __init__(self, decay: float, bias_correction: bool = True) -> None:
         self.decay = check_decay("decay", decay)
-        self.bias_correction = bool(bias_correction)
+        self.bias_correction = boolean("bias_correction", bias_correction)
         self._state = EMAState()
 
     def update(self, x: float) -> float:
-        """Feed one value; returns the new average."""
-        return self._update_unchecked(finite("x", x))
+        """Feed one value; returns the new average. A value so large that the average overflows
+        is rejected (``ValueError``) and changes nothing."""
+        saved = self._state
+        value = self._update_unchecked(finite("x", x))
+        if not all_finite(value, self._state.moment):
+            self._state = saved
+            raise ValueError(f"x {x!r} overflows the moving average")
+        return value
 
     def _update_unchecked(self, x: float) -> float:
         """``update`` for a caller that has already checked that ``x`` is a finite float."""
@@ -73,7 +79,12 @@ class EMA(Stateful):
         return record_to_dict(self._state)
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(EMAState, state, "EMA")
+        self._state = record_from_dict(EMAState, state, "EMA", check_ema_state)
+
+
+def check_ema_state(record: EMAState, owner: str = "EMA") -> None:
+    """Before any input the moment is 0 (a zero start is what the bias correction undoes)."""
+    require(record.count > 0 or record.moment == 0.0, owner, "moment", "be 0.0 at count 0", record)
 
 
 class DualEMA(Stateful):
@@ -94,8 +105,12 @@ class DualEMA(Stateful):
         self._lag_gap = lag_long - lag_short  # the trend per unit of slope
 
     def update(self, x: float) -> None:
-        """Feed one value to both averages."""
-        self._update_unchecked(finite("x", x))
+        """Feed one value to both averages (all or nothing, as ``EMA.update``)."""
+        saved = self._short._state, self._long._state
+        short, long, slope = self._update_unchecked(finite("x", x))
+        if not all_finite(short, long, slope):
+            self._short._state, self._long._state = saved
+            raise ValueError(f"x {x!r} overflows the moving averages")
 
     def _update_unchecked(self, x: float) -> tuple[float, float, float]:
         """``update`` for a caller that has already checked that ``x`` is a finite float; returns
@@ -135,6 +150,8 @@ class DualEMA(Stateful):
         return {"short": self._short._get_state(), "long": self._long._get_state()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        short = record_from_dict(EMAState, state["short"], "DualEMA.short")
-        long = record_from_dict(EMAState, state["long"], "DualEMA.long")
+        parts_of(state, ("short", "long"), "DualEMA")
+        short = record_from_dict(EMAState, state["short"], "DualEMA.short", check_ema_state)
+        long = record_from_dict(EMAState, state["long"], "DualEMA.long", check_ema_state)
+        require(short.count == long.count, "DualEMA", "long.count", "equal short.count", long)
         self._short._state, self._long._state = short, long

@@ -3,7 +3,7 @@
 Over the last ``window`` rewards (the recent window) and the ``window`` before them (the previous
 window, possibly shorter early on):
 
-- WARMUP (×1.5): fewer than ``window`` rewards seen;
+- WARMUP (×1.5): at most ``window`` rewards seen, so no reward precedes the recent window yet;
 - CLIMBING (×1.2): recent mean > previous mean + climb_margin;
 - CONVERGED (×1.0): recent std < converged_std and recent mean > converged_level;
 - PLATEAU (×0.8): otherwise.
@@ -14,6 +14,12 @@ the std in units of the running reward std (defaults 0.1 and 0.2) and the level 
 observed reward range (default 0.9), so it behaves the same for any affine rescaling of the reward.
 Memory is bounded: 2·window rewards, the last window's means (a cache that spares summing the
 previous window each update) and O(1) running statistics (SPEC §2.5).
+
+WARMUP lasts until a previous window exists. When the recent window first fills (update
+``window``) there is nothing to compare it with, so CLIMBING cannot be told from PLATEAU; until
+this was fixed that update fell through to PLATEAU (×0.8) and the next one, with a one-reward
+previous window, to CLIMBING: a one-update dip of SAFE's threshold (0.46 → 0.25 → 0.37) in every
+run at the end of warm-up.
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict
-from ._validation import finite, non_negative, one_of, positive, positive_int
+from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._validation import (
+    _show,
+    all_finite,
+    finite,
+    measurement,
+    non_negative,
+    one_of,
+    positive,
+    positive_int,
+)
 
 
 class Phase(str, Enum):
@@ -96,12 +111,16 @@ class PhaseDetector(Stateful):
             "converged_level",
             defaults["converged_level"] if converged_level is None else converged_level,
         )
+        if multipliers is not None and not isinstance(multipliers, Mapping):
+            raise ValueError(
+                f"multipliers must be a mapping phase -> multiplier, got {_show(multipliers)}"
+            )
         given = dict(PUBLISHED_MULTIPLIERS if multipliers is None else multipliers)
         self.multipliers: dict[Phase, float] = {}
         for key, value in given.items():
             try:
                 phase = Phase(key)
-            except ValueError:
+            except (ValueError, TypeError):
                 raise ValueError(f"multipliers: unknown phase {key!r}") from None
             self.multipliers[phase] = positive(f"multipliers[{phase.value!r}]", value)
         missing = [p.value for p in Phase if p not in self.multipliers]
@@ -110,8 +129,9 @@ class PhaseDetector(Stateful):
         self.reset()
 
     def update(self, reward: float) -> Phase:
-        """Feed one batch-mean reward; returns the phase after it."""
-        return self._update_unchecked(finite("reward", reward))
+        """Feed one batch-mean reward (finite, magnitude ≤ ``MAX_MEASUREMENT``); returns the phase
+        after it. An update that would overflow the running statistics changes nothing."""
+        return self._update_unchecked(measurement("reward", reward))
 
     def _update_unchecked(self, r: float) -> Phase:
         """``update`` for a caller that has already checked that ``r`` is a finite float."""
@@ -123,16 +143,26 @@ class PhaseDetector(Stateful):
         m2 = s.m2 + delta * (r - mean)
         minimum = r if s.minimum is None else min(s.minimum, r)
         maximum = r if s.maximum is None else max(s.maximum, r)
+        # One isfinite on the sum in the common case; all_finite only if that overflowed.
+        if not math.isfinite(mean + m2) and not all_finite(mean, m2):
+            raise ValueError(f"reward {r!r} overflows the running reward statistics")
+        recent_mean = None
         if count < w:
             phase = Phase.WARMUP
         else:
             recent = history[-w:]
             recent_mean = math.fsum(recent) / len(recent)
             previous_mean = self._previous_mean(history)
-            phase = self._classify(recent, recent_mean, previous_mean, count, m2, minimum, maximum)
-            self._recent_means.append(recent_mean)
+            if previous_mean is None:  # no window before the recent one yet: still warming up
+                phase = Phase.WARMUP
+            else:
+                phase = self._classify(
+                    recent, recent_mean, previous_mean, count, m2, minimum, maximum
+                )
         # Enum.value is a (slow) property around _value_.
         self._state = PhaseState(history, count, mean, m2, minimum, maximum, phase._value_)
+        if recent_mean is not None:
+            self._recent_means.append(recent_mean)
         return phase
 
     def _previous_mean(self, history: tuple[float, ...]) -> float | None:
@@ -148,7 +178,7 @@ class PhaseDetector(Stateful):
         self,
         recent: tuple[float, ...],
         recent_mean: float,
-        previous_mean: float | None,
+        previous_mean: float,
         count: int,
         m2: float,
         minimum: float,
@@ -160,12 +190,11 @@ class PhaseDetector(Stateful):
             scale = math.sqrt(m2 / count)
             spread = maximum - minimum
             level = 1.0 if spread == 0.0 else (recent_mean - minimum) / spread
-        if previous_mean is not None:
-            # The relative slack keeps rounding in the window means (a constant reward's means can
-            # differ in the last bit) from reading as a climb when the margin is zero.
-            slack = 1e-12 * max(abs(recent_mean), abs(previous_mean))
-            if recent_mean - previous_mean > self.climb_margin * scale + slack:
-                return Phase.CLIMBING
+        # The relative slack keeps rounding in the window means (a constant reward's means can
+        # differ in the last bit) from reading as a climb when the margin is zero.
+        slack = 1e-12 * max(abs(recent_mean), abs(previous_mean))
+        if recent_mean - previous_mean > self.climb_margin * scale + slack:
+            return Phase.CLIMBING
         # The window std costs O(window); it only matters once the level qualifies.
         if level > self.converged_level and _std(recent, recent_mean) <= self.converged_std * scale:
             return Phase.CONVERGED
@@ -203,9 +232,32 @@ class PhaseDetector(Stateful):
         return record_to_dict(self._state)
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        restored = record_from_dict(PhaseState, state, "PhaseDetector")
-        if len(restored.history) > 2 * self.window:
-            raise ValueError(f"PhaseDetector state: history longer than 2·window={self.window}")
-        Phase(restored.phase)
-        self._state = restored
+        self._state = record_from_dict(PhaseState, state, "PhaseDetector", self._check_state)
         self._forget_recent_means()
+
+    def _check_state(self, s: PhaseState) -> None:
+        name, n = "PhaseDetector", len(s.history)
+        require(
+            n == min(s.count, 2 * self.window),
+            name,
+            "history",
+            f"hold the last min(count, 2·window={2 * self.window}) = "
+            f"{min(s.count, 2 * self.window)} rewards",
+            f"{n} rewards",
+        )
+        require(s.m2 >= 0.0, name, "m2", "be >= 0", s.m2)
+        seen = s.count > 0
+        require((s.minimum is not None) == seen, name, "minimum", "be set iff count > 0", s.minimum)
+        require((s.maximum is not None) == seen, name, "maximum", "be set iff count > 0", s.maximum)
+        if seen:
+            lo, hi = s.minimum, s.maximum
+            require(lo <= hi, name, "minimum", f"not exceed maximum {hi!r}", lo)  # type: ignore[operator]
+            require(
+                all(lo <= r <= hi for r in s.history),
+                name,
+                "history",  # type: ignore[operator]
+                f"lie within [minimum, maximum] = [{lo!r}, {hi!r}]",
+                s.history,
+            )
+        phases = [p.value for p in Phase]
+        require(s.phase in phases, name, "phase", f"be one of {phases}", s.phase)

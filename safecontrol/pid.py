@@ -14,14 +14,18 @@ discretisation a = T/(T + dt), i.e. ``lfilter([1 − a], [1, −a])``), back-cal
 (Åström & Hägglund: I += tracking_gain·dt·(u_sat − u_unsat)), a rate limit on the output, and a
 manual mode with bumpless return: the first update after ``set_auto_mode(True)`` returns the held
 output exactly (when the limits allow) by letting the integral absorb P and D.
+
+An update whose terms overflow (huge gains times a huge error) raises ``ValueError`` naming the
+measurement and changes nothing, so the state, and the state dict, stay finite.
 """
 
 from __future__ import annotations
 
+from math import isfinite
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict
-from ._validation import clamp, finite, limits, non_negative, one_of, positive
+from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._validation import all_finite, boolean, clamp, finite, limits, non_negative, one_of, positive
 
 ANTI_WINDUP_MODES = ("clamp", "back_calculation", "none")
 
@@ -85,7 +89,9 @@ class PID(Stateful):
         self.derivative_filter = (
             None if derivative_filter is None else positive("derivative_filter", derivative_filter)
         )
-        self.derivative_on_measurement = bool(derivative_on_measurement)
+        self.derivative_on_measurement = boolean(
+            "derivative_on_measurement", derivative_on_measurement
+        )
         self.anti_windup = one_of("anti_windup", anti_windup, ANTI_WINDUP_MODES)
         if tracking_gain is not None and self.anti_windup != "back_calculation":
             raise ValueError(
@@ -111,6 +117,8 @@ class PID(Stateful):
         s = self._state
         error = s.setpoint - m
         if not s.auto:
+            if not all_finite(error):
+                raise ValueError(f"measurement {m!r} overflows the PID's error")
             # Track the process while in manual so the return to auto has no derivative kick.
             self._state = s._replace(last_measurement=m, last_error=error)
             return self._held_output()
@@ -148,6 +156,12 @@ class PID(Stateful):
         if self.anti_windup == "back_calculation":
             gain = self.tracking_gain
             stored_integral = integral + gain * dt * (output - unsaturated)  # type: ignore[operator]
+        # One isfinite on the sum in the common case; all_finite only if that overflowed.
+        total = error + stored_integral + unsaturated + output + derivative
+        if not isfinite(total) and not all_finite(
+            error, stored_integral, unsaturated, output, derivative
+        ):
+            raise ValueError(f"measurement {m!r} overflows the PID's terms (P, I or D)")
         # Positional: keywords would double the cost of building this 13-field record.
         self._state = PIDState(
             s.setpoint,
@@ -180,6 +194,7 @@ class PID(Stateful):
         the measurement. Back to automatic: the first update returns ``last_output`` (or the held
         output) exactly, the integral absorbing the proportional and derivative terms.
         """
+        enabled = boolean("enabled", enabled)
         held = None if last_output is None else finite("last_output", last_output)
         s = self._state
         if held is None:
@@ -269,4 +284,19 @@ class PID(Stateful):
         return record_to_dict(self._state)
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(PIDState, state, "PID")
+        self._state = record_from_dict(PIDState, state, "PID", self._check_state)
+
+    def _check_state(self, s: PIDState) -> None:
+        if s.lower is not None and s.upper is not None:
+            require(s.lower <= s.upper, "PID", "lower", f"not exceed upper {s.upper!r}", s.lower)
+        if self.anti_windup == "clamp":
+            # 0.0 is the reset value, which no update has clamped yet.
+            require(
+                s.integral == 0.0 or clamp(s.integral, s.lower, s.upper) == s.integral,
+                "PID",
+                "integral",
+                f"be 0 or lie within the output limits [{s.lower!r}, {s.upper!r}]",
+                s.integral,
+            )
+        if s.last_measurement is not None:
+            require(s.last_error is not None, "PID", "last_error", "be set", s.last_error)

@@ -15,19 +15,20 @@ reacts to a cost that is rising before it crosses the limit.
 Choices where the paper leaves room: both EMAs are bias-corrected (``safecontrol.filters.EMA``),
 so the first P equals the first Δ rather than a zero-started fraction of it, and D is 0 on the first
 update (there is no previous smoothed cost); the derivative delay is one update. Before any update
-λ = max(0, Ki·init_integral).
+λ = max(0, Ki·init_integral). An update whose λ, I, P or D would overflow (a KL near the largest
+float with large gains) is rejected whole, naming ``kl``, so the state stays finite.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._state import record_from_dict, record_to_dict
+from ._state import parts_of, record_from_dict, record_to_dict, require
+from ._validation import all_finite, non_negative, positive
 from ._validation import decay as check_decay
-from ._validation import non_negative, positive
 from .classic import CoefController, _optional_n_steps
 from .decision import CoefDecision
-from .filters import EMA, EMAState
+from .filters import EMA, EMAState, check_ema_state
 
 
 class PIDLagrangianState(NamedTuple):
@@ -110,10 +111,14 @@ class PIDLagrangianKL(CoefController):
         integral = max(0.0, self._state.integral + violation)
         had_previous = self._kl_ema.count > 0
         previous = self._kl_ema.value
-        proportional = self._error_ema.update(violation)
-        smoothed = self._kl_ema.update(j)
+        saved = self._error_ema._state, self._kl_ema._state
+        proportional = self._error_ema._update_unchecked(violation)
+        smoothed = self._kl_ema._update_unchecked(j)
         derivative = max(0.0, smoothed - previous) if had_previous else 0.0
         coef = max(0.0, self.kp * proportional + self.ki * integral + self.kd * derivative)
+        if not all_finite(coef, integral, proportional, smoothed, derivative):
+            self._error_ema._state, self._kl_ema._state = saved
+            raise ValueError(f"kl {j!r} overflows the PID Lagrangian's state (λ, I, P or D)")
         return self._accept(
             coef=coef, integral=integral, proportional=proportional, derivative=derivative
         )
@@ -150,7 +155,25 @@ class PIDLagrangianKL(CoefController):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         name = type(self).__name__
-        record = record_from_dict(PIDLagrangianState, state["controller"], name)
-        error = record_from_dict(EMAState, state["error_ema"], f"{name}.error_ema")
-        smoothed = record_from_dict(EMAState, state["kl_ema"], f"{name}.kl_ema")
+        parts_of(state, ("controller", "error_ema", "kl_ema"), name)
+        record = record_from_dict(PIDLagrangianState, state["controller"], name, self._check_state)
+        error = record_from_dict(EMAState, state["error_ema"], f"{name}.error_ema", check_ema_state)
+        smoothed = record_from_dict(EMAState, state["kl_ema"], f"{name}.kl_ema", check_ema_state)
+        for label, ema in (("error_ema", error), ("kl_ema", smoothed)):
+            require(ema.count == record.step, name, f"{label}.count", "equal step", ema.count)
         self._state, self._error_ema._state, self._kl_ema._state = record, error, smoothed
+
+    def _check_state(self, record: Any) -> None:
+        name = type(self).__name__
+        for field in ("integral", "derivative"):
+            value = getattr(record, field)
+            require(value >= 0.0, name, field, "be >= 0", value)
+        p, i, d = record.proportional, record.integral, record.derivative
+        expected = max(0.0, self.kp * p + self.ki * i + self.kd * d)
+        require(
+            record.coef == expected,
+            name,
+            "coef",
+            f"be max(0, Kp·P + Ki·I + Kd·D) = {expected!r}",
+            record.coef,
+        )

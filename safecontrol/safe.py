@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
+from math import isfinite
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict
+from ._state import Stateful, finite_field, parts_of, record_from_dict, require, validated_fields
 from ._validation import (
+    MAX_MEASUREMENT,
     NONFINITE_POLICIES,
+    all_finite,
     as_float,
+    boolean,
     clamp,
     decay,
     finite,
@@ -38,7 +42,6 @@ from .decision import SafeDecision, _construct
 from .estimators import KL_ESTIMATORS
 from .filters import DualEMA
 from .gate import EntropyGate
-from .penalty import _checked as _checked_penalty_args
 from .penalty import _penalty_unchecked, _slope_unchecked
 from .phase import PHASE_MODES, Phase, PhaseDetector
 from .pid import ANTI_WINDUP_MODES
@@ -86,36 +89,45 @@ class SafeConfig:
     decision is held and ``skipped`` counts it."""
 
     def __post_init__(self) -> None:
-        one_of("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
-        short = decay("kl_short_decay", self.kl_short_decay)
-        long = decay("kl_long_decay", self.kl_long_decay)
+        """Check every field and store it as a plain Python value of its annotated type (a float
+        as ``float``, a numpy integer as ``int``); a bool must be ``True`` or ``False`` — the
+        string ``"false"`` would read as true."""
+        checked: dict[str, Any] = {}
+
+        def keep(name: str, value: Any) -> Any:
+            checked[name] = value
+            return value
+
+        keep("kl_estimator", one_of("kl_estimator", self.kl_estimator, KL_ESTIMATORS))
+        short = keep("kl_short_decay", decay("kl_short_decay", self.kl_short_decay))
+        long = keep("kl_long_decay", decay("kl_long_decay", self.kl_long_decay))
         if short >= long:
             raise ValueError(
                 f"kl_short_decay {short!r} must be smaller than kl_long_decay {long!r}"
             )
-        non_negative("prediction_horizon", self.prediction_horizon)
-        non_negative("penalty_coef", self.penalty_coef)
-        positive("entropy_floor", self.entropy_floor)
-        non_negative("gate_minimum", self.gate_minimum)
-        positive("gate_eps", self.gate_eps)
-        non_negative("threshold_base", self.threshold_base)
+        for name in ("prediction_horizon", "penalty_coef", "gate_minimum", "threshold_base"):
+            keep(name, non_negative(name, getattr(self, name)))
+        for name in ("entropy_floor", "gate_eps", "max_preview_kl"):
+            keep(name, positive(name, getattr(self, name)))
+        for name in ("use_gate", "use_pid", "use_phase"):
+            keep(name, boolean(name, getattr(self, name)))
         lower, upper = limits("threshold_limits", self.threshold_limits)
         if lower is None or upper is None:
             raise ValueError(f"threshold_limits must both be finite, got {self.threshold_limits!r}")
-        non_negative("threshold_limits[0]", lower)
+        keep("threshold_limits", (non_negative("threshold_limits[0]", lower), upper))
         for name in ("kp", "ki", "kd"):
-            non_negative(name, getattr(self, name))
+            keep(name, non_negative(name, getattr(self, name)))
         if self.derivative_filter is not None:
-            positive("derivative_filter", self.derivative_filter)
-        one_of("anti_windup", self.anti_windup, ANTI_WINDUP_MODES)
-        one_of("velocity_mode", self.velocity_mode, VELOCITY_MODES)
-        decay("velocity_decay", self.velocity_decay)
-        finite("velocity_target", self.velocity_target)
-        positive_int("phase_window", self.phase_window)
-        one_of("phase_mode", self.phase_mode, PHASE_MODES)
-        positive("max_preview_kl", self.max_preview_kl)
-        one_of("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
-        object.__setattr__(self, "threshold_limits", (float(lower), float(upper)))
+            keep("derivative_filter", positive("derivative_filter", self.derivative_filter))
+        keep("anti_windup", one_of("anti_windup", self.anti_windup, ANTI_WINDUP_MODES))
+        keep("velocity_mode", one_of("velocity_mode", self.velocity_mode, VELOCITY_MODES))
+        keep("velocity_decay", decay("velocity_decay", self.velocity_decay))
+        keep("velocity_target", finite("velocity_target", self.velocity_target))
+        keep("phase_window", positive_int("phase_window", self.phase_window))
+        keep("phase_mode", one_of("phase_mode", self.phase_mode, PHASE_MODES))
+        keep("on_nonfinite", one_of("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES))
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -175,6 +187,15 @@ class SafeController(Stateful):
             raise ValueError(
                 f"kl must be >= 0 for estimator {self.config.kl_estimator!r}, got {kl_value!r}"
             )
+        bound = MAX_MEASUREMENT
+        if not (
+            -bound <= kl_value <= bound
+            and entropy_value <= bound
+            and -bound <= reward_value <= bound
+        ):
+            for name, value in zip(("kl", "entropy", "reward"), values, strict=True):
+                if abs(value) > bound:
+                    raise ValueError(f"{name} must have magnitude <= {bound:g}, got {value!r}")
         return values
 
     def update(
@@ -194,31 +215,60 @@ class SafeController(Stateful):
             return replace(self.decision, skipped=s.skipped + 1)
         kl_value, entropy_value, reward_value = measured
 
-        # The measurements are validated above; the parts skip re-checking them.
-        kl_short, kl_long, kl_slope = self.kl_tracker._update_unchecked(kl_value)
-        kl_predicted = kl_short + c.prediction_horizon * kl_slope
-        gate = self.gate._gate_unchecked(entropy_value) if c.use_gate else 1.0
-        velocity = self.velocity._update_unchecked(reward_value)
-        phase = self.phase_detector._update_unchecked(reward_value)
-        multiplier = self.phase_detector.multipliers[phase] if c.use_phase else 1.0
-        if c.use_pid:
-            threshold = self.threshold.update(velocity, multiplier)
-            pid = self.threshold.components
-        else:
-            threshold = clamp(c.threshold_base * multiplier, *c.threshold_limits)
-            pid = (0.0, 0.0, 0.0)
-        penalty_args = (kl_predicted, threshold, gate, c.penalty_coef)
-        if not (math.isfinite(kl_predicted) and math.isfinite(threshold) and math.isfinite(gate)):
-            # Extreme measurements or gains overflowed; the penalty's checks name the culprit.
-            _checked_penalty_args(*penalty_args)
+        # The measurements are validated above; the parts skip re-checking them. The parts'
+        # states are immutable records: holding them is the whole snapshot for a rollback.
+        tracker, threshold_part, phase_detector = (
+            self.kl_tracker,
+            self.threshold,
+            self.phase_detector,
+        )
+        saved = (
+            tracker._short._state,
+            tracker._long._state,
+            self.velocity._state,
+            phase_detector._state,
+            threshold_part.pid._state,
+            threshold_part._threshold,
+        )
+        try:
+            kl_short, kl_long, kl_slope = tracker._update_unchecked(kl_value)
+            kl_predicted = kl_short + c.prediction_horizon * kl_slope
+            gate = self.gate._gate_unchecked(entropy_value) if c.use_gate else 1.0
+            velocity = self.velocity._update_unchecked(reward_value)
+            phase = phase_detector._update_unchecked(reward_value)
+            multiplier = phase_detector.multipliers[phase] if c.use_phase else 1.0
+            if c.use_pid:
+                # The multipliers are the published constants, so the PID's limits are finite.
+                threshold = threshold_part._update_unchecked(velocity, multiplier)
+                pid = threshold_part.components
+            else:
+                threshold = clamp(c.threshold_base * multiplier, *c.threshold_limits)
+                pid = (0.0, 0.0, 0.0)
+            penalty_args = (kl_predicted, threshold, gate, c.penalty_coef)
+            coef = _slope_unchecked(*penalty_args)
+            penalty = _penalty_unchecked(*penalty_args)
+            total = kl_predicted + gate + velocity + threshold + coef + penalty
+            if not isfinite(total) and not all_finite(
+                kl_predicted, gate, velocity, threshold, coef, penalty
+            ):
+                # Extreme measurements, gains or horizons overflowed: name the input responsible.
+                culprit = "kl" if not all_finite(kl_predicted, coef, penalty) else "reward"
+                culprit = "entropy" if not all_finite(gate) else culprit
+                raise ValueError(f"{culprit} overflows an internal quantity of SAFE's update")
+        except ValueError as exc:
+            self._restore_parts(saved)
+            raise ValueError(
+                f"SafeController.update(kl={kl_value!r}, entropy={entropy_value!r}, "
+                f"reward={reward_value!r}) rejected, nothing changed: {exc}"
+            ) from None
 
         decision = _construct(
             SafeDecision,
             {
                 "threshold": threshold,
                 "gate": gate,
-                "coef": _slope_unchecked(*penalty_args),
-                "penalty": _penalty_unchecked(*penalty_args),
+                "coef": coef,
+                "penalty": penalty,
                 "penalty_coef": c.penalty_coef,
                 "kl": kl_value,
                 "kl_short": kl_short,
@@ -238,6 +288,14 @@ class SafeController(Stateful):
         )
         self._state = SafeState(s.step + 1, s.skipped, decision)
         return decision
+
+    def _restore_parts(self, saved: tuple[Any, ...]) -> None:
+        tracker, threshold = self.kl_tracker, self.threshold
+        tracker._short._state, tracker._long._state, self.velocity._state = saved[:3]
+        self.phase_detector._state, threshold.pid._state, threshold._threshold = saved[3:]
+        # The phase detector's window-mean cache may hold this update's mean; forgetting it
+        # costs one sum and changes no result (the cache only spares re-summing a window).
+        self.phase_detector._forget_recent_means()
 
     @property
     def decision(self) -> SafeDecision:
@@ -292,17 +350,64 @@ class SafeController(Stateful):
         return state
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        controller = record_from_dict(SafeState, state["controller"], "SafeController")
+        parts_of(state, (*self._parts, "controller"), "SafeController")
+        controller = record_from_dict(
+            SafeState, state["controller"], "SafeController", self._check_controller_state
+        )
         if controller.last_decision is not None:
-            data = dict(controller.last_decision)
-            data["pid"] = (data.pop("pid_p"), data.pop("pid_i"), data.pop("pid_d"))
-            controller = controller._replace(last_decision=SafeDecision(**data))
+            decision = self._decision_from_dict(controller.last_decision, controller)
+            controller = controller._replace(last_decision=decision)
         snapshot = self._get_state()
         try:
             for name in self._parts:
                 getattr(self, name)._set_state(state[name])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             for name in self._parts:  # leave nothing half-loaded
                 getattr(self, name)._set_state(snapshot[name])
             raise
         self._state = controller
+
+    def _check_controller_state(self, s: SafeState) -> None:
+        owner = "SafeController"
+        require(
+            (s.last_decision is None) == (s.step == 0),
+            owner,
+            "last_decision",
+            "be null exactly when step is 0",
+            s.last_decision,
+        )
+        require(
+            s.last_decision is None or isinstance(s.last_decision, dict),
+            owner,
+            "last_decision",
+            "be null or a dict",
+            s.last_decision,
+        )
+
+    def _decision_from_dict(self, data: dict[str, Any], s: SafeState) -> SafeDecision:
+        """The stored last decision, every field checked (types, ranges, consistency)."""
+        owner, c = "SafeController.last_decision", self.config
+        data = dict(data)
+        pid_names = ("pid_p", "pid_i", "pid_d")
+        if all(name in data for name in pid_names):
+            data["pid"] = [finite_field(f"{owner}: {name}", data.pop(name)) for name in pid_names]
+        d = SafeDecision(**validated_fields(SafeDecision, data, owner))
+        lower, upper = c.threshold_limits
+        phases = [p.value for p in Phase]
+        rules = (
+            ("step", d.step == s.step, f"equal the controller's step {s.step}"),
+            ("skipped", d.skipped <= s.skipped, f"not exceed the controller's {s.skipped}"),
+            ("threshold", lower <= d.threshold <= upper, f"lie in [{lower!r}, {upper!r}]"),
+            ("gate", d.gate >= 0.0, "be >= 0"),
+            ("coef", d.coef >= 0.0, "be >= 0"),
+            ("penalty", d.penalty >= 0.0, "be >= 0"),
+            ("entropy", d.entropy >= 0.0, "be >= 0"),
+            ("penalty_coef", d.penalty_coef == c.penalty_coef, f"be {c.penalty_coef!r}"),
+            ("max_preview_kl", d.max_preview_kl == c.max_preview_kl, f"be {c.max_preview_kl!r}"),
+            ("phase", d.phase in phases, f"be one of {phases}"),
+            ("phase_multiplier", d.phase_multiplier > 0.0, "be > 0"),
+            ("active", d.active == (d.kl_predicted > d.threshold), "be kl_predicted > threshold"),
+        )
+        for field, ok, rule in rules:
+            require(ok, owner, field, rule, getattr(d, field))
+        return d

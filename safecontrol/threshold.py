@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._state import Stateful
-from ._validation import clamp, finite, limits, non_negative, positive
+from ._state import Stateful, parts_of, require
+from ._validation import all_finite, clamp, finite, limits, non_negative, positive
 from .pid import PID
 
 
@@ -60,6 +60,18 @@ class AdaptiveThreshold(Stateful):
         """One step: reward velocity v_t and phase multiplier φ_t in, τ_t out."""
         v = finite("velocity", velocity)
         phi = positive("multiplier", multiplier)
+        if not all_finite(self.lower / phi, self.upper / phi):
+            raise ValueError(f"multiplier {phi!r} is so small that the PID's limits overflow")
+        saved = self.pid._state
+        try:
+            return self._update_unchecked(v, phi)
+        except ValueError:
+            self.pid._state = saved  # the new limits too: a rejected update changes nothing
+            raise ValueError(f"velocity {v!r} overflows the threshold PID") from None
+
+    def _update_unchecked(self, v: float, phi: float) -> float:
+        """``update`` for a caller that has checked ``v`` (finite) and ``phi`` (> 0, limits
+        finite) and restores the PID's state itself if the PID rejects the update."""
         # Valid by construction (lower ≤ upper and φ > 0 give ordered, non-NaN limits), so the
         # PID's checks are skipped.
         self.pid._set_limits_unchecked(self.lower / phi - self.base, self.upper / phi - self.base)
@@ -92,6 +104,16 @@ class AdaptiveThreshold(Stateful):
         return {"threshold": self._threshold, "pid": self.pid._get_state()}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        threshold = finite("threshold", state["threshold"])
-        self.pid._set_state(state["pid"])
-        self._threshold = threshold
+        parts_of(state, ("threshold", "pid"), "AdaptiveThreshold")
+        threshold = state["threshold"]
+        require(
+            isinstance(threshold, int | float)
+            and not isinstance(threshold, bool)
+            and self.lower <= threshold <= self.upper,
+            "AdaptiveThreshold",
+            "threshold",
+            f"be a float in the threshold limits [{self.lower!r}, {self.upper!r}]",
+            threshold,
+        )
+        self.pid._set_state(state["pid"])  # validates all of the PID's state, then assigns it
+        self._threshold = float(threshold)

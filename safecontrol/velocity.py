@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict
+from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._validation import all_finite, measurement, one_of, positive
 from ._validation import decay as check_decay
-from ._validation import finite, one_of, positive
 from .filters import debiased
 
 VELOCITY_MODES = ("published", "scale_invariant", "holt")
@@ -73,8 +73,15 @@ class RewardVelocity(Stateful):
         self._state = VelocityState()
 
     def update(self, reward: float) -> float:
-        """Feed one batch-mean reward; returns the velocity estimate."""
-        return self._update_unchecked(finite("reward", reward))
+        """Feed one batch-mean reward (finite, magnitude ≤ ``MAX_MEASUREMENT``); returns the
+        velocity estimate."""
+        saved = self._state
+        velocity = self._update_unchecked(measurement("reward", reward))
+        s = self._state
+        if not all_finite(s.level, s.trend, s.mean, s.variance, velocity):
+            self._state = saved  # unreachable for bounded rewards; kept as the contract's guard
+            raise ValueError(f"reward {reward!r} overflows the velocity estimate")
+        return velocity
 
     def _update_unchecked(self, r: float) -> float:
         """``update`` for a caller that has already checked that ``r`` is a finite float."""
@@ -136,4 +143,8 @@ class RewardVelocity(Stateful):
         return record_to_dict(self._state)
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(VelocityState, state, "RewardVelocity")
+        self._state = record_from_dict(VelocityState, state, "RewardVelocity", _check_state)
+
+
+def _check_state(record: VelocityState) -> None:
+    require(record.variance >= 0.0, "RewardVelocity", "variance", "be >= 0", record.variance)

@@ -10,7 +10,7 @@ from helpers import json_roundtrip
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safecontrol.classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
+from safecontrol.classic import DEFAULT_COEF_LIMITS, AdaptiveKL, FixedKL, PPOAdaptiveKL
 from safecontrol.decision import CoefDecision
 
 kls = st.floats(-5.0, 50.0)
@@ -29,13 +29,13 @@ def feed(controller, kl, n):
 
 
 # ---------------------------------------------------------------- the update rules
-@given(batches, st.floats(0.0, 10.0), st.floats(0.01, 20.0), st.floats(5e3, 1e5))
+@given(batches, st.floats(1e-6, 10.0), st.floats(0.01, 20.0), st.floats(5e3, 1e5))
 def test_adaptive_kl_follows_ziegler_rule_step_by_step(stream, init, target, horizon):
     controller = AdaptiveKL(init_coef=init, target=target, horizon=horizon)
     beta = init
     for i, (kl, n) in enumerate(stream, start=1):
         error = float(np.clip(kl / target - 1.0, -0.2, 0.2))
-        beta = beta * (1.0 + error * n / horizon)
+        beta = min(max(beta * (1.0 + error * n / horizon), 1e-6), 1e6)  # DEFAULT_COEF_LIMITS
         assert controller.update(kl=kl, n_steps=n) == CoefDecision(coef=beta, step=i, skipped=0)
 
 
@@ -63,9 +63,9 @@ def test_ppo_adaptive_kl_divides_below_band_multiplies_above_holds_inside(stream
     beta = 1.0
     for kl in stream:
         if kl < target / 1.5:
-            beta = beta / factor
+            beta = max(beta / factor, 1e-6)  # DEFAULT_COEF_LIMITS
         elif kl > target * 1.5:
-            beta = beta * factor
+            beta = min(beta * factor, 1e6)
         assert controller.update(kl=kl).coef == beta
 
 
@@ -267,4 +267,83 @@ def test_skip_policy_still_raises_on_invalid_non_measurement_input(name):
         controller.update(kl=math.nan, n_steps=-1)
     with pytest.raises(ValueError, match="kl"):
         controller.update(kl="nan-ish", n_steps=1)
+    assert controller.state_dict() == before
+
+
+# ---------------------------------------------------------------- coef_limits (issue 10, item 4)
+def test_ppo_adaptive_kl_coef_is_never_absorbed_at_zero_nor_reaches_inf():
+    # Unbounded, 1075 halvings reach β = 0.0, from which doubling never returns.
+    controller = PPOAdaptiveKL(1.0, 0.01)
+    for _ in range(1075):
+        low = controller.update(kl=0.0).coef
+    assert low == DEFAULT_COEF_LIMITS[0] > 0.0
+    assert controller.update(kl=1.0).coef == 2 * DEFAULT_COEF_LIMITS[0]
+    for _ in range(1100):
+        high = controller.update(kl=1.0).coef
+    assert high == DEFAULT_COEF_LIMITS[1] < math.inf
+
+
+def test_adaptive_kl_coef_stays_inside_coef_limits():
+    controller = AdaptiveKL(init_coef=0.5, target=1.0, horizon=100, coef_limits=(0.01, 2.0))
+    coefs = [controller.update(kl=0.0, n_steps=499).coef for _ in range(50)]
+    assert min(coefs) == 0.01
+    coefs = [controller.update(kl=9.0, n_steps=499).coef for _ in range(50)]
+    assert max(coefs) == 2.0
+
+
+@pytest.mark.parametrize("cls", [AdaptiveKL, PPOAdaptiveKL])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"coef_limits": (0.0, 1.0)}, "coef_limits"),
+        ({"coef_limits": (-1.0, 1.0)}, "coef_limits"),
+        ({"coef_limits": (1e-3, math.inf)}, "coef_limits"),
+        ({"coef_limits": (math.nan, 1.0)}, "coef_limits"),
+        ({"coef_limits": (2.0, 1.0)}, "coef_limits"),
+        ({"coef_limits": "ab"}, "coef_limits"),
+        ({"coef_limits": (1.0,)}, "coef_limits"),
+        ({"coef_limits": None}, "coef_limits"),
+        ({"init_coef": 0.0}, "init_coef"),
+        ({"init_coef": 5.0, "coef_limits": (0.1, 1.0)}, "init_coef"),
+    ],
+)
+def test_coef_limits_are_validated(cls, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("cls", [AdaptiveKL, PPOAdaptiveKL])
+def test_coef_limits_are_part_of_the_config(cls):
+    saved = cls(coef_limits=(1e-3, 10.0)).state_dict()
+    assert saved["config"]["coef_limits"] == [1e-3, 10.0]
+    with pytest.raises(ValueError, match="coef_limits"):
+        cls().load_state_dict(saved)
+
+
+@pytest.mark.parametrize(("cls", "kl"), [(AdaptiveKL, 9.0), (PPOAdaptiveKL, 1.0)])
+def test_state_dict_saved_before_coef_limits_loads_with_the_default_limits(cls, kl):
+    controller = cls()
+    for _ in range(3):
+        controller.update(kl=kl, n_steps=64)
+    old = json_roundtrip(controller.state_dict())
+    del old["config"]["coef_limits"]  # what the release before coef_limits wrote
+    resumed = cls()
+    resumed.load_state_dict(old)
+    assert resumed.state_dict() == controller.state_dict()
+    with pytest.raises(ValueError, match="coef_limits"):
+        cls(coef_limits=(1e-3, 10.0)).load_state_dict(old)
+    # An old run whose β had already collapsed to 0 resumes at the lower limit.
+    old["state"]["coef"] = 0.0
+    resumed.load_state_dict(old)
+    assert resumed.coef == DEFAULT_COEF_LIMITS[0]
+
+
+@pytest.mark.parametrize("cls", [AdaptiveKL, PPOAdaptiveKL])
+def test_load_rejects_coef_outside_coef_limits(cls):
+    controller = cls()
+    saved = controller.state_dict()
+    before = json_roundtrip(saved)
+    saved["state"]["coef"] = 0.0
+    with pytest.raises(ValueError, match="coef"):
+        controller.load_state_dict(saved)
     assert controller.state_dict() == before

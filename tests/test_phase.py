@@ -17,9 +17,11 @@ def run(detector, xs):
     return [detector.update(x) for x in xs]
 
 
-def test_warmup_until_window_full_then_published_multipliers():
+def test_warmup_until_a_previous_window_exists_then_published_multipliers():
+    # The recent window fills at update 10, but only update 11 has a reward before it to
+    # compare with (a climb cannot be told from a plateau before).
     detector = PhaseDetector(window=10)
-    phases = run(detector, [0.5] * 9)
+    phases = run(detector, [0.5] * 10)
     assert set(phases) == {Phase.WARMUP} and detector.multiplier == 1.5
     detector.update(0.5)
     assert detector.phase is not Phase.WARMUP
@@ -122,11 +124,11 @@ def brute_force_phases(xs, window, mode):
         delta = x - mean
         mean += delta / count
         m2 += delta * (x - mean)
-        if count < window:
+        previous = xs[max(0, t + 1 - 2 * window) : max(0, t + 1 - window)]
+        if count < window or not previous:  # warm-up lasts until a previous window exists
             phases.append(Phase.WARMUP)
             continue
         recent = xs[t + 1 - window : t + 1]
-        previous = xs[max(0, t + 1 - 2 * window) : t + 1 - window]
         recent_mean = math.fsum(recent) / len(recent)
         squares = [(v - recent_mean) * (v - recent_mean) for v in recent]
         recent_std = math.sqrt(math.fsum(squares) / len(recent))
@@ -137,11 +139,10 @@ def brute_force_phases(xs, window, mode):
             low, high = min(xs[: t + 1]), max(xs[: t + 1])
             level = 1.0 if high == low else (recent_mean - low) / (high - low)
         phase = Phase.PLATEAU
-        if previous:
-            previous_mean = math.fsum(previous) / len(previous)
-            slack = 1e-12 * max(abs(recent_mean), abs(previous_mean))
-            if recent_mean - previous_mean > detector.climb_margin * scale + slack:
-                phase = Phase.CLIMBING
+        previous_mean = math.fsum(previous) / len(previous)
+        slack = 1e-12 * max(abs(recent_mean), abs(previous_mean))
+        if recent_mean - previous_mean > detector.climb_margin * scale + slack:
+            phase = Phase.CLIMBING
         converged = (
             recent_std <= detector.converged_std * scale and level > detector.converged_level
         )

@@ -266,3 +266,31 @@ def test_reset_forgets_history():
     pid.setpoint = 2.0
     pid.reset()
     assert pid.state_dict() == fresh
+
+
+# ---------------------------------------------------------------- overflow (issue 10, item 8)
+@pytest.mark.parametrize("anti_windup", ["clamp", "back_calculation", "none"])
+def test_overflowing_update_is_rejected_and_state_stays_finite(anti_windup):
+    pid = PID(2.0, 0.5, 1.0, output_limits=(0.0, 1.0), anti_windup=anti_windup)
+    pid.update(0.3)
+    before = json_roundtrip(pid.state_dict())
+    for measurement in (1.7e308, -1.7e308):
+        with pytest.raises(ValueError, match="measurement"):
+            pid.update(measurement)
+        assert pid.state_dict() == before
+    assert math.isfinite(pid.update(0.2))
+
+
+def test_infinite_output_limits_mean_unbounded_and_keep_the_state_dict_strict_json():
+    pid = PID(1.0, 0.1, 0.0, output_limits=(-math.inf, math.inf))
+    assert pid.output_limits == (None, None)
+    pid.update(0.5)
+    json_roundtrip(pid.state_dict())  # allow_nan=False
+
+
+@pytest.mark.parametrize("value", ["false", 0, None, np.bool_(False)])
+def test_bool_arguments_must_be_bools(value):
+    with pytest.raises(ValueError, match="derivative_on_measurement"):
+        PID(1.0, 0.0, 0.0, derivative_on_measurement=value)
+    with pytest.raises(ValueError, match="enabled"):
+        PID(1.0, 0.0, 0.0).set_auto_mode(value)

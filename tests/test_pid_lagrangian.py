@@ -139,7 +139,7 @@ def test_load_state_dict_rejects_wrong_type_and_changed_config():
         PIDLagrangianKL(kd=0.2).load_state_dict(saved)
     malformed = PIDLagrangianKL().state_dict()
     del malformed["state"]["kl_ema"]
-    with pytest.raises(ValueError, match="malformed"):
+    with pytest.raises(ValueError, match="kl_ema"):
         PIDLagrangianKL().load_state_dict(malformed)
 
 
@@ -203,3 +203,25 @@ def test_skip_policy_holds_decision_and_counts_nonfinite_measurements(stream):
     state, clean_state = skipping.state_dict()["state"], clean.state_dict()["state"]
     assert state["error_ema"] == clean_state["error_ema"]
     assert state["kl_ema"] == clean_state["kl_ema"]
+
+
+# ---------------------------------------------------------------- overflow (issue 10, item 8)
+def test_huge_kl_is_rejected_and_never_makes_the_integral_infinite():
+    controller = PIDLagrangianKL()
+    controller.update(kl=0.5)
+    before = json_roundtrip(controller.state_dict())
+    for kl in (1e308, 1.7e308, -1e200):
+        with pytest.raises(ValueError, match="kl"):
+            controller.update(kl=kl)
+        assert controller.state_dict() == before
+    assert math.isfinite(controller.update(kl=0.5).coef)
+
+
+def test_overflow_of_the_gains_is_rejected_whole():
+    controller = PIDLagrangianKL(kp=1e300, kd=1e300)
+    controller.update(kl=0.5)
+    before = json_roundtrip(controller.state_dict())
+    with pytest.raises(ValueError, match="kl"):
+        controller.update(kl=1e10)
+    assert controller.state_dict() == before  # the filters were rolled back too
+    assert math.isfinite(controller.update(kl=0.4).coef)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -309,3 +310,97 @@ def test_reset_returns_to_fresh_state():
     controller.reset()
     assert controller.state_dict() == fresh
     assert controller.decision.step == 0 and controller.decision.coef == 0.0
+
+
+# ------------------------------------------------------------ SafeConfig types (issue 10, item 6)
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("penalty_coef", "0.1"),
+        ("penalty_coef", b"0.1"),
+        ("kp", None),
+        ("use_gate", "false"),
+        ("use_gate", 0),
+        ("use_pid", np.bool_(True)),
+        ("use_phase", "no"),
+        ("phase_window", 5.0),
+        ("phase_window", True),
+        ("phase_window", "5"),
+        ("kl_estimator", b"k1"),
+        ("threshold_limits", "ab"),
+        ("threshold_limits", (0.1, math.inf)),
+        ("derivative_filter", "2"),
+        ("velocity_target", np.array([0.001])),
+    ],
+)
+def test_safe_config_rejects_wrong_types_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        SafeConfig(**{field: value})
+
+
+def test_safe_config_stores_plain_python_values():
+    config = SafeConfig(
+        phase_window=np.int64(5),
+        penalty_coef=np.float32(0.25),
+        kp=1,
+        threshold_limits=[np.float64(0.1), 1],
+        derivative_filter=np.int32(3),
+    )
+    assert type(config.phase_window) is int and config.phase_window == 5
+    assert type(config.penalty_coef) is float and config.penalty_coef == 0.25
+    assert type(config.kp) is float
+    assert config.threshold_limits == (0.1, 1.0) and type(config.threshold_limits[1]) is float
+    assert type(config.derivative_filter) is float
+    controller = SafeController(config)
+    controller.update(kl=0.2, entropy=1.0, reward=0.1)
+    json.dumps(controller.state_dict(), allow_nan=False)  # the first checkpoint works
+
+
+# ---------------------------------------------------------------- all-or-nothing (issue 10, item 8)
+@pytest.mark.parametrize(
+    ("config", "inputs", "name"),
+    [
+        (SafeConfig(), {"reward": 1.7e308}, "reward"),
+        (SafeConfig(), {"reward": -1e200}, "reward"),
+        (SafeConfig(prediction_horizon=5.0), {"kl": 1.7e308}, "kl"),
+        (SafeConfig(), {"entropy": 1e300}, "entropy"),
+        # Within the measurement bound, but overflowing the penalty (c·g·excess²) or the
+        # KL prediction: the parts have already been updated when the overflow is seen.
+        (SafeConfig(penalty_coef=1e300), {"kl": 1e10}, "kl"),
+        (SafeConfig(prediction_horizon=1e300, penalty_coef=0.0), {"kl": 1e100}, "kl"),
+        (SafeConfig(kp=1e290, velocity_target=-1e10), {"reward": 1e100}, "reward"),
+    ],
+)
+def test_overflowing_update_is_rejected_whole_and_state_stays_finite(config, inputs, name):
+    controller = SafeController(config)
+    for t in range(60):
+        controller.update(kl=0.2, entropy=1.0, reward=0.01 * t)
+    before = controller.state_dict()
+    with pytest.raises(ValueError, match=name):
+        controller.update(**{"kl": 0.2, "entropy": 1.0, "reward": 0.5, **inputs})
+    assert controller.state_dict() == before
+    json.dumps(controller.state_dict(), allow_nan=False)
+    decision = controller.update(kl=0.2, entropy=1.0, reward=0.6)
+    assert all(math.isfinite(v) for v in decision.as_dict().values() if isinstance(v, float))
+    reference = SafeController(config)
+    reference.load_state_dict(json_roundtrip(before))
+    assert reference.update(kl=0.2, entropy=1.0, reward=0.6) == decision
+
+
+# ---------------------------------------------------------------- phase blip (issue 10, item 0)
+def test_no_one_step_threshold_dip_when_the_phase_window_first_fills():
+    rng = np.random.default_rng(0)
+    window = 50
+    controller = SafeController(SafeConfig(phase_window=window))
+    thresholds, phases = [], []
+    for t in range(1, window + 11):
+        reward = 0.5 + 0.004 * t + 0.002 * rng.standard_normal()
+        decision = controller.update(kl=0.3, entropy=1.5, reward=reward)
+        thresholds.append(decision.threshold)
+        phases.append(decision.phase)
+    # Warm-up until a previous window exists, then the climb: no PLATEAU step in between.
+    assert phases[:window] == ["warmup"] * window
+    assert set(phases[window:]) == {"climbing"}
+    at_fill, after = thresholds[window - 1], thresholds[window]
+    assert at_fill >= after  # step `window` is no dip below its successor (0.25 vs 0.37 before)
+    assert abs(at_fill - thresholds[window - 2]) < 0.01  # nor a jump from its predecessor
