@@ -128,11 +128,8 @@ def _train_one(job: tuple[RunSpec, dict[str, Any]]) -> tuple[str, float]:
     spec, fields = job
     config = TrainConfig(**fields)
     run_dir = Path(config.run_dir)
-    resume = (run_dir / "checkpoint.pt").is_file()
-    if not resume:
-        # Files of a run killed before its first checkpoint: nothing there can be resumed.
-        for name in ("metrics.jsonl", "samples.jsonl", "config.json"):
-            (run_dir / name).unlink(missing_ok=True)
+    # A run killed before its first checkpoint has a config.json and resumes from step 0.
+    resume = (run_dir / "config.json").is_file()
     started = time.perf_counter()
     train(config, resume=resume, progress=False)
     seconds = time.perf_counter() - started
