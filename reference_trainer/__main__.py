@@ -7,7 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ALGORITHMS, PrepareConfig, TrainConfig, build, parse_assignments
+from .config import (
+    ALGORITHMS,
+    PrepareConfig,
+    TrainConfig,
+    build,
+    describe_fields,
+    parse_assignments,
+)
 from .run_files import read_json
 
 
@@ -30,8 +37,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference_trainer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("prepare", "train"):
-        sub = commands.add_parser(name)
+    for name, cls in (("prepare", PrepareConfig), ("train", TrainConfig)):
+        sub = commands.add_parser(
+            name, epilog=describe_fields(cls), formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         sub.add_argument(
             "--set",
             action="append",

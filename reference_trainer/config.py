@@ -7,6 +7,7 @@ bad value is an error naming it, raised before anything is written.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import numbers
@@ -30,21 +31,28 @@ class PrepareConfig:
     vocab_size: int = 2048
     """Byte-level BPE vocabulary size."""
     n_layer: int = 4
+    """Transformer blocks of the GPT-2 model."""
     n_embd: int = 64
+    """Hidden size."""
     n_head: int = 4
+    """Attention heads (divides n_embd)."""
     n_positions: int = 64
     """Context length in tokens (prompt + continuation must fit)."""
     sft_steps: int = 850
     """Supervised next-token steps on the corpus (850 at lr 3e-3: validation perplexity ~140 in
     ~3 minutes on one quiet core; 1500 reach ~103 in ~5 minutes)."""
     sft_batch_size: int = 32
+    """Sequences per SFT step."""
     sft_lr: float = 3e-3
+    """Peak SFT learning rate (cosine schedule)."""
     sft_seq_len: int = 64
+    """Tokens per SFT sequence."""
     prompt_words: int = 4
     """Words of a held-out corpus text that form one RL prompt."""
     n_prompts: int = 4096
     """Held-out texts turned into prompts."""
     seed: int = 0
+    """Seeds the corpus split, the tokenizer and the SFT run."""
     threads: int = 2
     """torch CPU threads. Runs are bit-identical only at the same thread count; on a loaded
     2-core machine 1 thread can be faster than 2."""
@@ -95,6 +103,8 @@ class TrainConfig:
     algo: str = "safe"
     """"safe", "ppo" (fixed β), "ppo-adaptive-kl" (Ziegler) or "ppo-pid-lagrangian" (Stooke)."""
     run_dir: str = "runs/default"
+    """The run's directory: config.json, metrics.jsonl, samples.jsonl, checkpoint.pt; locked
+    while a trainer uses it, and never written when it holds files that are not a run."""
     model: str = ""
     """Local path or Hub name of a causal LM; empty: the prepared offline default."""
     reward: str = "vader"
@@ -109,23 +119,35 @@ class TrainConfig:
     batch_size: int = 32
     """Prompts per rollout batch (over all processes)."""
     max_new_tokens: int = 16
+    """Tokens sampled per continuation (prompt + continuation must fit the model's context)."""
     min_new_tokens: int = 4
     """EOS is blocked for this many tokens in sampling *and* in scoring (SPEC §6 trap 2)."""
     temperature: float = 1.0
+    """Sampling temperature; the update scores tokens with the same temperature-scaled logits."""
     lr: float = 1e-3
     """Policy learning rate."""
     critic_lr: float = 1e-3
+    """Critic (value heads) learning rate."""
     ppo_epochs: int = 2
+    """Optimisation passes over each rollout batch (one controller update per batch)."""
     clip_range: float = 0.2
+    """PPO's ratio clip ε."""
     value_clip: float = 0.2
+    """Clip of the value prediction around the rollout-time value (SAFE's critic loss)."""
     ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
     gamma: float = 1.0
+    """Discount per token."""
     lam: float = 0.95
+    """GAE λ."""
     max_grad_norm: float = 1.0
+    """Policy gradient-norm clip."""
     critic_max_grad_norm: float = 0.5
+    """Critic gradient-norm clip."""
     critic_heads: int = 0
     """Value heads; 0: 2 for safe, 1 otherwise."""
     soft_min_alpha: float = 0.3
+    """α of the critic's soft-min over heads (SPEC §1.1)."""
     polyak_tau: float = 0.05
     """Target-critic update rate; the target critic supplies the values behind GAE targets."""
     kl_estimator: str = "k3"
@@ -145,8 +167,11 @@ class TrainConfig:
     safe_overrides: dict[str, Any] = field(default_factory=dict)
     """SafeConfig fields to change, e.g. {"use_gate": false}."""
     seed: int = 0
+    """Seeds prompts, sampling and initial critics; a run is bit-identical for a seed."""
     threads: int = 2
+    """torch CPU threads (runs are bit-identical only at the same thread count)."""
     checkpoint_every: int = 25
+    """Save a checkpoint every this many steps (and at the last)."""
     sample_every: int = 10
     """Write decoded samples every this many steps."""
     data_dir: str = ".data"
@@ -240,6 +265,38 @@ class TrainConfig:
     @property
     def n_critic_heads(self) -> int:
         return self.critic_heads or (2 if self.algo == "safe" else 1)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstring of every documented field of a dataclass (the string literal
+    after the field), read from its source: what ``--help`` shows."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
+    return docs
+
+
+def describe_fields(cls: type) -> str:
+    """``name = default`` and its doc for every field: the epilog of ``--help``."""
+    docs = field_docs(cls)
+    defaults = as_dict(cls())
+    lines = [f"{cls.__name__} fields (--set KEY=VALUE):"]
+    for f in fields(cls):
+        lines.append(f"  {f.name} = {json.dumps(defaults[f.name])}")
+        lines.append(f"      {docs.get(f.name, '(undocumented)')}")
+    return "\n".join(lines)
 
 
 def _check_field_types(config: Any) -> None:

@@ -355,3 +355,21 @@ def test_prepare_without_progress_bars_still_reports_its_stages(tmp_path):
         args += ["--set", f"{key}={value}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=True)
     assert "prepare: corpus" in done.stderr and "sft step 1/2" in done.stderr
+
+
+def test_train_help_lists_every_config_field_with_its_doc_and_default():
+    from dataclasses import fields
+
+    from reference_trainer.config import field_docs
+
+    done = subprocess.run(
+        [sys.executable, "-m", "reference_trainer", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    docs = field_docs(TrainConfig)
+    for f in fields(TrainConfig):
+        assert f.name in docs, f"TrainConfig.{f.name} has no docstring"
+        assert f"  {f.name} = " in done.stdout
+        assert docs[f.name][:40] in done.stdout
