@@ -15,7 +15,8 @@ measurement leaves the state alone except for the skip counter, and the previous
 returned with ``skipped`` incremented.
 
 The multiplicative controllers (``AdaptiveKL``, ``PPOAdaptiveKL``) keep β inside ``coef_limits``
-(default ``DEFAULT_COEF_LIMITS``): unbounded, a run of low KL halves β towards 0, which is
+(default ``DEFAULT_COEF_LIMITS``; Ziegler's β is clamped into them, the PPO paper's skips a
+halving or doubling that would leave them): unbounded, a run of low KL halves β towards 0, which is
 absorbing (0·factor = 0: the penalty never returns), and a run of high KL doubles it to inf.
 """
 
@@ -171,7 +172,7 @@ class _BoundedCoef(CoefController):
     def _upgrade_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
         """State dicts saved before ``coef_limits`` existed (no such config key) were saved by a
         controller with today's default limits, unbounded then; they load into one with the
-        default limits, their β clamped into them (as their next update would have)."""
+        default limits, their β clamped into them (a collapsed β = 0 resumes at the lower limit)."""
         config, state = state_dict.get("config"), state_dict.get("state")
         if isinstance(config, dict) and "coef_limits" not in config:
             config["coef_limits"] = list(DEFAULT_COEF_LIMITS)
@@ -268,10 +269,10 @@ class AdaptiveKL(_BoundedCoef):
             entropy, reward: unused; validated only.
         """
         n = check_positive_int("n_steps", n_steps)
-        if n * ZIEGLER_CLIP >= self.horizon:
+        if n > 2**53 or n * ZIEGLER_CLIP >= self.horizon:  # (a huge n would overflow the float)
             raise ValueError(
                 f"n_steps must be < horizon / {ZIEGLER_CLIP} = {self.horizon / ZIEGLER_CLIP!r} "
-                f"so that the coefficient stays positive, got {n!r}"
+                f"so that the coefficient stays positive, got {_show(n)}"
             )
         m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
         if m is None:
@@ -305,8 +306,9 @@ class PPOAdaptiveKL(_BoundedCoef):
         tolerance: > 1 (default 1.5).
         factor: > 1 (default 2.0).
         on_nonfinite: "raise" or "skip" a NaN/inf measurement.
-        coef_limits: (lower, upper), 0 < lower ≤ upper < inf: β is clamped into them after every
-            update (default ``DEFAULT_COEF_LIMITS`` = (1e-6, 1e6)).
+        coef_limits: (lower, upper), 0 < lower ≤ upper < inf (default ``DEFAULT_COEF_LIMITS`` =
+            (1e-6, 1e6)): a division or multiplication that would leave them is skipped, so β
+            stays on the paper's lattice init_coef·factor^k, inside the limits.
     """
 
     def __init__(
@@ -340,11 +342,14 @@ class PPOAdaptiveKL(_BoundedCoef):
         if m is None:
             return self._skip()
         coef = self._state.coef
+        lower, upper = self.coef_limits
         if m["kl"] < self.target / self.tolerance:
-            coef = coef / self.factor
+            smaller = coef / self.factor
+            coef = smaller if smaller >= lower else coef
         elif m["kl"] > self.target * self.tolerance:
-            coef = coef * self.factor
-        return self._accept(coef=clamp(coef, *self.coef_limits))
+            larger = coef * self.factor
+            coef = larger if larger <= upper else coef
+        return self._accept(coef=coef)
 
     def _config(self) -> dict[str, Any]:
         return {

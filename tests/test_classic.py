@@ -62,10 +62,10 @@ def test_ppo_adaptive_kl_divides_below_band_multiplies_above_holds_inside(stream
     controller = PPOAdaptiveKL(init_coef=1.0, target=target, tolerance=1.5, factor=factor)
     beta = 1.0
     for kl in stream:
-        if kl < target / 1.5:
-            beta = max(beta / factor, 1e-6)  # DEFAULT_COEF_LIMITS
-        elif kl > target * 1.5:
-            beta = min(beta * factor, 1e6)
+        if kl < target / 1.5 and beta / factor >= 1e-6:  # DEFAULT_COEF_LIMITS
+            beta = beta / factor
+        elif kl > target * 1.5 and beta * factor <= 1e6:
+            beta = beta * factor
         assert controller.update(kl=kl).coef == beta
 
 
@@ -273,14 +273,16 @@ def test_skip_policy_still_raises_on_invalid_non_measurement_input(name):
 # ---------------------------------------------------------------- coef_limits (issue 10, item 4)
 def test_ppo_adaptive_kl_coef_is_never_absorbed_at_zero_nor_reaches_inf():
     # Unbounded, 1075 halvings reach β = 0.0, from which doubling never returns.
+    # Bounded, a halving or doubling past the limits is skipped: β stays a power of two.
     controller = PPOAdaptiveKL(1.0, 0.01)
+    lower, upper = DEFAULT_COEF_LIMITS
     for _ in range(1075):
         low = controller.update(kl=0.0).coef
-    assert low == DEFAULT_COEF_LIMITS[0] > 0.0
-    assert controller.update(kl=1.0).coef == 2 * DEFAULT_COEF_LIMITS[0]
+    assert low == 2.0**-19 and lower <= low < 2 * lower
+    assert controller.update(kl=1.0).coef == 2 * low
     for _ in range(1100):
         high = controller.update(kl=1.0).coef
-    assert high == DEFAULT_COEF_LIMITS[1] < math.inf
+    assert high == 2.0**19 and upper / 2 < high <= upper < math.inf
 
 
 def test_adaptive_kl_coef_stays_inside_coef_limits():
