@@ -51,13 +51,17 @@ def record_to_dict(record: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------- field checks by annotation
 Checker = Callable[[str, Any], Any]
 
+MAX_COUNT = 2**53
+"""Largest counter a loaded state may hold: beyond it a count is no longer exact as a float
+(the filters divide by it), and no run makes 9·10^15 updates."""
+
 
 def counter_field(label: str, value: Any) -> int:
-    """A loaded counter: a Python int ≥ 0 (not a bool, a float or a string)."""
+    """A loaded counter: a Python int in [0, ``MAX_COUNT``] (not a bool, a float or a string)."""
     if type(value) is not int:
         raise ValueError(f"{label} must be an integer, got {type(value).__name__} {_show(value)}")
-    if value < 0:
-        raise ValueError(f"{label} must be >= 0, got {value!r}")
+    if not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{label} must lie in [0, 2**53], got {_show(value)}")
     return value
 
 

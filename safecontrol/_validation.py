@@ -173,6 +173,22 @@ def positive_int(name: str, value: Any) -> int:
     return n
 
 
+def real_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array, which must hold real numbers: arrays of strings, bools,
+    complex numbers or objects (``None``) are rejected rather than converted."""
+    if isinstance(value, str | bytes) or hasattr(value, "detach"):
+        raise ValueError(f"{name} must be an array of real numbers, got {_show(value)}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be an array of real numbers ({exc})") from None
+    if array.dtype.kind not in "iuf":
+        raise ValueError(
+            f"{name} must be an array of real numbers, got dtype {array.dtype}: {_show(value)}"
+        )
+    return array.astype(np.float64, copy=False)
+
+
 def non_negative_int(name: str, value: Any) -> int:
     n = integer(name, value)
     if n < 0:

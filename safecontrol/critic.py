@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import positive
+from ._validation import integer, positive, real_array
 
 
 def soft_min(values: ArrayLike, alpha: float, axis: int = -1) -> np.ndarray:
@@ -30,7 +30,8 @@ def soft_min(values: ArrayLike, alpha: float, axis: int = -1) -> np.ndarray:
         (like ``np.min``): an ``np.float64`` scalar for 1-d input, else an ``np.ndarray``.
     """
     a = positive("alpha", alpha)
-    v = np.asarray(values, dtype=np.float64)
+    v = real_array("values", values)
+    axis = integer("axis", axis)
     if v.ndim == 0:
         raise ValueError("values must have at least one dimension (the heads), got a scalar")
     if not -v.ndim <= axis < v.ndim:
@@ -40,5 +41,6 @@ def soft_min(values: ArrayLike, alpha: float, axis: int = -1) -> np.ndarray:
     if not np.all(np.isfinite(v)):
         raise ValueError("values must be finite, got NaN or inf")
     lowest = np.min(v, axis=axis, keepdims=True)
-    mean_weight = np.mean(np.exp(-(v - lowest) / a), axis=axis)
+    with np.errstate(over="ignore"):  # an exponent overflowing to −inf weighs exp(−inf) = 0
+        mean_weight = np.mean(np.exp(-(v - lowest) / a), axis=axis)
     return np.squeeze(lowest, axis=axis) - a * np.log(mean_weight)

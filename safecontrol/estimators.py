@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validation import one_of
+from ._validation import one_of, real_array
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
@@ -35,10 +35,18 @@ def kl_estimate(logp: ArrayLike, logp_ref: ArrayLike, kind: str = "k1") -> np.nd
         Average them over the tokens you care about (masking padding first).
     """
     kind = one_of("kind", kind, KL_ESTIMATORS)
-    r = np.asarray(logp_ref, dtype=np.float64) - np.asarray(logp, dtype=np.float64)
+    ref, policy = real_array("logp_ref", logp_ref), real_array("logp", logp)
+    try:
+        r = ref - policy
+    except ValueError:
+        raise ValueError(
+            f"logp {policy.shape} and logp_ref {ref.shape} must have broadcastable shapes"
+        ) from None
     if kind == "k1":
         return -r
     if kind == "k2":
         return 0.5 * r * r
     # expm1(r) ≥ r holds after rounding too; the maximum guards a libm without that property.
-    return np.maximum(np.expm1(r) - r, 0.0)
+    # A log-ratio above ~709 overflows to inf: an estimate beyond any float, reported as such.
+    with np.errstate(over="ignore"):
+        return np.maximum(np.expm1(r) - r, 0.0)

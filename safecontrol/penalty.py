@@ -9,17 +9,26 @@ a live tensor so the penalty carries gradient.
 
 from __future__ import annotations
 
+import math
+
 from ._validation import finite, non_negative, positive
 
 
 def dead_band_penalty(kl: float, threshold: float, gate: float, coef: float) -> float:
-    """P = coef · gate · max(0, kl − threshold)²."""
-    return _penalty_unchecked(*_checked(kl, threshold, gate, coef))
+    """P = coef · gate · max(0, kl − threshold)²; ``ValueError`` if that overflows."""
+    return _finite_result(_penalty_unchecked(*_checked(kl, threshold, gate, coef)), kl)
 
 
 def dead_band_slope(kl: float, threshold: float, gate: float, coef: float) -> float:
-    """dP/dKL = 2 · coef · gate · max(0, kl − threshold): the equivalent β at ``kl``."""
-    return _slope_unchecked(*_checked(kl, threshold, gate, coef))
+    """dP/dKL = 2 · coef · gate · max(0, kl − threshold): the equivalent β at ``kl``;
+    ``ValueError`` if that overflows."""
+    return _finite_result(_slope_unchecked(*_checked(kl, threshold, gate, coef)), kl)
+
+
+def _finite_result(value: float, kl: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"kl {kl!r} overflows the penalty for this threshold, gate and coef")
+    return value
 
 
 def _checked(

@@ -63,6 +63,10 @@ _DEFAULTS = {
 }
 
 
+MAX_WINDOW = 10**9
+"""Largest window: its 2·window rewards would already take 16 GB."""
+
+
 class PhaseState(NamedTuple):
     history: tuple[float, ...] = ()
     """The last 2·window rewards, oldest first."""
@@ -73,6 +77,14 @@ class PhaseState(NamedTuple):
     minimum: float | None = None
     maximum: float | None = None
     phase: str = Phase.WARMUP.value
+
+
+def window_size(name: str, value: Any) -> int:
+    """A window length: a positive integer up to ``MAX_WINDOW``."""
+    n = positive_int(name, value)
+    if n > MAX_WINDOW:
+        raise ValueError(f"{name} must be at most {MAX_WINDOW}, got {n!r}")
+    return n
 
 
 def _std(values: tuple[float, ...], mean: float) -> float:
@@ -98,7 +110,7 @@ class PhaseDetector(Stateful):
         converged_level: float | None = None,
         multipliers: Mapping[Phase | str, float] | None = None,
     ) -> None:
-        self.window = positive_int("window", window)
+        self.window = window_size("window", window)
         self.mode = one_of("mode", mode, PHASE_MODES)
         defaults = _DEFAULTS[self.mode]
         self.climb_margin = non_negative(

@@ -161,7 +161,9 @@ class PID(Stateful):
         if not isfinite(total) and not all_finite(
             error, stored_integral, unsaturated, output, derivative
         ):
-            raise ValueError(f"measurement {m!r} overflows the PID's terms (P, I or D)")
+            raise ValueError(
+                f"measurement {m!r} with dt {dt!r} overflows the PID's terms (P, I or D)"
+            )
         # Positional: keywords would double the cost of building this 13-field record.
         self._state = PIDState(
             s.setpoint,
@@ -295,7 +297,7 @@ class PID(Stateful):
                 s.integral == 0.0 or clamp(s.integral, s.lower, s.upper) == s.integral,
                 "PID",
                 "integral",
-                f"be 0 or lie within the output limits [{s.lower!r}, {s.upper!r}]",
+                f"be 0 or lie within the output limits [lower, upper] = [{s.lower!r}, {s.upper!r}]",
                 s.integral,
             )
         if s.last_measurement is not None:

@@ -174,6 +174,6 @@ class PIDLagrangianKL(CoefController):
             record.coef == expected,
             name,
             "coef",
-            f"be max(0, Kp·P + Ki·I + Kd·D) = {expected!r}",
+            f"be max(0, kp·proportional + ki·integral + kd·derivative) = {expected!r}",
             record.coef,
         )

@@ -43,7 +43,7 @@ from .estimators import KL_ESTIMATORS
 from .filters import DualEMA
 from .gate import EntropyGate
 from .penalty import _penalty_unchecked, _slope_unchecked
-from .phase import PHASE_MODES, Phase, PhaseDetector
+from .phase import PHASE_MODES, Phase, PhaseDetector, window_size
 from .pid import ANTI_WINDUP_MODES
 from .threshold import AdaptiveThreshold
 from .velocity import VELOCITY_MODES, RewardVelocity
@@ -123,7 +123,7 @@ class SafeConfig:
         keep("velocity_mode", one_of("velocity_mode", self.velocity_mode, VELOCITY_MODES))
         keep("velocity_decay", decay("velocity_decay", self.velocity_decay))
         keep("velocity_target", finite("velocity_target", self.velocity_target))
-        keep("phase_window", positive_int("phase_window", self.phase_window))
+        keep("phase_window", window_size("phase_window", self.phase_window))
         keep("phase_mode", one_of("phase_mode", self.phase_mode, PHASE_MODES))
         keep("on_nonfinite", one_of("on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES))
         for name, value in checked.items():

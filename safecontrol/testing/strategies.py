@@ -19,6 +19,7 @@ controller survives a checkpoint round trip"::
 
 ``measurement_streams`` draws independent measurements; ``drifting_streams`` draws bounded random
 walks, closer to a training run's statistics and better at reaching a controller's saturation.
+``hostile_values`` draws what a careless caller or a corrupt file passes instead of a number.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from hypothesis import strategies as st
 
 from ..safe import SafeConfig
@@ -224,3 +226,66 @@ def plant_configs(draw: Any, max_steps: int = 40, **fixed: Any) -> PlantConfig:
     }
     values.update(fixed)
     return PlantConfig(**values)
+
+
+HOSTILE_SPECIALS: tuple[Any, ...] = (
+    math.nan,
+    math.inf,
+    -math.inf,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    1e300,
+    -1e151,
+    10**400,
+    -(10**400),
+    2**64,
+    -1,
+    -1.0,
+    0,
+    0.0,
+    -0.0,
+    5e-324,
+    0.5,
+    "0.5",
+    "",
+    "nan",
+    b"0.5",
+    None,
+    True,
+    False,
+    np.bool_(True),
+    np.bool_(False),
+    np.array([0.5]),
+    np.array(0.5),
+    np.array([]),
+    np.array(np.nan),
+    np.float64(math.nan),
+    np.float32(1e38),
+    np.int64(-3),
+    np.uint64(2**64 - 1),
+    [0.5],
+    [],
+    (0.5, 0.5),
+    {},
+    {"a": 1},
+    1j,
+    np.complex128(1.0),
+)
+"""Values a careless caller or a corrupt file hands a controller: non-finite and huge floats,
+ints too large for a float, negatives, numbers as strings and bytes, None, bools of every kind,
+arrays of shape (1,) and (), containers and complex numbers."""
+
+
+def hostile_values() -> st.SearchStrategy[Any]:
+    """Anything at all that a controller argument might receive (``HOSTILE_SPECIALS`` plus any
+    float, int, short string, bytes or list of floats): a controller must either accept the
+    value as a number or reject it with a ``ValueError``/``TypeError`` naming the argument,
+    and never store a non-finite value."""
+    return st.one_of(
+        st.sampled_from(HOSTILE_SPECIALS),
+        st.floats(),
+        st.integers(),
+        st.text(max_size=4),
+        st.binary(max_size=4),
+        st.lists(st.floats(), max_size=3),
+    )
