@@ -239,7 +239,12 @@ class SafeController(Stateful):
             multiplier = phase_detector.multipliers[phase] if c.use_phase else 1.0
             if c.use_pid:
                 # The multipliers are the published constants, so the PID's limits are finite.
-                threshold = threshold_part._update_unchecked(velocity, multiplier)
+                try:
+                    threshold = threshold_part._update_unchecked(velocity, multiplier)
+                except ValueError:  # the PID's terms overflowed (huge gains or velocity target)
+                    raise ValueError(
+                        f"reward {reward_value!r} overflows the threshold PID"
+                    ) from None
                 pid = threshold_part.components
             else:
                 threshold = clamp(c.threshold_base * multiplier, *c.threshold_limits)
