@@ -7,13 +7,14 @@ bad value is an error naming it, raised before anything is written.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import numbers
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
+
+from safecontrol._docs import field_docs
 
 ALGORITHMS = ("safe", "ppo", "ppo-adaptive-kl", "ppo-pid-lagrangian")
 
@@ -265,27 +266,6 @@ class TrainConfig:
     @property
     def n_critic_heads(self) -> int:
         return self.critic_heads or (2 if self.algo == "safe" else 1)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstring of every documented field of a dataclass (the string literal
-    after the field), read from its source: what ``--help`` shows."""
-    import ast
-    import inspect
-    import textwrap
-
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, after in itertools.pairwise(body):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
-    return docs
 
 
 def describe_fields(cls: type) -> str:
