@@ -6,7 +6,9 @@ controllers it is measured against. The core needs only numpy; torch adapters li
 ``safecontrol.torch`` and test helpers in ``safecontrol.testing``, both imported only when asked.
 """
 
+from . import registry
 from .classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
+from .contract import KL_UNITS, Controller, DeadBandDecision, Decision
 from .critic import soft_min
 from .decision import CoefDecision, SafeDecision
 from .entropy_target import EntropyTargetController
@@ -25,10 +27,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EMA",
+    "KL_UNITS",
     "PID",
     "AdaptiveKL",
     "AdaptiveThreshold",
     "CoefDecision",
+    "Controller",
+    "DeadBandDecision",
+    "Decision",
     "DualEMA",
     "EntropyGate",
     "EntropyTargetController",
@@ -45,5 +51,6 @@ __all__ = [
     "dead_band_slope",
     "kl_estimate",
     "preview_step_scale",
+    "registry",
     "soft_min",
 ]

@@ -76,6 +76,8 @@ class CoefController(Stateful):
     named by ``_record``.
     """
 
+    kl_unit: ClassVar[str] = "per_token"
+    """The unit of the controller's KL settings (``safecontrol.contract``)."""
     _record: ClassVar[type] = CoefState
     _initial: Any
     _state: Any
@@ -118,6 +120,8 @@ class CoefController(Stateful):
                 skip = True
             elif not -MAX_MEASUREMENT <= x <= MAX_MEASUREMENT:
                 raise ValueError(f"{name} must have magnitude <= {MAX_MEASUREMENT:g}, got {x!r}")
+            elif name == "entropy" and x < 0.0:
+                raise ValueError(f"entropy must be >= 0 (nats), got {x!r}")
         return None if skip else out
 
     def _skip(self) -> CoefDecision:
@@ -182,8 +186,15 @@ class _BoundedCoef(CoefController):
         return state_dict
 
 
-def _optional_n_steps(n_steps: Any) -> int | None:
-    return None if n_steps is None else check_positive_int("n_steps", n_steps)
+def _batch_shape(n_steps: Any, tokens_per_sequence: Any) -> tuple[int | None, float | None]:
+    """The batch's episodes and mean response length, validated (``None`` when not given)."""
+    n = None if n_steps is None else check_positive_int("n_steps", n_steps)
+    length = (
+        None
+        if tokens_per_sequence is None
+        else positive("tokens_per_sequence", tokens_per_sequence)
+    )
+    return n, length
 
 
 class FixedKL(CoefController):
@@ -207,9 +218,10 @@ class FixedKL(CoefController):
         entropy: float | None = None,
         reward: float | None = None,
         n_steps: int | None = None,
+        tokens_per_sequence: float | None = None,
     ) -> CoefDecision:
         """Count the update; β never changes. All arguments are only validated."""
-        _optional_n_steps(n_steps)
+        _batch_shape(n_steps, tokens_per_sequence)
         if self._measurements("kl", kl=kl, entropy=entropy, reward=reward) is None:
             return self._skip()
         return self._accept()
@@ -222,19 +234,22 @@ class FixedKL(CoefController):
 
 
 class AdaptiveKL(_BoundedCoef):
-    """Ziegler et al. 2019's proportional KL controller (old TRL ``AdaptiveKLController``)::
+    """Ziegler et al. 2019's proportional KL controller (old TRL ``AdaptiveKLController``), on
+    the per-sequence KL = kl per token × tokens_per_sequence::
 
-        e = clip(kl / target − 1, −0.2, 0.2)
+        e = clip(KL_seq / target − 1, −0.2, 0.2)
         β ← β · (1 + e · n_steps / horizon)
 
     Args:
         init_coef: β0, inside ``coef_limits`` (default 0.2).
-        target: target KL > 0 (default 6.0, in the unit of ``kl``: nats per sequence).
+        target: target KL per sequence > 0, in nats (default 6.0, Ziegler's and TRL's).
         horizon: episodes over which β may change by up to 20% (> 0, default 10000).
         on_nonfinite: "raise" or "skip" a NaN/inf measurement.
         coef_limits: (lower, upper), 0 < lower ≤ upper < inf: β is clamped into them after every
             update (default ``DEFAULT_COEF_LIMITS`` = (1e-6, 1e6)).
     """
+
+    kl_unit: ClassVar[str] = "per_sequence"
 
     def __init__(
         self,
@@ -255,20 +270,25 @@ class AdaptiveKL(_BoundedCoef):
         self,
         *,
         kl: float,
-        n_steps: int,
         entropy: float | None = None,
         reward: float | None = None,
+        n_steps: int | None = None,
+        tokens_per_sequence: float | None = None,
     ) -> CoefDecision:
         """One update per PPO step.
 
         Args:
-            kl: the batch mean of the per-sequence summed k1 estimate, log π − log π_ref (it may
-                be negative; the error is clipped anyway).
+            kl: the batch-mean KL per token (it may be negative with k1; the error is clipped
+                anyway); × ``tokens_per_sequence`` it is the per-sequence KL of ``target``.
             n_steps: the number of episodes (sequences) in the batch, a positive integer below
-                5·horizon (larger steps could turn β negative).
+                5·horizon (larger steps could turn β negative); required.
+            tokens_per_sequence: the batch-mean response length in tokens; required.
             entropy, reward: unused; validated only.
         """
-        n = check_positive_int("n_steps", n_steps)
+        n, length = _batch_shape(n_steps, tokens_per_sequence)
+        if n is None or length is None:
+            missing = "n_steps" if n is None else "tokens_per_sequence"
+            raise ValueError(f"{missing} is required by AdaptiveKL (per-sequence KL), got None")
         if n > 2**53 or n * ZIEGLER_CLIP >= self.horizon:  # (a huge n would overflow the float)
             raise ValueError(
                 f"n_steps must be < horizon / {ZIEGLER_CLIP} = {self.horizon / ZIEGLER_CLIP!r} "
@@ -277,7 +297,8 @@ class AdaptiveKL(_BoundedCoef):
         m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
         if m is None:
             return self._skip()
-        error = min(max(m["kl"] / self.target - 1.0, -ZIEGLER_CLIP), ZIEGLER_CLIP)
+        kl_per_sequence = m["kl"] * length
+        error = min(max(kl_per_sequence / self.target - 1.0, -ZIEGLER_CLIP), ZIEGLER_CLIP)
         coef = self._state.coef * (1.0 + error * n / self.horizon)
         return self._accept(coef=clamp(coef, *self.coef_limits))
 
@@ -335,9 +356,11 @@ class PPOAdaptiveKL(_BoundedCoef):
         entropy: float | None = None,
         reward: float | None = None,
         n_steps: int | None = None,
+        tokens_per_sequence: float | None = None,
     ) -> CoefDecision:
-        """One update per policy update; ``kl`` is KL(π_old, π). Other arguments validated only."""
-        _optional_n_steps(n_steps)
+        """One update per policy update; ``kl`` is KL(π_old, π) per token. Other arguments are
+        validated only."""
+        _batch_shape(n_steps, tokens_per_sequence)
         m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
         if m is None:
             return self._skip()

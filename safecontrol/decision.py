@@ -9,10 +9,11 @@ penalty carry gradient (SPEC §2.1).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from ._validation import finite
+from ._validation import finite, non_negative
 from .penalty import dead_band_penalty, dead_band_slope, preview_step_scale
 
 _D = TypeVar("_D")
@@ -48,6 +49,14 @@ class CoefDecision:
         """β, whatever the (finite) ``kl``."""
         finite("kl", kl)
         return self.coef
+
+    max_preview_kl: ClassVar[float] = math.inf
+    """A linear penalty never limits an optimizer step."""
+
+    def step_scale(self, preview_kl: float) -> float:
+        """1.0: keep every step whole (the ``preview_kl`` is only validated)."""
+        non_negative("preview_kl", preview_kl)
+        return 1.0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

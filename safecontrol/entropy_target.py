@@ -18,7 +18,7 @@ from typing import Any
 
 from ._state import require
 from ._validation import clamp, finite, non_negative, positive
-from .classic import CoefController, CoefState, _optional_n_steps
+from .classic import CoefController, CoefState, _batch_shape
 from .decision import CoefDecision
 
 
@@ -70,13 +70,15 @@ class EntropyTargetController(CoefController):
         kl: float | None = None,
         reward: float | None = None,
         n_steps: int | None = None,
+        tokens_per_sequence: float | None = None,
     ) -> CoefDecision:
         """One update per rollout batch with the batch entropy (same unit as ``target``).
 
-        ``kl``, ``reward`` and ``n_steps`` are optional, unused, and only validated. The returned
+        ``kl``, ``reward``, ``n_steps`` and ``tokens_per_sequence`` are optional, unused, and
+        only validated. The returned
         decision's ``coef`` is the entropy-bonus coefficient.
         """
-        _optional_n_steps(n_steps)
+        _batch_shape(n_steps, tokens_per_sequence)
         m = self._measurements("entropy", entropy=entropy, kl=kl, reward=reward)
         if m is None:
             return self._skip()

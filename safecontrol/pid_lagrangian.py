@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from ._state import parts_of, record_from_dict, record_to_dict, require
 from ._validation import all_finite, non_negative, positive
 from ._validation import decay as check_decay
-from .classic import CoefController, _optional_n_steps
+from .classic import CoefController, _batch_shape
 from .decision import CoefDecision
 from .filters import EMA, EMAState, check_ema_state
 
@@ -97,12 +97,14 @@ class PIDLagrangianKL(CoefController):
         entropy: float | None = None,
         reward: float | None = None,
         n_steps: int | None = None,
+        tokens_per_sequence: float | None = None,
     ) -> CoefDecision:
         """One update per rollout batch with the batch KL J (in the unit of ``target``).
 
-        ``entropy``, ``reward`` and ``n_steps`` are unused and only validated.
+        ``entropy``, ``reward``, ``n_steps`` and ``tokens_per_sequence`` are unused and only
+        validated.
         """
-        _optional_n_steps(n_steps)
+        _batch_shape(n_steps, tokens_per_sequence)
         m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
         if m is None:
             return self._skip()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 from math import isfinite
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ._state import Stateful, finite_field, parts_of, record_from_dict, require, validated_fields
 from ._validation import (
@@ -57,7 +57,9 @@ class SafeConfig:
     """Estimator of the per-token KL fed to ``update``: k1 may be negative (noise, SPEC §2.4);
     with k2 or k3 a negative KL is rejected as a bug upstream."""
     kl_short_decay: float = 0.9
+    """Decay of the short (fast) bias-corrected EMA of the KL."""
     kl_long_decay: float = 0.99
+    """Decay of the long (slow) EMA of the KL; larger than ``kl_short_decay``."""
     prediction_horizon: float = 0.0
     """Steps to extrapolate the KL trend; 0 reproduces the published (non-predictive) tracking."""
     penalty_coef: float = 0.1
@@ -65,25 +67,43 @@ class SafeConfig:
     use_gate: bool = True
     """False: g_t = 1 (ablation "no entropy gate")."""
     entropy_floor: float = 2.0
+    """H_floor in nats: the gate g = max(g_min, H_floor / (H + ε)) exceeds 1 below it."""
     gate_minimum: float = 0.5
+    """g_min, the gate's lower bound (reached while entropy is far above the floor)."""
     gate_eps: float = 0.1
+    """ε in the gate, keeping it finite as entropy approaches 0."""
     use_pid: bool = True
     """False: τ_t = clip(τ_base · φ_t) (ablation "fixed threshold")."""
     threshold_base: float = 0.3
+    """τ_base, the threshold (KL per token) the PID moves."""
     threshold_limits: tuple[float, float] = (0.1, 0.6)
+    """(lo, hi): τ_t is clipped into them; the PID's integral is held inside (anti-windup)."""
     kp: float = 0.3
+    """Proportional gain of the threshold PID on the reward velocity's error."""
     ki: float = 0.01
+    """Integral gain of the threshold PID."""
     kd: float = 0.05
+    """Derivative gain of the threshold PID (on the measurement)."""
     derivative_filter: float | None = None
+    """Time constant (steps) of a low-pass filter on the PID's derivative; None: unfiltered."""
     anti_windup: str = "clamp"
+    """The PID's anti-windup: "clamp", "back_calculation" or "none"."""
     velocity_mode: str = "published"
+    """How the reward velocity is estimated: "published" (EMA of differences) or
+    "scale_invariant"."""
     velocity_decay: float = 0.95
+    """EMA decay of the reward velocity."""
     velocity_target: float = 0.001
+    """The PID's set point for the reward velocity (reward per step)."""
     use_phase: bool = True
     """False: φ_t = 1 (ablation "no phase detector")."""
     phase_window: int = 50
+    """Steps in each of the two reward windows the phase detector compares."""
     phase_mode: str = "absolute"
+    """Phase rules on "absolute" reward levels (published) or "scale_invariant" statistics."""
     max_preview_kl: float = 0.5
+    """Preview step scaling: a step whose KL to the pre-step policy exceeds this is shrunk to
+    it (nats per token)."""
     on_nonfinite: str = "raise"
     """"raise": a NaN/inf measurement raises ValueError; "skip": it is ignored, the last
     decision is held and ``skipped`` counts it."""
@@ -148,6 +168,9 @@ class SafeController(Stateful):
     accepted; converting them to host floats here is the update's only device synchronisation.
     """
 
+    kl_unit: ClassVar[str] = "per_token"
+    """The threshold and the preview limit are KL per token (``safecontrol.contract``)."""
+
     def __init__(self, config: SafeConfig | None = None) -> None:
         self.config = SafeConfig() if config is None else config
         if not isinstance(self.config, SafeConfig):
@@ -199,15 +222,27 @@ class SafeController(Stateful):
         return values
 
     def update(
-        self, *, kl: Any, entropy: Any, reward: Any, n_steps: int | None = None
+        self,
+        *,
+        kl: Any,
+        entropy: Any = None,
+        reward: Any = None,
+        n_steps: Any = None,
+        tokens_per_sequence: Any = None,
     ) -> SafeDecision:
         """Feed one rollout batch's statistics; returns the decision for the next update.
 
-        ``n_steps`` (episodes in the batch) is accepted, validated and unused, so one loop can
-        drive any safecontrol controller with the same call.
+        ``kl`` (per token), ``entropy`` and ``reward`` are required. ``n_steps`` and
+        ``tokens_per_sequence`` are accepted, validated and unused, so one loop can drive any
+        controller with the same call (``safecontrol.contract``).
         """
         if n_steps is not None:
             positive_int("n_steps", n_steps)
+        if tokens_per_sequence is not None:
+            positive("tokens_per_sequence", tokens_per_sequence)
+        if entropy is None or reward is None:
+            missing = "entropy" if entropy is None else "reward"
+            raise ValueError(f"{missing} is required by SafeController, got None")
         measured = self._measurements(kl, entropy, reward)
         c, s = self.config, self._state
         if measured is None:

@@ -25,7 +25,7 @@ FACTORIES = {
 
 
 def feed(controller, kl, n):
-    return controller.update(kl=kl, n_steps=n)
+    return controller.update(kl=kl, n_steps=n, tokens_per_sequence=1.0)
 
 
 # ---------------------------------------------------------------- the update rules
@@ -36,13 +36,15 @@ def test_adaptive_kl_follows_ziegler_rule_step_by_step(stream, init, target, hor
     for i, (kl, n) in enumerate(stream, start=1):
         error = float(np.clip(kl / target - 1.0, -0.2, 0.2))
         beta = min(max(beta * (1.0 + error * n / horizon), 1e-6), 1e6)  # DEFAULT_COEF_LIMITS
-        assert controller.update(kl=kl, n_steps=n) == CoefDecision(coef=beta, step=i, skipped=0)
+        assert controller.update(kl=kl, n_steps=n, tokens_per_sequence=1.0) == CoefDecision(
+            coef=beta, step=i, skipped=0
+        )
 
 
 @given(kls, n_steps, st.floats(0.01, 20.0))
 def test_adaptive_kl_raises_beta_above_target_and_lowers_it_below(kl, n, target):
     controller = AdaptiveKL(init_coef=0.2, target=target)
-    coef = controller.update(kl=kl, n_steps=n).coef
+    coef = controller.update(kl=kl, n_steps=n, tokens_per_sequence=1.0).coef
     if kl > target:
         assert coef > 0.2
     elif kl < target:
@@ -53,7 +55,11 @@ def test_adaptive_kl_raises_beta_above_target_and_lowers_it_below(kl, n, target)
 
 @given(kls, n_steps)
 def test_adaptive_kl_changes_beta_by_at_most_twenty_percent_per_horizon(kl, n):
-    coef = AdaptiveKL(init_coef=1.0, horizon=10000).update(kl=kl, n_steps=n).coef
+    coef = (
+        AdaptiveKL(init_coef=1.0, horizon=10000)
+        .update(kl=kl, n_steps=n, tokens_per_sequence=1.0)
+        .coef
+    )
     assert abs(coef - 1.0) <= 0.2 * n / 10000 + 1e-15
 
 
@@ -119,10 +125,11 @@ def test_measurements_accept_python_numpy_and_zero_d_values(name):
 def test_measurements_accept_zero_d_torch_tensors():
     torch = pytest.importorskip("torch")
     controller = AdaptiveKL()
-    expected = AdaptiveKL().update(kl=9.0, n_steps=256, entropy=1.5)
+    expected = AdaptiveKL().update(kl=9.0, n_steps=256, tokens_per_sequence=1.0, entropy=1.5)
     got = controller.update(
         kl=torch.tensor(9.0, dtype=torch.float64),
         n_steps=256,
+        tokens_per_sequence=torch.tensor(1.0, dtype=torch.float64),
         entropy=torch.tensor(1.5, dtype=torch.float64),
     )
     assert got == expected
@@ -204,17 +211,20 @@ def test_constructor_rejects_bad_argument_naming_it(make, arg):
 
 
 BAD_UPDATES = [
-    ({"kl": math.nan, "n_steps": 8}, "kl"),
-    ({"kl": math.inf, "n_steps": 8}, "kl"),
-    ({"kl": -math.inf, "n_steps": 8}, "kl"),
-    ({"kl": "high", "n_steps": 8}, "kl"),
-    ({"kl": None, "n_steps": 8}, "kl"),
-    ({"kl": 1.0, "n_steps": 8, "entropy": math.nan}, "entropy"),
-    ({"kl": 1.0, "n_steps": 8, "reward": math.inf}, "reward"),
-    ({"kl": 1.0, "n_steps": 0}, "n_steps"),
-    ({"kl": 1.0, "n_steps": -4}, "n_steps"),
-    ({"kl": 1.0, "n_steps": 2.5}, "n_steps"),
-    ({"kl": 1.0, "n_steps": True}, "n_steps"),
+    ({"kl": math.nan, "n_steps": 8, "tokens_per_sequence": 1.0}, "kl"),
+    ({"kl": math.inf, "n_steps": 8, "tokens_per_sequence": 1.0}, "kl"),
+    ({"kl": -math.inf, "n_steps": 8, "tokens_per_sequence": 1.0}, "kl"),
+    ({"kl": "high", "n_steps": 8, "tokens_per_sequence": 1.0}, "kl"),
+    ({"kl": None, "n_steps": 8, "tokens_per_sequence": 1.0}, "kl"),
+    ({"kl": 1.0, "n_steps": 8, "tokens_per_sequence": 1.0, "entropy": math.nan}, "entropy"),
+    ({"kl": 1.0, "n_steps": 8, "tokens_per_sequence": 1.0, "reward": math.inf}, "reward"),
+    ({"kl": 1.0, "n_steps": 8, "tokens_per_sequence": 1.0, "entropy": -0.5}, "entropy"),
+    ({"kl": 1.0, "n_steps": 8, "tokens_per_sequence": 0.0}, "tokens_per_sequence"),
+    ({"kl": 1.0, "n_steps": 8, "tokens_per_sequence": math.nan}, "tokens_per_sequence"),
+    ({"kl": 1.0, "n_steps": 0, "tokens_per_sequence": 1.0}, "n_steps"),
+    ({"kl": 1.0, "n_steps": -4, "tokens_per_sequence": 1.0}, "n_steps"),
+    ({"kl": 1.0, "n_steps": 2.5, "tokens_per_sequence": 1.0}, "n_steps"),
+    ({"kl": 1.0, "n_steps": True, "tokens_per_sequence": 1.0}, "n_steps"),
 ]
 
 
@@ -233,14 +243,22 @@ def test_adaptive_kl_requires_n_steps_small_enough_to_keep_beta_positive():
     controller = AdaptiveKL(horizon=100)
     before = controller.state_dict()
     with pytest.raises(ValueError, match="n_steps"):
-        controller.update(kl=0.0, n_steps=500)
+        controller.update(kl=0.0, n_steps=500, tokens_per_sequence=1.0)
     assert controller.state_dict() == before
-    assert controller.update(kl=0.0, n_steps=499).coef > 0.0
+    assert controller.update(kl=0.0, n_steps=499, tokens_per_sequence=1.0).coef > 0.0
 
 
-def test_adaptive_kl_update_requires_n_steps():
-    with pytest.raises(TypeError):
-        AdaptiveKL().update(kl=1.0)
+def test_adaptive_kl_update_requires_n_steps_and_tokens_per_sequence():
+    with pytest.raises(ValueError, match="n_steps is required"):
+        AdaptiveKL().update(kl=1.0, tokens_per_sequence=8.0)
+    with pytest.raises(ValueError, match="tokens_per_sequence is required"):
+        AdaptiveKL().update(kl=1.0, n_steps=8)
+
+
+def test_adaptive_kl_reads_per_token_kl_times_tokens_per_sequence():
+    per_sequence = AdaptiveKL(target=6.0).update(kl=9.0, n_steps=64, tokens_per_sequence=1.0)
+    per_token = AdaptiveKL(target=6.0).update(kl=0.5625, n_steps=64, tokens_per_sequence=16.0)
+    assert per_token == per_sequence  # 0.5625 nats/token × 16 tokens = 9 nats/sequence
 
 
 @pytest.mark.parametrize("name", FACTORIES)
@@ -264,9 +282,9 @@ def test_skip_policy_still_raises_on_invalid_non_measurement_input(name):
     controller = FACTORIES[name]("skip")
     before = controller.state_dict()
     with pytest.raises(ValueError, match="n_steps"):
-        controller.update(kl=math.nan, n_steps=-1)
+        controller.update(kl=math.nan, n_steps=-1, tokens_per_sequence=1.0)
     with pytest.raises(ValueError, match="kl"):
-        controller.update(kl="nan-ish", n_steps=1)
+        controller.update(kl="nan-ish", n_steps=1, tokens_per_sequence=1.0)
     assert controller.state_dict() == before
 
 
@@ -287,9 +305,13 @@ def test_ppo_adaptive_kl_coef_is_never_absorbed_at_zero_nor_reaches_inf():
 
 def test_adaptive_kl_coef_stays_inside_coef_limits():
     controller = AdaptiveKL(init_coef=0.5, target=1.0, horizon=100, coef_limits=(0.01, 2.0))
-    coefs = [controller.update(kl=0.0, n_steps=499).coef for _ in range(50)]
+    coefs = [
+        controller.update(kl=0.0, n_steps=499, tokens_per_sequence=1.0).coef for _ in range(50)
+    ]
     assert min(coefs) == 0.01
-    coefs = [controller.update(kl=9.0, n_steps=499).coef for _ in range(50)]
+    coefs = [
+        controller.update(kl=9.0, n_steps=499, tokens_per_sequence=1.0).coef for _ in range(50)
+    ]
     assert max(coefs) == 2.0
 
 
@@ -326,7 +348,7 @@ def test_coef_limits_are_part_of_the_config(cls):
 def test_state_dict_saved_before_coef_limits_loads_with_the_default_limits(cls, kl):
     controller = cls()
     for _ in range(3):
-        controller.update(kl=kl, n_steps=64)
+        controller.update(kl=kl, n_steps=64, tokens_per_sequence=1.0)
     old = json_roundtrip(controller.state_dict())
     del old["config"]["coef_limits"]  # what the release before coef_limits wrote
     resumed = cls()

@@ -21,7 +21,7 @@ def rebuilt(decision):
     "decision",
     [
         SafeController().update(kl=0.4, entropy=1.0, reward=0.2),
-        AdaptiveKL().update(kl=7.0, n_steps=32),
+        AdaptiveKL().update(kl=7.0, n_steps=32, tokens_per_sequence=1.0),
     ],
     ids=["SafeDecision", "CoefDecision"],
 )

@@ -54,7 +54,7 @@ EXAMPLES = settings(
 )
 
 # ---------------------------------------------------------------- what each call looks like
-NORMAL_COEF = {"kl": 0.2, "entropy": 1.0, "reward": 0.5, "n_steps": 8}
+NORMAL_COEF = {"kl": 0.2, "entropy": 1.0, "reward": 0.5, "n_steps": 8, "tokens_per_sequence": 1.0}
 UPDATES: dict[str, tuple[str, ...]] = {
     name: ("kl", "entropy", "reward", "n_steps")
     for name in CONTROLLERS

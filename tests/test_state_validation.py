@@ -45,7 +45,11 @@ def _values(result: Any) -> tuple[float, ...]:
 
 
 def _coef_update(c: Any, t: int = 0) -> tuple[float, ...]:
-    return _values(c.update(kl=0.1 + 0.01 * (t % 5), entropy=1.0 + 0.1 * (t % 3), n_steps=8))
+    return _values(
+        c.update(
+            kl=0.1 + 0.01 * (t % 5), entropy=1.0 + 0.1 * (t % 3), n_steps=8, tokens_per_sequence=1.0
+        )
+    )
 
 
 def _safe_update(c: SafeController, t: int = 0) -> tuple[float, ...]:

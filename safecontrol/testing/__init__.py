@@ -13,6 +13,7 @@ as it needs ``hypothesis``).
 """
 
 from .config import KL_MEASUREMENTS, SPIKE_TOKEN, PlantConfig, Task, make_task
+from .conformance import check_controller
 from .metrics import (
     RunMetrics,
     batch_noise_std,
@@ -27,19 +28,19 @@ from .metrics import (
     volatility,
 )
 from .pathologies import PATHOLOGIES, Pathology
-from .plant import KLController, Trajectory, run
+from .plant import Trajectory, run
 
 __all__ = [
     "KL_MEASUREMENTS",
     "PATHOLOGIES",
     "SPIKE_TOKEN",
-    "KLController",
     "Pathology",
     "PlantConfig",
     "RunMetrics",
     "Task",
     "Trajectory",
     "batch_noise_std",
+    "check_controller",
     "count_crashes",
     "crash_margin",
     "crash_onsets",

@@ -30,33 +30,22 @@ The controller is updated exactly once per rollout batch (SPEC §2.2), before th
 steps, with ``kl`` the batch mean of the sampled per-token k1 = log π(a) − log π_ref(a) (noisy and
 possibly negative, as in a real trainer; ``kl_measurement="exact"`` feeds the exact mean KL
 instead), ``entropy`` the exact mean policy entropy in nats and ``reward`` the batch-mean proxy
-reward. ``n_steps=batch_size`` is passed only to controllers whose ``update`` accepts it
-(Ziegler's ``AdaptiveKL``). When the decision has ``step_scale`` (SAFE) each step is first tried:
-its KL(π_old ‖ π_new), averaged over contexts, is the preview KL and the step is multiplied by
+reward, plus ``n_steps=batch_size`` and ``tokens_per_sequence=1`` (``safecontrol.contract``).
+When the decision limits steps (a finite ``max_preview_kl``: SAFE) each step is first tried: its
+KL(π_old ‖ π_new), averaged over contexts, is the preview KL and the step is multiplied by
 ``step_scale(preview_kl)``.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from ..contract import Controller, Decision
 from .config import SPIKE_TOKEN, PlantConfig, log_softmax, make_task
-
-
-class KLDecision(Protocol):
-    def slope_at(self, kl: float) -> float: ...
-
-
-class KLController(Protocol):
-    """Anything with ``update(*, kl, entropy, reward) -> decision`` whose decision has
-    ``slope_at(kl)`` (dP/dKL at a live KL) and, optionally, ``step_scale(preview_kl)``."""
-
-    def update(self, *, kl: float, entropy: float, reward: float) -> KLDecision: ...
 
 
 @dataclass(frozen=True)
@@ -120,20 +109,13 @@ def _entropy_gradient(probs: np.ndarray, logp: np.ndarray) -> np.ndarray:
     return -probs * (logp + entropy_c[:, None])
 
 
-def _accepts(method: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _field(decision: Any, name: str) -> float:
     value = getattr(decision, name, None)
     return math.nan if value is None else float(value)
 
 
 def run(
-    controller: KLController | None,
+    controller: Controller | None,
     config: PlantConfig | None = None,
     *,
     entropy_controller: Any = None,
@@ -141,9 +123,10 @@ def run(
     """Train the plant for ``config.steps`` batches under ``controller``; deterministic per seed.
 
     Args:
-        controller: the KL controller under test, or None for no KL penalty. Its ``update`` is
-            called once per batch with ``kl``, ``entropy``, ``reward`` (and ``n_steps`` when
-            accepted); the decision's ``slope_at(kl)`` weighs ∇KL in the gradient.
+        controller: the KL controller under test (``safecontrol.contract.Controller``), or None
+            for no KL penalty. Its ``update`` is called once per batch with ``kl``, ``entropy``,
+            ``reward``, ``n_steps=batch_size`` and ``tokens_per_sequence=1`` (one token per
+            context); the decision's ``slope_at(kl)`` weighs ∇KL in the gradient.
         config: the plant's settings (default ``PlantConfig()``).
         entropy_controller: optional controller of the entropy bonus (e.g.
             ``EntropyTargetController``), updated once per batch after ``controller``; its
@@ -159,7 +142,6 @@ def run(
     theta = task.ref_logits.copy()
     crash = config.crash_depth > 0.0 and math.isfinite(config.crash_kl)
     controllers = [c for c in (controller, entropy_controller) if c is not None]
-    extras = [{"n_steps": batch} if _accepts(c.update, "n_steps") else {} for c in controllers]
     log = {f.name: np.empty(config.steps) for f in fields(Trajectory)}
     entropy_coef = config.entropy_coef
     grad_scale = n_ctx / batch
@@ -197,18 +179,28 @@ def run(
         else:
             kl_measured = kl_batch
         decisions = [
-            c.update(kl=kl_measured, entropy=entropy, reward=reward, **extra)
-            for c, extra in zip(controllers, extras, strict=True)
+            c.update(
+                kl=kl_measured,
+                entropy=entropy,
+                reward=reward,
+                n_steps=batch,
+                tokens_per_sequence=1.0,
+            )
+            for c in controllers
         ]
         decision = decisions[0] if controller is not None else None
-        if decision is not None and not callable(getattr(decision, "slope_at", None)):
+        if decision is not None and not isinstance(decision, Decision):
             raise TypeError(
-                f"{type(controller).__name__}.update returned {type(decision).__name__}, "
-                "which has no slope_at(kl) method"
+                f"{type(controller).__name__}.update returned {type(decision).__name__}, which "
+                "lacks part of safecontrol.contract.Decision (coef, slope_at, step_scale, ...)"
             )
         if entropy_controller is not None:
             entropy_coef = float(decisions[-1].coef)
-        previewing = config.use_step_scale and hasattr(decision, "step_scale")
+        previewing = (
+            config.use_step_scale
+            and decision is not None
+            and math.isfinite(decision.max_preview_kl)
+        )
 
         # Update: policy gradient on the batch, the KL penalty at each epoch's live KL.
         advantages = rewards - reward
@@ -240,7 +232,7 @@ def run(
             if previewing:
                 logp_new = log_softmax(theta + step)
                 preview_kl = float(np.einsum("ij,ij->", probs, logp - logp_new)) / n_ctx
-                scale = float(decision.step_scale(preview_kl))  # type: ignore[union-attr]
+                scale = float(decision.step_scale(preview_kl))
             theta = theta + scale * step
             if epoch == 0:
                 log["coef"][t], log["step_scale"][t] = coef, scale

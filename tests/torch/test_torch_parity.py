@@ -111,7 +111,7 @@ def _run(name, convert):
     controller = CONTROLLERS[name]()
     decisions = []
     for kl, entropy, reward in STREAM:
-        extra = {"n_steps": 32} if name == "AdaptiveKL" else {}
+        extra = {"n_steps": 32, "tokens_per_sequence": 1.0} if name == "AdaptiveKL" else {}
         d = controller.update(
             kl=convert(kl), entropy=convert(entropy), reward=convert(reward), **extra
         )
