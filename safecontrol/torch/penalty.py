@@ -3,14 +3,16 @@
 The published SAFE code turned the penalty into a Python float before adding it to the loss, so the
 gate, threshold and PID never reached the gradient (SPEC §2.1). Here the controller decides its
 coefficients from detached statistics, once per rollout batch, and ``kl_penalty`` applies them to
-the KL of the batch being optimised:
+the KL of the batch being optimised. Which formula applies is read from the decision's shape
+(``safecontrol.contract``), not its class, so a decision of your own controller works as ours do:
 
-    SafeDecision, mode "hinge" (default):  P = c · g · max(0, KL − τ)²        (SPEC §1.2)
-    SafeDecision, mode "coef":             P = β · KL,  β = dP/dKL at the predicted KL
-    CoefDecision (classic controllers):    P = β · KL
+    DeadBandDecision, mode "hinge" (default):  P = c · g · max(0, KL − τ)²      (SPEC §1.2)
+    DeadBandDecision, mode "coef":             P = β · KL,  β = dP/dKL at the predicted KL
+    any other Decision (classic controllers):  P = β · KL
 
-The hinge is exactly ``SafeDecision.loss_at`` (``safecontrol.penalty.dead_band_penalty``) and its
-derivative ``SafeDecision.slope_at``, evaluated on a tensor.
+A ``DeadBandDecision`` is any ``Decision`` with ``threshold`` τ, ``gate`` g and ``penalty_coef`` c
+(SAFE's ``SafeDecision``). The hinge is exactly its ``loss_at``
+(``safecontrol.penalty.dead_band_penalty``) and its derivative ``slope_at``, on a tensor.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .._validation import finite, non_negative, one_of
-from ..decision import CoefDecision, SafeDecision
+from ..contract import DeadBandDecision, Decision
 from .kl import masked_mean
 
 PENALTY_MODES = ("hinge", "coef")
@@ -26,7 +28,7 @@ PENALTY_MODES = ("hinge", "coef")
 
 def kl_penalty(
     kl: torch.Tensor,
-    decision: SafeDecision | CoefDecision,
+    decision: Decision,
     mask: torch.Tensor | None = None,
     mode: str | None = None,
 ) -> torch.Tensor:
@@ -35,10 +37,11 @@ def kl_penalty(
     Args:
         kl: the batch KL as a 0-d tensor, or per-token (or per-sequence) KL values that are
             reduced to the batch KL with ``masked_mean(kl, mask)``.
-        decision: the latest ``SafeDecision`` or ``CoefDecision`` of a controller.
+        decision: the latest decision of a controller: any ``safecontrol.contract.Decision``
+            (``CoefDecision``, ``SafeDecision`` or your own class with the same members).
         mask: bool or 0/1 weights of ``kl``'s shape, for per-token ``kl``; ``None`` averages all.
-        mode: ``"hinge"`` or ``"coef"`` for a ``SafeDecision`` (``None`` means ``"hinge"``); a
-            ``CoefDecision`` is always ``coef · KL`` (``None`` or ``"coef"``).
+        mode: ``"hinge"`` or ``"coef"`` for a ``DeadBandDecision`` (``None`` means ``"hinge"``);
+            any other decision is always ``coef · KL`` (``None`` or ``"coef"``).
 
     The KL fed to the controller and the KL penalised here should come from the same estimator
     and unit (per token, say): the threshold is in the controller's unit.
@@ -53,19 +56,24 @@ def kl_penalty(
         raise ValueError(f"mask must be None for a 0-d kl, got shape {tuple(mask.shape)}")
     batch_kl = kl if kl.dim() == 0 else masked_mean(kl, mask)
 
-    if isinstance(decision, CoefDecision):
-        if mode == "hinge":
-            raise ValueError("mode 'hinge' needs a SafeDecision (a CoefDecision has no threshold)")
-        return finite("decision.coef", decision.coef) * batch_kl
-    if not isinstance(decision, SafeDecision):
-        raise ValueError(
-            f"decision must be a SafeDecision or CoefDecision, got {type(decision).__name__}"
+    # The dead-band check first: a DeadBandDecision is also a Decision.
+    if isinstance(decision, DeadBandDecision):
+        if mode == "coef":
+            return non_negative("decision.coef", decision.coef) * batch_kl
+        threshold = finite("decision.threshold", decision.threshold)
+        scale = non_negative("decision.penalty_coef", decision.penalty_coef) * non_negative(
+            "decision.gate", decision.gate
         )
-    if mode == "coef":
-        return non_negative("decision.coef", decision.coef) * batch_kl
-    threshold = finite("decision.threshold", decision.threshold)
-    scale = non_negative("decision.penalty_coef", decision.penalty_coef) * non_negative(
-        "decision.gate", decision.gate
+        excess = torch.relu(batch_kl - threshold)
+        return scale * excess.square()
+    if isinstance(decision, Decision):
+        if mode == "hinge":
+            raise ValueError(
+                f"mode 'hinge' needs a dead-band decision (threshold, gate, penalty_coef: "
+                f"safecontrol.contract.DeadBandDecision); a {type(decision).__name__} has none"
+            )
+        return finite("decision.coef", decision.coef) * batch_kl
+    raise ValueError(
+        "decision must be a safecontrol.contract.Decision (coef, step, skipped, max_preview_kl, "
+        f"loss_at, slope_at, step_scale, as_dict), got {type(decision).__name__}"
     )
-    excess = torch.relu(batch_kl - threshold)
-    return scale * excess.square()

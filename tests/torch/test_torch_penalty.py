@@ -160,3 +160,79 @@ def test_penalty_rejects_bad_arguments():
         kl_penalty(0.5, _decision())
     with pytest.raises(ValueError, match=r"decision\.gate"):
         kl_penalty(kl, dataclasses.replace(_decision(), gate=float("nan")))
+
+
+# ---------------------------------------------------------------------- decisions by protocol
+class OwnCoefDecision:
+    """A third-party decision: the members of safecontrol.contract.Decision, no base class."""
+
+    def __init__(self, coef: float) -> None:
+        self.coef, self.step, self.skipped, self.max_preview_kl = coef, 3, 0, float("inf")
+
+    def loss_at(self, kl: float) -> float:
+        return self.coef * kl
+
+    def slope_at(self, kl: float) -> float:
+        return self.coef
+
+    def step_scale(self, preview_kl: float) -> float:
+        return 1.0
+
+    def as_dict(self) -> dict:
+        return {"coef": self.coef}
+
+
+class OwnDeadBandDecision(OwnCoefDecision):
+    """A third-party dead-band decision: also threshold, gate and penalty_coef."""
+
+    def __init__(self, coef: float, threshold: float, gate: float, penalty_coef: float) -> None:
+        super().__init__(coef)
+        self.threshold, self.gate, self.penalty_coef = threshold, gate, penalty_coef
+
+
+def test_a_third_party_decision_is_applied_as_coef_times_kl_bit_identically():
+    g = torch.Generator().manual_seed(1)
+    kl_tok = torch.rand(3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    for mode in (None, "coef"):
+        ours = kl_penalty(kl_tok, CoefDecision(coef=0.37), mask, mode=mode)
+        theirs = kl_penalty(kl_tok, OwnCoefDecision(0.37), mask, mode=mode)
+        assert theirs.item() == ours.item()
+        assert torch.equal(*(torch.autograd.grad(p, kl_tok)[0] for p in (ours, theirs)))
+
+
+def test_a_third_party_dead_band_decision_gets_the_hinge_bit_identically():
+    g = torch.Generator().manual_seed(2)
+    kl_tok = (0.2 + torch.rand(3, 5, generator=g, dtype=torch.float64)).requires_grad_(True)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    ours = _decision(threshold=0.4, gate=1.3, penalty_coef=0.7, coef=0.11)
+    theirs = OwnDeadBandDecision(coef=0.11, threshold=0.4, gate=1.3, penalty_coef=0.7)
+    for mode in (None, "hinge", "coef"):
+        a = kl_penalty(kl_tok, ours, mask, mode=mode)
+        b = kl_penalty(kl_tok, theirs, mask, mode=mode)
+        assert a.item() == b.item() and a.item() > 0
+        assert torch.equal(*(torch.autograd.grad(p, kl_tok)[0] for p in (a, b)))
+
+
+def test_the_hinge_is_the_documented_formula_bit_for_bit():
+    kl_tok = torch.tensor([[0.2, 0.9, 0.5], [0.7, 0.1, 0.3]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    d = _decision(threshold=0.3, gate=1.7, penalty_coef=0.1)
+    batch_kl = masked_mean(kl_tok, mask)
+    expected = (0.1 * 1.7) * torch.relu(batch_kl - 0.3).square()
+    assert kl_penalty(kl_tok, d, mask).item() == expected.item()
+    assert kl_penalty(kl_tok, d, mask, mode="coef").item() == (0.05 * batch_kl).item()
+    assert kl_penalty(kl_tok, CoefDecision(coef=0.2), mask).item() == (0.2 * batch_kl).item()
+
+
+def test_hinge_mode_on_a_decision_without_a_dead_band_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"hinge.*OwnCoefDecision has none"):
+        kl_penalty(_kl(0.5), OwnCoefDecision(0.1), mode="hinge")
+
+
+def test_an_object_missing_part_of_the_decision_contract_is_refused_naming_its_type():
+    class CoefOnly:
+        coef = 0.1
+
+    with pytest.raises(ValueError, match=r"safecontrol\.contract\.Decision.*CoefOnly"):
+        kl_penalty(_kl(0.5), CoefOnly())
