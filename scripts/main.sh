@@ -3,7 +3,7 @@
 # supervised pre-training; cached) and run SAFE on it with the reference trainer, then write the
 # report. Running it again resumes or re-reports the same run. Extra arguments go to `train`
 # (e.g. --set steps=50). The controller comparison on the surrogate plant is
-# `python -m safecontrol.demo`.
+# `python -m safecontrol.testing.demo`.
 set -euo pipefail
 source "$(dirname "$0")/_env.sh" "trainer"
 cd "$ROOT"

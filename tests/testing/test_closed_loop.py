@@ -19,6 +19,7 @@ from safecontrol import (
     PPOAdaptiveKL,
     SafeConfig,
     SafeController,
+    registry,
 )
 from safecontrol.testing import PATHOLOGIES, run, summarize_trajectory
 from safecontrol.testing import strategies as sst
@@ -126,8 +127,8 @@ def test_entropy_target_controller_prevents_the_collapse():
 
 @settings(max_examples=25)
 @given(sst.plant_configs(max_steps=25))
-def test_any_controller_on_any_small_plant_gives_finite_logs(config):
-    for controller in (None, FixedKL(0.1), PIDLagrangianKL(), SafeController()):
+def test_any_registered_controller_on_any_small_plant_gives_finite_logs(config):
+    for controller in (None, *(registry.make(name) for name in registry.names())):
         trajectory = run(controller, config)
         for name, values in trajectory.as_dict().items():
             if name not in ("threshold", "gate"):

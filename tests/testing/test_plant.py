@@ -1,4 +1,4 @@
-"""The surrogate plant: settings, determinism, the controller protocol, and the pathologies of
+"""The surrogate plant: settings, determinism, the controller contract, and the pathologies of
 SPEC §6 that each preset must reproduce (numbers checked on several seeds)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from safecontrol import FixedKL, SafeController
+from safecontrol import AdaptiveKL, FixedKL, SafeController
 from safecontrol.testing import (
     PATHOLOGIES,
     SPIKE_TOKEN,
@@ -146,37 +146,47 @@ def test_kl_and_entropy_gradients_match_finite_differences():
 
 
 class SpyDecision:
+    """A linear decision that records where it is read; ``scale`` set: it limits steps."""
+
     def __init__(self, coef: float, scale: float | None) -> None:
         self.coef, self.scale, self.slope_calls, self.preview_calls = coef, scale, [], []
+        self.step, self.skipped = 0, 0
+        self.max_preview_kl = math.inf if scale is None else 0.1
+
+    def loss_at(self, kl: float) -> float:
+        return self.coef * kl
 
     def slope_at(self, kl: float) -> float:
         self.slope_calls.append(kl)
         return self.coef
 
-
-class ScalingDecision(SpyDecision):
     def step_scale(self, preview_kl: float) -> float:
         self.preview_calls.append(preview_kl)
-        return self.scale
+        return 1.0 if self.scale is None else self.scale
+
+    def as_dict(self) -> dict:
+        return {"coef": self.coef}
 
 
 class SpyController:
-    """Records every update; optionally offers step_scale and accepts n_steps."""
+    """Records every update (the full contract signature) and returns a SpyDecision."""
+
+    kl_unit = "per_token"
 
     def __init__(self, coef: float = 0.1, scale: float | None = None) -> None:
         self.coef, self.scale, self.updates, self.decisions = coef, scale, [], []
 
-    def update(self, *, kl, entropy, reward):
-        self.updates.append({"kl": kl, "entropy": entropy, "reward": reward})
-        cls = SpyDecision if self.scale is None else ScalingDecision
-        self.decisions.append(cls(self.coef, self.scale))
-        return self.decisions[-1]
-
-
-class SpyWithSteps(SpyController):
-    def update(self, *, kl, entropy, reward, n_steps):
-        self.updates.append({"kl": kl, "n_steps": n_steps})
-        self.decisions.append(SpyDecision(self.coef, None))
+    def update(self, *, kl, entropy=None, reward=None, n_steps=None, tokens_per_sequence=None):
+        self.updates.append(
+            {
+                "kl": kl,
+                "entropy": entropy,
+                "reward": reward,
+                "n_steps": n_steps,
+                "tokens_per_sequence": tokens_per_sequence,
+            }
+        )
+        self.decisions.append(SpyDecision(self.coef, self.scale))
         return self.decisions[-1]
 
 
@@ -197,16 +207,29 @@ def test_controller_is_updated_once_per_batch_and_slope_read_at_each_epochs_live
     assert np.all(trajectory.coef == 0.1)
 
 
-def test_n_steps_is_passed_only_to_controllers_that_accept_it():
-    with_steps = SpyWithSteps()
-    run(with_steps, PlantConfig(steps=3, batch_size=16))
-    assert [u["n_steps"] for u in with_steps.updates] == [16, 16, 16]
-    plain = SpyController()
-    run(plain, PlantConfig(steps=3))  # would raise TypeError if n_steps were passed
-    assert len(plain.updates) == 3
+def test_every_controller_gets_the_batch_size_as_n_steps_and_one_token_per_sequence():
+    kl_spy, entropy_spy = SpyController(), SpyController(coef=0.0)
+    run(kl_spy, PlantConfig(steps=3, batch_size=16), entropy_controller=entropy_spy)
+    for spy in (kl_spy, entropy_spy):
+        assert [u["n_steps"] for u in spy.updates] == [16, 16, 16]
+        assert [u["tokens_per_sequence"] for u in spy.updates] == [1.0, 1.0, 1.0]
+    assert [u["kl"] for u in kl_spy.updates] == [u["kl"] for u in entropy_spy.updates]
 
 
-def test_step_scale_is_applied_when_the_decision_offers_it():
+def test_a_per_sequence_controller_sees_the_per_token_kl_of_one_token_completions():
+    # AdaptiveKL's target is per sequence; with one token per completion the plant's KL is both.
+    config = PATHOLOGIES["reward_hacking"].config.replace(steps=40)
+    trajectory = run(AdaptiveKL(init_coef=0.2, target=0.3), config)
+    reference = AdaptiveKL(init_coef=0.2, target=0.3)
+    for t in range(len(trajectory)):
+        reference.update(
+            kl=trajectory.kl_measured[t], n_steps=config.batch_size, tokens_per_sequence=1
+        )
+        assert trajectory.coef[t] == reference.decision.coef
+    assert trajectory.coef[-1] != trajectory.coef[0]
+
+
+def test_step_scale_is_applied_only_when_max_preview_kl_is_finite():
     scaled = SpyController(coef=0.0, scale=0.0)  # a zero scale freezes the policy
     trajectory = run(scaled, PlantConfig(steps=10, lr=5.0))
     assert np.all(trajectory.step_scale == 0.0)
@@ -214,6 +237,13 @@ def test_step_scale_is_applied_when_the_decision_offers_it():
     assert all(len(d.preview_calls) == 1 and d.preview_calls[0] > 0 for d in scaled.decisions)
     off = run(SpyController(coef=0.0, scale=0.0), PlantConfig(steps=10, use_step_scale=False))
     assert np.all(off.step_scale == 1.0) and off.kl[-1] > 0.0
+    # An infinite max_preview_kl: step_scale is never asked (no preview is computed).
+    unlimited = SpyController(coef=0.0, scale=None)
+    free = run(unlimited, PlantConfig(steps=10, lr=5.0))
+    assert all(d.preview_calls == [] for d in unlimited.decisions)
+    assert np.all(free.step_scale == 1.0) and free.kl[-1] > 0.0
+    fixed = run(FixedKL(0.0), PlantConfig(steps=10, lr=5.0))
+    np.testing.assert_array_equal(fixed.kl, free.kl)
 
 
 def test_the_penalty_reaches_the_policy():
@@ -224,7 +254,7 @@ def test_the_penalty_reaches_the_policy():
 
 def test_entropy_controller_coefficient_is_used_as_an_entropy_bonus():
     class Bonus:
-        def update(self, *, kl, entropy, reward, n_steps):
+        def update(self, *, kl, entropy=None, reward=None, n_steps=None, tokens_per_sequence=None):
             return type("D", (), {"coef": 0.5})()
 
     config = PATHOLOGIES["entropy_collapse"].config.replace(steps=150)
@@ -289,10 +319,10 @@ def test_late_crash_reward_climbs_then_crashes_and_stays_down(seed):
     assert int(np.argmax(rolling_mean(t.reward))) >= 40  # the peak comes late (54-121)
 
 
-def test_a_decision_without_slope_at_is_refused_clearly():
-    class Bare:
-        def update(self, *, kl, entropy, reward):
+def test_a_decision_without_the_contract_is_refused_naming_what_it_lacks():
+    class ReturnsAFloat:
+        def update(self, *, kl, entropy=None, reward=None, n_steps=None, tokens_per_sequence=None):
             return 0.1
 
-    with pytest.raises(TypeError, match="slope_at"):
-        run(Bare(), PlantConfig(steps=2))
+    with pytest.raises(TypeError, match=r"ReturnsAFloat\.update returned float.*slope_at"):
+        run(ReturnsAFloat(), PlantConfig(steps=2))

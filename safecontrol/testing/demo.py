@@ -1,6 +1,6 @@
 """The main job: every KL controller on the surrogate RLHF plant, side by side.
 
-    python -m safecontrol.demo [--seeds 5] [--steps 300] [--markdown]
+    python -m safecontrol.testing.demo [--seeds 5] [--steps 300] [--markdown]
 
 Each setting is one of ``safecontrol.testing.PATHOLOGIES`` (the plant settings that reproduce
 SPEC §6's pathologies); each controller runs on it with seeds 0..seeds−1, and the table reports
@@ -9,17 +9,20 @@ proxy reward the learner optimises, except "true fin", the true reward of the la
 shows reward hacking. KL and entropy are per token, in nats. Deterministic: the same arguments
 print the same table.
 
-Controllers, all with a KL budget of 0.3 nats per token where they take one (SAFE's base
-threshold; the plant's completions are one token long, so per-token and per-sequence KL coincide):
-no penalty; ``FixedKL(0.05)`` (SPEC §6's coefficient); ``AdaptiveKL(0.2, target=0.3)`` (Ziegler's
-horizon 10000, ``n_steps`` = batch size); ``PPOAdaptiveKL(0.2, target=0.3)`` (the PPO paper's
-×2/÷2 rule applied to the KL to the reference); ``PIDLagrangianKL(target=0.3)``;
-``SafeController()`` with the published defaults.
+Controllers: "no penalty", then every name of ``safecontrol.registry`` (a controller registered
+at run time appears with no other edit), each made with ``registry.make(name,
+**DEMO_SETTINGS.get(name, {}))``. The demo's settings give a KL budget of 0.3 nats per token where
+a controller takes one (SAFE's base threshold; the plant's completions are one token long, so
+per-token and per-sequence KL coincide): ``fixed-kl`` β = 0.05 (SPEC §6's coefficient);
+``adaptive-kl`` init 0.2, target 0.3 (Ziegler's horizon 10000, ``n_steps`` = batch size);
+``schulman-kl`` init 0.2, target 0.3 (the PPO paper's ×2/÷2 rule applied to the KL to the
+reference); ``pid-lagrangian-kl`` target 0.3; ``safe`` with the published defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,25 +31,36 @@ from typing import Any
 
 import numpy as np
 
-from .classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
-from .pid_lagrangian import PIDLagrangianKL
-from .safe import SafeController
-from .testing.config import PlantConfig
-from .testing.metrics import summarize_trajectory
-from .testing.pathologies import PATHOLOGIES
-from .testing.plant import run
+from .. import registry
+from ..contract import Controller
+from .config import PlantConfig
+from .metrics import summarize_trajectory
+from .pathologies import PATHOLOGIES
+from .plant import run
 
 KL_BUDGET = 0.3
 """Nats per token: the classic controllers' target, SAFE's base threshold."""
 
-CONTROLLERS: dict[str, Callable[[], Any]] = {
-    "no penalty": lambda: None,
-    "FixedKL(0.05)": lambda: FixedKL(0.05),
-    "AdaptiveKL": lambda: AdaptiveKL(init_coef=0.2, target=KL_BUDGET),
-    "PPOAdaptiveKL": lambda: PPOAdaptiveKL(init_coef=0.2, target=KL_BUDGET),
-    "PIDLagrangianKL": lambda: PIDLagrangianKL(target=KL_BUDGET),
-    "SafeController": SafeController,
+NO_PENALTY = "no penalty"
+"""The baseline without a KL penalty (listed first)."""
+
+DEMO_SETTINGS: dict[str, dict[str, Any]] = {
+    "fixed-kl": {"coef": 0.05},
+    "adaptive-kl": {"init_coef": 0.2, "target": KL_BUDGET},
+    "schulman-kl": {"init_coef": 0.2, "target": KL_BUDGET},
+    "pid-lagrangian-kl": {"target": KL_BUDGET},
 }
+"""Settings that differ from a registered controller's defaults, by registry name (optional:
+a controller without an entry runs with its registered defaults)."""
+
+
+def controllers() -> dict[str, Callable[[], Controller | None]]:
+    """Name → factory: "no penalty", then every registered controller (read at call time)."""
+    out: dict[str, Callable[[], Controller | None]] = {NO_PENALTY: lambda: None}
+    for name in registry.names():
+        out[name] = functools.partial(registry.make, name, **DEMO_SETTINGS.get(name, {}))
+    return out
+
 
 COLUMNS = (
     ("reward avg", "reward_mean", "{:.3f}"),
@@ -71,14 +85,19 @@ class Row:
 
 
 def evaluate(setting: str, controller: str, seeds: int, steps: int | None = None) -> dict[str, Any]:
-    """SPEC §5's measures of one controller on one setting, over seeds 0..seeds−1."""
+    """SPEC §5's measures of one controller (a name of ``controllers()``) on one setting, over
+    seeds 0..seeds−1."""
     pathology = PATHOLOGIES[setting]
+    factories = controllers()
+    if controller not in factories:
+        raise ValueError(f"unknown controller {controller!r}; choose from {list(factories)}")
+    make = factories[controller]
     per_seed: list[dict[str, Any]] = []
     for seed in range(seeds):
         changes: dict[str, Any] = {"seed": seed}
         if steps is not None:
             changes["steps"] = steps
-        trajectory = run(CONTROLLERS[controller](), pathology.config.replace(**changes))
+        trajectory = run(make(), pathology.config.replace(**changes))
         metrics = summarize_trajectory(trajectory, kl_limit=KL_BUDGET).as_dict()
         metrics["true_final"] = float(trajectory.true_reward[-10:].mean())
         metrics["spike_final"] = float(trajectory.spike_fraction[-10:].mean())
@@ -101,7 +120,7 @@ def table(
     return [
         Row(setting, controller, evaluate(setting, controller, seeds, steps))
         for setting in names
-        for controller in CONTROLLERS
+        for controller in controllers()
     ]
 
 
@@ -147,7 +166,7 @@ def settings_changed(config: PlantConfig) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m safecontrol.demo",
+        prog="python -m safecontrol.testing.demo",
         description="Every KL controller on the surrogate RLHF plant (safecontrol.testing).",
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeds per run (default 5)")
