@@ -25,6 +25,9 @@ from stability_report import (
     load_runs,
 )
 
+KL_TARGET_PER_TOKEN = 0.3
+"""The per-token KL target of PID-Lagrangian (and, × 16 tokens, of Ziegler) in the sweep."""
+
 
 def band(curves: np.ndarray, seed: int = 0, resamples: int = 2000) -> tuple[np.ndarray, ...]:
     """Per-step mean and 95% percentile-bootstrap band over seeds (rows) of ``curves``."""
@@ -79,7 +82,7 @@ def plot(runs: dict[tuple[str, str], dict[int, Any]], out_dir: Path) -> list[Pat
             any_config = next(iter(runs[(regime, variants[0])].values()))["config"]
             if not suffix:
                 axes[1].axhline(
-                    any_config["kl_target"],
+                    KL_TARGET_PER_TOKEN,
                     ls=":",
                     color="grey",
                     label="PID-Lagrangian / Ziegler target",
