@@ -36,17 +36,22 @@ REGIMES: dict[str, dict[str, Any]] = {
     "stress": {"lr": 1e-2},
 }
 ALGORITHMS: dict[str, dict[str, Any]] = {
-    "ppo": {"algo": "ppo"},
-    "ppo-adaptive-kl": {"algo": "ppo-adaptive-kl"},
-    "ppo-pid-lagrangian": {"algo": "ppo-pid-lagrangian"},
+    "ppo": {"algo": "fixed-kl", "controller_settings": {"coef": 0.05}},
+    # Ziegler's controller as the published sweep ran it: β0 = 0.05, target 0.3 nats per token ×
+    # 16 tokens per sequence.
+    "ppo-adaptive-kl": {
+        "algo": "adaptive-kl",
+        "controller_settings": {"init_coef": 0.05, "target": 4.8, "horizon": 10000},
+    },
+    "ppo-pid-lagrangian": {"algo": "pid-lagrangian-kl", "controller_settings": {"target": 0.3}},
     "safe": {"algo": "safe"},
 }
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "safe-no-gate": {"algo": "safe", "safe_overrides": {"use_gate": False}},
-    "safe-no-pid": {"algo": "safe", "safe_overrides": {"use_pid": False}},
-    "safe-no-phase": {"algo": "safe", "safe_overrides": {"use_phase": False}},
+    "safe-no-gate": {"algo": "safe", "controller_settings": {"use_gate": False}},
+    "safe-no-pid": {"algo": "safe", "controller_settings": {"use_pid": False}},
+    "safe-no-phase": {"algo": "safe", "controller_settings": {"use_phase": False}},
     "safe-single-critic": {"algo": "safe", "critic_heads": 1},
-    "safe-published": {"algo": "safe", "safe_penalty_mode": "detached", "safe_preview": False},
+    "safe-published": {"algo": "safe", "penalty_mode": "detached", "preview_steps": False},
 }
 ABLATION_REGIME = "stress"
 
@@ -213,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     plan = QUICK if args.quick else FULL
     runs_dir = Path(args.runs)
-    from stability_render import write_report  # benchmarks/ is sys.path[0]
+    from benchmarks.stability_render import write_report
 
     try:
         if not args.report_only:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from .config import (
-    ALGORITHMS,
     PrepareConfig,
     TrainConfig,
     build,
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--config", help="a JSON file of config fields")
         sub.add_argument("--no-progress", action="store_true")
         if name == "train":
-            sub.add_argument("--algo", choices=ALGORITHMS)
+            sub.add_argument("--algo", help="a registered controller (listed below)")
             sub.add_argument("--model", help="local path or Hub name of a causal LM")
             sub.add_argument(
                 "--reward-model", help="local path or Hub name of a sequence-classification reward"

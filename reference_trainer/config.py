@@ -14,9 +14,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from safecontrol import registry
 from safecontrol._docs import field_docs
 
-ALGORITHMS = ("safe", "ppo", "ppo-adaptive-kl", "ppo-pid-lagrangian")
+RENAMED_ALGORITHMS = {
+    "ppo": "fixed-kl",
+    "ppo-adaptive-kl": "adaptive-kl",
+    "ppo-pid-lagrangian": "pid-lagrangian-kl",
+}
+"""Names the trainer used before its controllers came from ``safecontrol.registry``."""
+PENALTY_MODES = ("hinge", "coef", "detached")
 
 C = TypeVar("C")
 
@@ -102,7 +109,7 @@ class TrainConfig:
     """One RL fine-tuning run (CleanRL-style: every knob a practitioner looks at)."""
 
     algo: str = "safe"
-    """"safe", "ppo" (fixed β), "ppo-adaptive-kl" (Ziegler) or "ppo-pid-lagrangian" (Stooke)."""
+    """The KL controller: a name registered in ``safecontrol.registry`` (listed below)."""
     run_dir: str = "runs/default"
     """The run's directory: config.json, metrics.jsonl, samples.jsonl, checkpoint.pt; locked
     while a trainer uses it, and never written when it holds files that are not a run."""
@@ -153,20 +160,17 @@ class TrainConfig:
     """Target-critic update rate; the target critic supplies the values behind GAE targets."""
     kl_estimator: str = "k3"
     """Per-token estimator of the live KL in the loss and of the controller's measurement."""
-    kl_coef: float = 0.05
-    """β of "ppo", and the initial β of the adaptive controllers."""
-    kl_target: float = 0.3
-    """Per-token KL target of "ppo-pid-lagrangian"; × max_new_tokens is Ziegler's per-sequence
-    target for "ppo-adaptive-kl"."""
-    kl_horizon: int = 10000
-    """Ziegler's horizon in episodes."""
-    safe_penalty_mode: str = "hinge"
-    """"hinge": SAFE's dead-band penalty on the live KL; "coef": decision.coef × live KL;
-    "detached": the published code's float penalty, which never reaches the gradient."""
-    safe_preview: bool = True
-    """Scale each SAFE optimizer step so its KL to the pre-step policy stays <= max_preview_kl."""
-    safe_overrides: dict[str, Any] = field(default_factory=dict)
-    """SafeConfig fields to change, e.g. {"use_gate": false}."""
+    controller_settings: dict[str, Any] = field(default_factory=dict)
+    """Settings of the controller, e.g. {"coef": 0.1} for fixed-kl or {"use_gate": false} for
+    safe (defaults: its registration; see below). A controller with a ``kl_estimator`` setting
+    gets this run's."""
+    penalty_mode: str = "hinge"
+    """For a dead-band decision (SAFE's): "hinge" applies c·g·max(0, KL − τ)² to the live KL;
+    "coef" decision.coef × live KL; "detached" the published code's float penalty, which never
+    reaches the gradient. Other decisions always apply coef × live KL."""
+    preview_steps: bool = True
+    """When the controller limits a step (a finite ``max_preview_kl``, SAFE), scale each
+    optimizer step so its KL to the pre-step policy stays within the limit."""
     seed: int = 0
     """Seeds prompts, sampling and initial critics; a run is bit-identical for a seed."""
     threads: int = 2
@@ -183,8 +187,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_field_types(self)
-        if self.algo not in ALGORITHMS:
-            raise ValueError(f"algo must be one of {ALGORITHMS}, got {self.algo!r}")
+        if self.algo in RENAMED_ALGORITHMS:
+            raise ValueError(
+                f"algo {self.algo!r} is now called {RENAMED_ALGORITHMS[self.algo]!r} "
+                f"(controllers come from safecontrol.registry: {list(registry.names())})"
+            )
+        registry.registration(self.algo)  # an unknown name lists the registered ones
         _check_positive_ints(
             self,
             (
@@ -192,7 +200,6 @@ class TrainConfig:
                 "batch_size",
                 "max_new_tokens",
                 "ppo_epochs",
-                "kl_horizon",
                 "threads",
                 "checkpoint_every",
                 "sample_every",
@@ -209,12 +216,10 @@ class TrainConfig:
                 "max_grad_norm",
                 "critic_max_grad_norm",
                 "soft_min_alpha",
-                "kl_target",
             ),
         )
         for name in (
             "ent_coef",
-            "kl_coef",
             "min_new_tokens",
             "lora_rank",
             "critic_heads",
@@ -233,35 +238,32 @@ class TrainConfig:
                 raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
         if self.kl_estimator not in ("k1", "k2", "k3"):
             raise ValueError(f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
-        if self.safe_penalty_mode not in ("hinge", "coef", "detached"):
+        if self.penalty_mode not in PENALTY_MODES:
             raise ValueError(
-                f"safe_penalty_mode must be hinge, coef or detached, got {self.safe_penalty_mode!r}"
+                f"penalty_mode must be one of {PENALTY_MODES}, got {self.penalty_mode!r}"
             )
-        if self.safe_overrides and self.algo != "safe":
-            raise ValueError(
-                f"safe_overrides {self.safe_overrides!r} only apply to algo 'safe', "
-                f"got algo {self.algo!r}"
-            )
-        self.safe_config()  # SAFE's settings are checked now, before anything is written
+        self.make_controller()  # the controller's settings are checked now, before any write
 
-    def safe_config(self) -> Any:
-        """The ``SafeConfig`` of this run: ``kl_estimator`` plus ``safe_overrides``."""
-        from safecontrol import SafeConfig
+    def controller_kwargs(self) -> dict[str, Any]:
+        """``controller_settings``, plus this run's ``kl_estimator`` for a controller that has
+        such a setting (a contradicting one is an error)."""
+        registration = registry.registration(self.algo)
+        settings = dict(self.controller_settings)
+        if "kl_estimator" in registration.defaults():
+            given = settings.setdefault("kl_estimator", self.kl_estimator)
+            if given != self.kl_estimator:
+                raise ValueError(
+                    f"controller_settings kl_estimator={given!r} contradicts "
+                    f"kl_estimator={self.kl_estimator!r}; set kl_estimator alone"
+                )
+        return settings
 
-        known = {f.name for f in fields(SafeConfig)}
-        unknown = sorted(set(self.safe_overrides) - known)
-        if unknown:
-            raise ValueError(f"safe_overrides: unknown SafeConfig fields {unknown}")
-        overridden = self.safe_overrides.get("kl_estimator", self.kl_estimator)
-        if overridden != self.kl_estimator:
-            raise ValueError(
-                f"safe_overrides kl_estimator={overridden!r} contradicts "
-                f"kl_estimator={self.kl_estimator!r}; set kl_estimator alone"
-            )
+    def make_controller(self) -> Any:
+        """A fresh controller of this run (``safecontrol.contract.Controller``)."""
         try:
-            return SafeConfig(**{**self.safe_overrides, "kl_estimator": self.kl_estimator})
+            return registry.make(self.algo, **self.controller_kwargs())
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"safe_overrides: {exc}") from exc
+            raise ValueError(f"controller_settings of {self.algo!r}: {exc}") from exc
 
     @property
     def n_critic_heads(self) -> int:
@@ -276,6 +278,13 @@ def describe_fields(cls: type) -> str:
     for f in fields(cls):
         lines.append(f"  {f.name} = {json.dumps(defaults[f.name])}")
         lines.append(f"      {docs.get(f.name, '(undocumented)')}")
+    if cls is TrainConfig:
+        lines.append("\nControllers (--algo NAME, --set controller_settings='{...}'):")
+        for name in registry.names():
+            registration = registry.registration(name)
+            lines.append(f"  {name}: {registration.summary}")
+            for key, value in registration.defaults().items():
+                lines.append(f"      {key} = {value!r}: {registration.docs[key]}")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """``report``: plots and the SPEC §5 summary of a run directory.
 
 Writes ``report/summary.json``, ``report/summary.md`` and PNG plots: reward, KL against the
-threshold (SAFE) or target, entropy against SAFE's entropy floor, the KL coefficient, value loss.
+threshold (SAFE) or target, entropy against the controller's entropy floor (if it has one), the
+KL coefficient, value loss.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from safecontrol import SafeConfig
+from safecontrol import registry
 from safecontrol.testing.metrics import summarize
 
 from .run_files import read_json, read_step_records, write_json_atomic
@@ -33,11 +34,25 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+DEFAULT_KL_BUDGET = 0.3
+"""Nats per token (SAFE's base threshold): the budget a run is judged against when its
+controller has no per-token target of its own."""
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The controller's settings in this run: its registration's defaults, then the run's."""
+    defaults = registry.registration(config["algo"]).defaults()
+    return {**defaults, **config.get("controller_settings", {})}
+
+
 def kl_limit(config: dict[str, Any], rows: list[dict[str, Any]]) -> np.ndarray | float:
-    """Per-step SAFE threshold, or the per-token target of the other algorithms."""
-    if config.get("algo") == "safe":
+    """The per-step threshold of a dead-band controller (logged), else the controller's own
+    per-token ``target``, else ``DEFAULT_KL_BUDGET``."""
+    if rows and "threshold" in rows[0]:
         return np.array([r["threshold"] for r in rows])
-    return float(config.get("kl_target", 0.3))
+    per_token = registry.make(config["algo"]).kl_unit == "per_token"
+    target = _settings(config).get("target")
+    return float(target) if per_token and target is not None else DEFAULT_KL_BUDGET
 
 
 def summary(run_dir: Path) -> dict[str, Any]:
@@ -71,7 +86,7 @@ def plot(run_dir: Path, out_dir: Path) -> list[Path]:
     def series(key: str) -> np.ndarray:
         return np.array([r[key] for r in rows], dtype=float)
 
-    floor = SafeConfig(**config.get("safe_overrides", {})).entropy_floor
+    floor = _settings(config).get("entropy_floor")
     panels = {
         "reward.png": ("reward", [("reward mean", series("reward_mean"))]),
         "kl.png": (
@@ -84,7 +99,8 @@ def plot(run_dir: Path, out_dir: Path) -> list[Path]:
         ),
         "entropy.png": (
             "entropy (nats)",
-            [("entropy", series("entropy")), ("SAFE entropy floor", np.full(steps.shape, floor))],
+            [("entropy", series("entropy"))]
+            + ([] if floor is None else [("entropy floor", np.full(steps.shape, floor))]),
         ),
         "coef.png": ("KL coefficient β", [("coef", series("coef"))]),
         "value_loss.png": ("value loss", [("value loss", series("value_loss"))]),

@@ -24,7 +24,7 @@ from .run_lock import LOCK_NAME, RunLock
 
 RESUMABLE_CHANGES = ("steps", "run_dir")
 """Config keys a resumed run may change: more steps, and where the directory now lives."""
-OWN_KEYS = frozenset({"algo", "run_dir", "kl_estimator", "safe_overrides"})
+OWN_KEYS = frozenset({"algo", "run_dir", "kl_estimator", "seed"})
 """Keys that mark a ``config.json`` as one of ours (every version of TrainConfig has them)."""
 
 

@@ -29,7 +29,7 @@ from safecontrol.torch import (
 )
 
 from .config import TrainConfig, as_dict
-from .kl_control import kl_loss, make_controller, update_controller
+from .kl_control import kl_loss, update_controller
 from .models import frozen_reference, load_policy, make_critics
 from .ppo import clipped_policy_loss, exact_kl_per_token, gae, whiten
 from .prepare import is_prepared
@@ -102,7 +102,7 @@ class Trainer:
             policy = torch.nn.parallel.DistributedDataParallel(policy)
             critic = torch.nn.parallel.DistributedDataParallel(critic)
         self.policy, self.critic = policy, critic
-        self.controller = make_controller(config)
+        self.controller = config.make_controller()
         self.decision = self.controller.decision
         self.reward_fn = reward_fn or make_reward(config.reward, config.reward_label)
         self.prompt_sampler = np.random.default_rng(config.seed)
@@ -156,13 +156,12 @@ class Trainer:
         extra = global_means(
             kl_k1=(k1_tokens, mask),
             kl_k3=(k3_tokens, mask),
-            kl_per_sequence=(k1_tokens * mask).sum(-1),
             reward_sq=scores**2,
             response_length=mask.sum(-1).float(),
         )
         lap("forward")  # the statistics above are measurement, not control
         self.decision = update_controller(
-            self.controller, c, stats, extra["kl_per_sequence"], c.batch_size
+            self.controller, stats, c.batch_size, extra["response_length"]
         )
         self._check_ranks_agree(self.decision)
         lap("controller")
@@ -288,14 +287,15 @@ class Trainer:
             return self._forward(_module(self.policy), rollout)
 
     def _policy_step(self, rollout: Rollout, before: ForwardResult) -> tuple[float, float | None]:
-        """Optimizer step; for SAFE with preview, shrink it so KL(before ‖ after) ≤ the limit.
+        """Optimizer step; when the decision limits steps (SAFE's preview), shrink it so that
+        KL(before ‖ after) ≤ ``decision.max_preview_kl``.
 
         Returns (step scale, preview KL in nats/token or None without preview). The preview KL is
         the exact KL between the two policies' next-token distributions, averaged over the
         sampled response tokens (``exact_kl_per_token``).
         """
         c = self.config
-        if not (c.algo == "safe" and c.safe_preview):
+        if not (c.preview_steps and math.isfinite(self.decision.max_preview_kl)):
             self.policy_optimizer.step()
             return 1.0, None
         saved = [p.detach().clone() for p in self.policy_params]

@@ -46,7 +46,7 @@ def test_preview_reads_the_exact_kl_of_the_step_from_before_to_after(tmp_path):
         min_new_tokens=2,
         threads=1,
         lr=0.3,  # a big step, where KL(before‖after) and KL(after‖before) part
-        safe_overrides={"max_preview_kl": 1e9},  # measure, never shrink
+        controller_settings={"max_preview_kl": 1e9},  # measure, never shrink
     )
     trainer = Trainer(config)
     torch.manual_seed(0)

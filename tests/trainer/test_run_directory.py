@@ -23,6 +23,7 @@ from reference_trainer.__main__ import main  # noqa: E402
 from reference_trainer.config import TrainConfig, build  # noqa: E402
 from reference_trainer.report import summary  # noqa: E402
 from reference_trainer.train import NonFiniteTraining, train  # noqa: E402
+from safecontrol import registry  # noqa: E402
 
 SMALL = {
     "steps": "2",
@@ -116,7 +117,7 @@ def test_report_refuses_a_metrics_log_written_by_two_processes(tiny, tmp_path):
 
 
 # ------------------------------------------------------------------ item 2: non-finite training
-@pytest.mark.parametrize("algo", ["ppo", "ppo-adaptive-kl", "ppo-pid-lagrangian", "safe"])
+@pytest.mark.parametrize("algo", registry.names())
 def test_non_finite_weights_stop_the_run_and_are_never_checkpointed(tiny, tmp_path, algo):
     run_dir = tmp_path / "run"
     with pytest.raises(NonFiniteTraining, match=r"step 1: the .* (is nan|is inf|non-finite)"):
@@ -145,7 +146,8 @@ def test_a_non_finite_loss_keeps_the_last_good_checkpoint(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "key, value", [("ent_coef", "nan"), ("kl_coef", "nan"), ("lr", "inf"), ("seed", "-1")]
+    "key, value",
+    [("ent_coef", "nan"), ("clip_range", "nan"), ("lr", "inf"), ("seed", "-1"), ("gamma", "nan")],
 )
 def test_non_finite_or_negative_settings_are_named_before_anything_is_written(
     tiny, tmp_path, capsys, key, value
@@ -198,18 +200,28 @@ def test_a_reward_function_that_never_returns_times_out(tiny, tmp_path):
     assert time.monotonic() - start < 60
 
 
-def test_safe_overrides_may_not_contradict_top_level_settings():
+def test_controller_settings_may_not_contradict_top_level_settings():
     with pytest.raises(ValueError, match="kl_estimator"):
-        TrainConfig(kl_estimator="k3", safe_overrides={"kl_estimator": "k1"})
-    with pytest.raises(ValueError, match="only apply to algo 'safe'"):
-        TrainConfig(algo="ppo", safe_overrides={"use_gate": False})
+        TrainConfig(kl_estimator="k3", controller_settings={"kl_estimator": "k1"})
+    with pytest.raises(ValueError, match=r"unknown settings \['use_gate'\]"):
+        TrainConfig(algo="fixed-kl", controller_settings={"use_gate": False})
+    with pytest.raises(ValueError, match="'ppo' is now called 'fixed-kl'"):
+        TrainConfig(algo="ppo")
+    with pytest.raises(ValueError, match=r"unknown controller 'reinforce'.*'safe'"):
+        TrainConfig(algo="reinforce")
 
 
-def test_safe_settings_are_validated_when_the_config_is_built(tiny, tmp_path, capsys):
+def test_controller_settings_are_validated_when_the_config_is_built(tiny, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    code = main(cli(tiny, run_dir, "--set", 'safe_overrides={"use_gate": "false"}'))
+    code = main(cli(tiny, run_dir, "--set", 'controller_settings={"use_gate": "false"}'))
     assert code == 2
     assert "use_gate" in capsys.readouterr().err
+    assert not run_dir.exists()
+    code = main(
+        cli(tiny, run_dir, "--algo", "fixed-kl", "--set", 'controller_settings={"coef": -1}')
+    )
+    assert code == 2
+    assert "coef" in capsys.readouterr().err
     assert not run_dir.exists()
 
 
