@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stability_report import (
+
+from benchmarks.stability_report import (
     ABLATION_METRICS,
     ALPHA,
     FULL_SAFE,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from intervals import bootstrap_mean_ci
+
+from benchmarks.intervals import bootstrap_mean_ci
 
 ALPHA = 0.05
 N_RESAMPLES = 10_000

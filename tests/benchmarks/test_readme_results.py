@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from helpers import load_benchmark
 
-readme_results = load_benchmark("readme_results")
+from benchmarks import readme_results
 
 
 def test_readme_results_match_the_committed_results_files() -> None:
-    # Fails when a results file changed without `python benchmarks/readme_results.py`.
+    # Fails when a results file changed without `python -m benchmarks.readme_results`.
     assert readme_results.main(["--check"]) == 0
 
 

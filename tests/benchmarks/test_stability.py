@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_benchmark
 
-report = load_benchmark("stability_report")
-render = load_benchmark("stability_render")
-stability = load_benchmark("stability")
+from benchmarks import stability
+from benchmarks import stability_render as render
+from benchmarks import stability_report as report
+
 SCRIPT = Path(stability.__file__)
 
 
