@@ -1,7 +1,11 @@
 """Microseconds per ``update`` of every controller, and its share of a reference-trainer step.
 
-Each controller is fed the same seeded stream of host floats (per-token KL, entropy, reward, as a
-trainer hands them over once per rollout batch); after a warm-up, ``--repeats`` blocks of
+Controllers: every name of ``safecontrol.registry`` with its registered defaults (a controller
+registered at run time is timed with no other edit), then SAFE with scale-invariant phases, the
+entropy-bonus controller and two PIDs. Each is fed the same seeded stream of host floats
+(per-token KL, entropy, reward, as a trainer hands them over once per rollout batch) through the
+contract's one ``update`` signature, with the reference trainer's batch shape (``n_steps`` 32
+sequences of ``tokens_per_sequence`` 16 tokens); after a warm-up, ``--repeats`` blocks of
 ``--block`` updates are timed with ``time.perf_counter_ns``; the median and p90 over blocks of the
 per-update time are reported. Peers: safecontrol's ``PID`` alone, and the PID of the
 ``simple-pid`` package with the same gains, setpoint and output limits as SAFE's threshold PID
@@ -12,8 +16,8 @@ trainer (``benchmarks/results/trainer_speed.json``, its "ppo" total: the smaller
 the two, so the larger share). One update per rollout batch. Goals: ``SafeController.update``
 ≤ 20 µs on this machine and < 0.1% of a trainer step.
 
-    python benchmarks/overhead.py               # writes benchmarks/results/overhead.{json,md}
-    python benchmarks/overhead.py --quick --out /tmp/overhead
+    python -m benchmarks.overhead               # writes benchmarks/results/overhead.{json,md}
+    python -m benchmarks.overhead --quick --out /tmp/overhead
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from typing import Any
 import numpy as np
 
 import safecontrol as sc
+from safecontrol import registry
 
+SAFE = "safe"
+"""The registry name of the controller the goals are about."""
+N_STEPS = 32
+"""Sequences per rollout batch (the reference trainer's ``batch_size``)."""
+TOKENS_PER_SEQUENCE = 16.0
+"""Mean response length (the reference trainer's ``max_new_tokens``)."""
 GOAL_US = 20.0
 GOAL_SHARE = 0.001
 THRESHOLD_PID = {"kp": 0.3, "ki": 0.01, "kd": 0.05, "setpoint": -0.001, "limits": (-0.2, 0.3)}
@@ -52,14 +63,16 @@ def stream(n: int, seed: int = 0) -> list[tuple[float, float, float]]:
 
 
 def controllers() -> dict[str, Callable[[], Update]]:
-    """Factories of one ``update(kl, entropy, reward)`` closure per benchmarked controller."""
+    """Factories of one ``update(kl, entropy, reward)`` closure per benchmarked controller: every
+    registered one (read at call time), then the peers."""
 
-    def keywords(controller: Any) -> Update:
-        return lambda k, h, r: controller.update(kl=k, entropy=h, reward=r)
+    def contract(controller: Any) -> Update:
+        return lambda k, h, r: controller.update(
+            kl=k, entropy=h, reward=r, n_steps=N_STEPS, tokens_per_sequence=TOKENS_PER_SEQUENCE
+        )
 
-    def ziegler() -> Update:
-        controller = sc.AdaptiveKL()
-        return lambda k, h, r: controller.update(kl=k, n_steps=32)
+    def registered(name: str) -> Callable[[], Update]:
+        return lambda: contract(registry.make(name))
 
     def our_pid() -> Update:
         p = THRESHOLD_PID
@@ -80,19 +93,18 @@ def controllers() -> dict[str, Callable[[], Update]]:
         )
         return lambda k, h, r: pid(-r, dt=1.0)
 
-    return {
-        "FixedKL": lambda: keywords(sc.FixedKL(0.05)),
-        "AdaptiveKL": ziegler,
-        "PPOAdaptiveKL": lambda: keywords(sc.PPOAdaptiveKL()),
-        "PIDLagrangianKL": lambda: keywords(sc.PIDLagrangianKL(target=0.3)),
-        "EntropyTargetController": lambda: keywords(sc.EntropyTargetController(target=3.5)),
-        "SafeController": lambda: keywords(sc.SafeController()),
-        "SafeController (scale-invariant phases)": lambda: keywords(
-            sc.SafeController(sc.SafeConfig(phase_mode="scale_invariant"))
-        ),
-        "safecontrol.PID": our_pid,
-        "simple_pid.PID (peer)": simple_pid,
-    }
+    factories = {name: registered(name) for name in registry.names()}
+    factories.update(
+        {
+            "safe (scale-invariant phases)": lambda: contract(
+                registry.make(SAFE, phase_mode="scale_invariant")
+            ),
+            "EntropyTargetController": lambda: contract(sc.EntropyTargetController(target=3.5)),
+            "safecontrol.PID": our_pid,
+            "simple_pid.PID (peer)": simple_pid,
+        }
+    )
+    return factories
 
 
 def time_updates(
@@ -125,7 +137,7 @@ def time_updates(
 def trainer_step_seconds(results_dir: Path) -> tuple[float | None, str]:
     path = results_dir / "trainer_speed.json"
     if not path.is_file():
-        return None, f"{path} missing: run benchmarks/trainer_speed.py"
+        return None, f"{path} missing: run python -m benchmarks.trainer_speed"
     speed = json.loads(path.read_text())
     return speed["results"]["ppo"]["total"], f"{path.name}: {speed['meta']['command']}"
 
@@ -146,10 +158,10 @@ def measure(block: int, repeats: int, warmup: int, results_dir: Path) -> dict[st
             "max_us": max(times),
             "share_of_step": None if step is None else median / (step * 1e6),
         }
-    safe = rows["SafeController"]
+    safe = rows[SAFE]
     return {
         "meta": {
-            "command": "python benchmarks/overhead.py",
+            "command": "python -m benchmarks.overhead",
             "date": time.strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, numpy {np.__version__}",
@@ -205,7 +217,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m benchmarks.overhead",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="a few tiny blocks (CI smoke test)")
     parser.add_argument("--block", type=int, default=2000, help="updates per timed block")

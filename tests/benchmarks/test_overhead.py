@@ -1,4 +1,5 @@
-"""benchmarks/overhead.py: every controller and the simple-pid peer are timed."""
+"""``python -m benchmarks.overhead``: every registered controller and the simple-pid peer are
+timed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import load_benchmark
 
-overhead = load_benchmark("overhead")
+from benchmarks import overhead
+from safecontrol import registry
+
+ROOT = Path(overhead.__file__).resolve().parents[1]
 
 
 def test_our_pid_and_the_simple_pid_peer_compute_the_same_outputs() -> None:
@@ -21,15 +24,21 @@ def test_our_pid_and_the_simple_pid_peer_compute_the_same_outputs() -> None:
         assert ours(k, h, r) == pytest.approx(peer(k, h, r), abs=1e-12)
 
 
+def test_every_registered_controller_is_timed_first_then_the_peers() -> None:
+    names = list(overhead.controllers())
+    assert names[: len(registry.names())] == list(registry.names())
+    assert {"safecontrol.PID", "simple_pid.PID (peer)"} <= set(names)
+
+
 def test_quick_run_writes_every_controller_with_a_share_of_the_trainer_step(
     tmp_path: Path,
 ) -> None:
-    script = Path(overhead.__file__)
     done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.overhead", "--quick", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "overhead.json").read_text())
@@ -38,15 +47,29 @@ def test_quick_run_writes_every_controller_with_a_share_of_the_trainer_step(
         assert 0 < row["median_us"] <= row["p90_us"]
         assert 0 < row["share_of_step"] < 1
     assert set(result["goals"]) == {"safe_update_us", "safe_share_of_step"}
-    assert "SafeController" in (tmp_path / "overhead.md").read_text()
+    assert result["meta"]["command"] == "python -m benchmarks.overhead --quick"
+    assert f"| {overhead.SAFE} |" in (tmp_path / "overhead.md").read_text()
+
+
+def test_the_script_form_runs_from_any_directory(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--quick", "--out", "."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "overhead.json").is_file()
 
 
 def test_bad_block_size_is_an_error_naming_it(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(Path(overhead.__file__)), "--block", "0", "--out", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.overhead", "--block", "0", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=ROOT,
     )
     assert done.returncode != 0 and "--block" in done.stderr
     assert not (tmp_path / "overhead.json").exists()
