@@ -4,5 +4,6 @@ Each integration is a submodule imported explicitly, so that importing ``safecon
 package never imports the trainer library:
 
 - ``safecontrol.integrations.trl``: ``SafeBetaCallback`` drives TRL ``GRPOTrainer``'s KL
-  coefficient β from a controller (install with ``pip install "safecontrol[trl]"``).
+  coefficient β from any ``safecontrol.contract.Controller``, given as an object or by its
+  ``safecontrol.registry`` name (install with ``pip install "safecontrol[trl]"``).
 """

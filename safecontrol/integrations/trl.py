@@ -6,12 +6,18 @@ One line after building the trainer::
     SafeBetaCallback.attach(trainer)        # SafeController(SafeConfig(kl_estimator="k3"))
     trainer.train()                         # or train(resume_from_checkpoint=True)
 
+Any controller of the registry by name, or any object keeping ``safecontrol.contract.Controller``::
+
+    SafeBetaCallback.attach(trainer, "pid-lagrangian-kl", settings={"target": 0.2})
+    SafeBetaCallback.attach(trainer, MyController())
+
 What it does, and why:
 
 - **Measurements, as TRL computed them.** For every micro-batch GRPOTrainer appends the per-token
   k3 KL to the reference and the per-token entropy, each a token-weighted mean reduced over all
   processes, to ``trainer._metrics["train"]["kl"]`` and ``["entropy"]``; for every generated
-  rollout batch it appends the mean reward over all processes to ``["reward"]``. At the end of
+  rollout batch it appends the mean reward and the mean completion length (tokens per completion,
+  over all processes) to ``["reward"]`` and ``["completions/mean_length"]``. At the end of
   each optimizer step (``on_step_end``, never inside a gradient-accumulation window) the callback
   takes the values appended since it last looked, by remembering each list and its length (so
   TRL clearing the lists at every log does not matter), and averages them exactly as TRL's log
@@ -33,10 +39,11 @@ What it does, and why:
 - **Start.** From the start of training ``trainer.beta`` is the controller's current decision (the
   neutral SAFE decision, coef 0, gives ``min_beta``). ``GRPOConfig(beta=...)`` must still be
   non-zero: with ``beta=0`` GRPOTrainer loads no reference model, so the callback refuses it.
-- **Logs.** Every optimizer step ``safe/beta`` (the β set) and ``safe/coef`` and, for a SAFE
-  decision, ``safe/threshold``, ``safe/gate``, ``safe/phase`` (``PHASE_CODES``: 0 warmup,
-  1 climbing, 2 plateau, 3 converged) and ``safe/kl_predicted`` go into TRL's metrics, so TRL
-  averages them over ``logging_steps`` and every reporter receives them like its own.
+- **Logs.** Every optimizer step ``safe/beta`` (the β set) and ``safe/coef``; for a dead-band
+  decision (``safecontrol.contract.DeadBandDecision``) ``safe/threshold`` and ``safe/gate``; for a
+  SAFE decision also ``safe/phase`` (``PHASE_CODES``: 0 warmup, 1 climbing, 2 plateau,
+  3 converged) and ``safe/kl_predicted``. They go into TRL's metrics, so TRL averages them over
+  ``logging_steps`` and every reporter receives them like its own.
 - **Checkpoints.** ``on_save`` writes ``safecontrol_controller.json`` (the controller's
   ``state_dict``, β and the measurements not yet used) into ``checkpoint-N`` from the saving
   process, through a temporary file and ``os.replace``. A resumed run (global step > 0 at
@@ -44,10 +51,16 @@ What it does, and why:
   ``output_dir`` call ``load_checkpoint(path)`` before ``train``. Every field is validated
   first: a corrupt or foreign file is refused with a ``ValueError`` naming it, changing nothing.
 
-Controllers other than SAFE work through the same calls,
-``update(kl=, entropy=, reward=, n_steps=)`` once per rollout batch and ``decision.coef`` as β;
-their KL targets are then in TRL's unit (mean per-token k3) and ``n_steps`` is the number of
-completions in the rollout batches since the last update.
+Every controller is driven through the contract (``safecontrol.contract``): once per rollout batch
+``update(kl=, entropy=, reward=, n_steps=, tokens_per_sequence=)`` with ``kl`` TRL's mean k3 per
+token, ``n_steps`` the completions in the rollout batches since the last update and
+``tokens_per_sequence`` their mean length as TRL logged it (``completions/mean_length``: tokens up
+to and including EOS, model tokens only when a tool mask is used, the tokens the KL is averaged
+over). A ``per_token`` controller's targets are in TRL's unit; a ``per_sequence`` one (Ziegler's
+``AdaptiveKL``) converts with the length itself. With ``mask_truncated_completions`` the KL is the
+mean over untruncated completions while the length counts all, so a per-sequence KL is then an
+estimate. Only ``decision.coef`` is applied: a trainer callback cannot preview and shrink an
+optimizer step, so a decision's ``step_scale`` (SAFE's preview limit) is not used here.
 """
 
 from __future__ import annotations
@@ -57,7 +70,8 @@ import math
 import os
 import tempfile
 import warnings
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 try:
     from accelerate.utils import is_peft_model
@@ -68,17 +82,24 @@ except ImportError as exc:  # pragma: no cover - exercised only where TRL is abs
         "safecontrol.integrations.trl needs TRL; install it with: pip install 'safecontrol[trl]'"
     ) from exc
 
+from .. import registry
 from .._validation import as_float, finite, non_negative, non_negative_int, positive
+from ..contract import KL_UNITS, Controller, DeadBandDecision
 from ..decision import SafeDecision
 from ..entropy_target import EntropyTargetController
 from ..phase import Phase
-from ..safe import SafeConfig, SafeController
+from ..safe import SafeController
 
 CHECKPOINT_FILE = "safecontrol_controller.json"
 """The file ``on_save`` writes into each ``checkpoint-N`` folder."""
-STATE_FORMAT_VERSION = 1
-MEASURED = ("kl", "entropy", "reward")
+STATE_FORMAT_VERSION = 2
+"""2 adds ``pending["completions/mean_length"]``; a version-1 state loads with that list empty."""
+MEAN_LENGTH = "completions/mean_length"
+"""GRPOTrainer's metric: the mean completion length of a rollout batch, over all processes."""
+MEASURED = ("kl", "entropy", "reward", MEAN_LENGTH)
 """The keys of ``trainer._metrics["train"]`` the controller is fed from."""
+DEFAULT_CONTROLLER = "safe"
+"""The registry name used when no controller is given (with ``kl_estimator="k3"``)."""
 STATE_KEYS = (
     "format_version",
     "type",
@@ -92,19 +113,6 @@ STATE_KEYS = (
 """The keys of ``SafeBetaCallback.state_dict()``."""
 PHASE_CODES = {phase.value: float(code) for code, phase in enumerate(Phase)}
 """``safe/phase`` as a number: warmup 0, climbing 1, plateau 2, converged 3."""
-
-
-class BetaController(Protocol):
-    """What the callback needs from a controller (every safecontrol KL controller has it)."""
-
-    @property
-    def decision(self) -> Any: ...
-
-    def update(self, *, kl: float, entropy: float, reward: float, n_steps: int) -> Any: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 def _mean(values: list[float]) -> float:
@@ -132,9 +140,13 @@ class SafeBetaCallback(TrainerCallback):
     Args:
         trainer: the ``GRPOTrainer``, built with ``GRPOConfig(beta > 0)`` so that it loads a
             reference model.
-        controller: any safecontrol KL controller (default
-            ``SafeController(SafeConfig(kl_estimator="k3"))``); a ``SafeController`` must be
-            configured for the k3 estimator TRL uses.
+        controller: a ``safecontrol.contract.Controller`` (ours or your own class), or the
+            name of a registered one (``safecontrol.registry.names()``); default ``"safe"``,
+            i.e. ``SafeController(SafeConfig(kl_estimator="k3"))``. A ``SafeController`` must be
+            configured for the k3 estimator TRL uses; built by name, a controller with a
+            ``kl_estimator`` setting gets ``"k3"`` unless ``settings`` says otherwise.
+        settings: with a name, the settings that differ from the registered defaults (e.g.
+            ``{"target": 0.2}``); unknown settings are refused, listing the known ones.
         min_beta: floor on β, > 0 (default 1e-6); see the module docstring for why it exists.
         require_state_on_resume: when a run resumes and its checkpoint holds no controller state,
             raise (default) instead of warning and continuing with the controller as it is.
@@ -145,23 +157,25 @@ class SafeBetaCallback(TrainerCallback):
     def __init__(
         self,
         trainer: GRPOTrainer,
-        controller: BetaController | None = None,
+        controller: Controller | str | None = None,
         *,
+        settings: Mapping[str, Any] | None = None,
         min_beta: float = 1e-6,
         require_state_on_resume: bool = True,
     ) -> None:
         if not isinstance(trainer, GRPOTrainer):
             raise ValueError(f"trainer must be a trl.GRPOTrainer, got {type(trainer).__name__}")
         if trainer.beta == 0.0 or (trainer.ref_model is None and not is_peft_model(trainer.model)):
+            config_beta = getattr(trainer.args, "beta", None)  # typed as TrainingArguments
             raise ValueError(
-                f"GRPOTrainer has no reference model (GRPOConfig.beta = {trainer.args.beta!r}, "
+                f"GRPOTrainer has no reference model (GRPOConfig.beta = {config_beta!r}, "
                 f"trainer.beta = {trainer.beta!r}; with beta = 0 it loads none), so there is no KL "
                 "to measure or penalise and no controller can steer it. Build the trainer with "
                 "GRPOConfig(beta=...) > 0 (e.g. 0.001); SafeBetaCallback sets trainer.beta itself "
                 "from the first step on."
             )
         self.min_beta = _positive_min_beta(min_beta)
-        self.controller = _checked_controller(controller)
+        self.controller = _checked_controller(controller, settings)
         self.trainer = trainer
         self.require_state_on_resume = bool(require_state_on_resume)
         self._pending: dict[str, list[float]] = {key: [] for key in MEASURED}
@@ -172,7 +186,7 @@ class SafeBetaCallback(TrainerCallback):
 
     @classmethod
     def attach(
-        cls, trainer: GRPOTrainer, controller: BetaController | None = None, **kwargs: Any
+        cls, trainer: GRPOTrainer, controller: Controller | str | None = None, **kwargs: Any
     ) -> SafeBetaCallback:
         """Build the callback (arguments as for the constructor) and add it to ``trainer``."""
         if any(isinstance(cb, cls) for cb in trainer.callback_handler.callbacks):
@@ -259,8 +273,9 @@ class SafeBetaCallback(TrainerCallback):
 
         Every field is checked before anything changes: the type and version; ``global_step``
         and ``rollouts`` non-negative integers; ``beta`` finite, >= 0; ``min_beta`` finite, > 0;
-        ``pending`` exactly the lists ``kl``, ``entropy``, ``reward`` of finite numbers (what
-        the callback collects: TRL's NaN rewards of unscorable batches are dropped on arrival);
+        ``pending`` exactly the lists ``MEASURED`` of finite numbers (what the callback
+        collects: TRL's NaN rewards of unscorable batches are dropped on arrival; a version-1
+        state has no ``completions/mean_length`` list and loads with it empty);
         and the controller's own state, which the controller validates. On any ``ValueError``
         (a malformed field, or a controller that refuses the state: another type or config)
         nothing changes.
@@ -268,10 +283,11 @@ class SafeBetaCallback(TrainerCallback):
         name = type(self).__name__
         if not isinstance(state_dict, dict) or state_dict.get("type") != name:
             raise ValueError(f"not a {name} state: {str(state_dict)[:80]!r}")
-        if state_dict.get("format_version") != STATE_FORMAT_VERSION:
+        version = state_dict.get("format_version")
+        if type(version) is not int or version not in (1, STATE_FORMAT_VERSION):
             raise ValueError(
-                f"{name} state format_version {state_dict.get('format_version')!r} is not "
-                f"supported (expected {STATE_FORMAT_VERSION})"
+                f"{name} state format_version {version!r} is not supported (expected 1 or "
+                f"{STATE_FORMAT_VERSION})"
             )
         try:
             _check_keys("the state", state_dict, STATE_KEYS)
@@ -279,7 +295,7 @@ class SafeBetaCallback(TrainerCallback):
             rollouts = non_negative_int("rollouts", state_dict["rollouts"])
             non_negative("beta", state_dict["beta"])  # informational: the beta set
             positive("min_beta", state_dict["min_beta"])
-            pending = _checked_pending(state_dict["pending"])
+            pending = _checked_pending(state_dict["pending"], version)
         except ValueError as exc:
             raise ValueError(f"{name}.load_state_dict: {exc}") from None
         previous = self.controller.state_dict()
@@ -333,11 +349,21 @@ class SafeBetaCallback(TrainerCallback):
                 "while trainer.beta != 0, which SafeBetaCallback keeps by min_beta: was beta "
                 "set elsewhere?"
             )
+        # Every rollout batch is generation_batch_size completions: the mean of the batches'
+        # means is the mean over all completions.
+        lengths = pending[MEAN_LENGTH]
+        if not lengths and self.controller.kl_unit == "per_sequence":
+            raise RuntimeError(
+                f"GRPOTrainer logged no {MEAN_LENGTH!r} for this rollout batch, so the KL per "
+                f"sequence that {type(self.controller).__name__} (kl_unit 'per_sequence') reads "
+                "cannot be formed from TRL's KL per token; use a per-token controller"
+            )
         self.controller.update(
             kl=_mean(pending["kl"]),
             entropy=_mean(pending["entropy"]),
             reward=_mean(pending["reward"]) if pending["reward"] else math.nan,
             n_steps=n_completions,
+            tokens_per_sequence=_mean(lengths) if lengths else None,
         )
         self._pending = {key: [] for key in MEASURED}
         self._rollouts = 0
@@ -348,9 +374,10 @@ class SafeBetaCallback(TrainerCallback):
         decision = self.controller.decision
         metrics["safe/beta"].append(float(self.trainer.beta))
         metrics["safe/coef"].append(float(decision.coef))
+        if isinstance(decision, DeadBandDecision):
+            metrics["safe/threshold"].append(float(decision.threshold))
+            metrics["safe/gate"].append(float(decision.gate))
         if isinstance(decision, SafeDecision):
-            metrics["safe/threshold"].append(decision.threshold)
-            metrics["safe/gate"].append(decision.gate)
             metrics["safe/phase"].append(PHASE_CODES[decision.phase])
             metrics["safe/kl_predicted"].append(decision.kl_predicted)
 
@@ -364,10 +391,13 @@ def _check_keys(what: str, mapping: dict[str, Any], keys: tuple[str, ...]) -> No
         )
 
 
-def _checked_pending(pending: Any) -> dict[str, list[float]]:
+def _checked_pending(pending: Any, version: int) -> dict[str, list[float]]:
     """``pending`` as fresh lists of finite floats, one per ``MEASURED`` key."""
     if not isinstance(pending, dict):
         raise ValueError(f"pending must be a dict, got {type(pending).__name__}")
+    if version == 1:  # written before the mean length was collected
+        _check_keys("pending", pending, MEASURED[:3])
+        pending = {**pending, MEAN_LENGTH: []}
     _check_keys("pending", pending, MEASURED)
     checked = {}
     for key in MEASURED:
@@ -388,23 +418,35 @@ def _positive_min_beta(min_beta: Any) -> float:
     return value
 
 
-def _checked_controller(controller: Any) -> BetaController:
+def _checked_controller(controller: Any, settings: Mapping[str, Any] | None) -> Controller:
     if controller is None:
-        return SafeController(SafeConfig(kl_estimator="k3"))
+        controller = DEFAULT_CONTROLLER
+    if isinstance(controller, str):
+        controller = _by_name(controller, settings)
+    elif settings is not None:
+        raise ValueError(
+            f"settings are for a controller given by registry name; got settings with a "
+            f"{type(controller).__name__} instance, which is already configured"
+        )
     if isinstance(controller, EntropyTargetController):
         raise ValueError(
             "EntropyTargetController decides an entropy-bonus coefficient, not a KL coefficient; "
             "for entropy control use GRPOConfig(use_adaptive_entropy=True, entropy_target=...)"
         )
-    missing = [
-        name
-        for name in ("update", "state_dict", "load_state_dict")
-        if not callable(getattr(controller, name, None))
-    ]
-    if missing or not hasattr(controller, "decision"):
+    if not isinstance(controller, Controller):
+        missing = [
+            name
+            for name in ("decision", "update", "state_dict", "load_state_dict", "reset", "kl_unit")
+            if not hasattr(controller, name)
+        ]
         raise ValueError(
-            f"controller must have decision, update, state_dict and load_state_dict; "
-            f"{type(controller).__name__} lacks {missing or ['decision']}"
+            "controller must keep safecontrol.contract.Controller (decision, update, state_dict, "
+            f"load_state_dict, reset, kl_unit); {type(controller).__name__} lacks {missing}"
+        )
+    if controller.kl_unit not in KL_UNITS:
+        raise ValueError(
+            f"{type(controller).__name__}.kl_unit must be one of {KL_UNITS}, "
+            f"got {controller.kl_unit!r}"
         )
     if isinstance(controller, SafeController) and controller.config.kl_estimator != "k3":
         raise ValueError(
@@ -412,3 +454,14 @@ def _checked_controller(controller: Any) -> BetaController:
             f"SafeConfig(kl_estimator='k3'), got kl_estimator={controller.config.kl_estimator!r}"
         )
     return controller
+
+
+def _by_name(name: str, settings: Mapping[str, Any] | None) -> Controller:
+    """``registry.make(name, **settings)``; TRL's k3 for a controller with an estimator setting."""
+    registration = registry.registration(name)  # unknown: a ValueError listing the known
+    if settings is not None and not isinstance(settings, Mapping):
+        raise ValueError(f"settings must be a mapping of setting names, got {settings!r}")
+    chosen = dict(settings or {})
+    if "kl_estimator" in registration.defaults():
+        chosen.setdefault("kl_estimator", "k3")
+    return registration.make(**chosen)

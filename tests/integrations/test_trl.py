@@ -7,8 +7,11 @@ temporary folder, six prompts and a dense word-score reward. Each run is a few o
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import shutil
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,12 +36,15 @@ from safecontrol import (
     FixedKL,
     SafeConfig,
     SafeController,
+    registry,
 )
 from safecontrol.integrations.trl import (
     CHECKPOINT_FILE,
+    MEAN_LENGTH,
     PHASE_CODES,
     SafeBetaCallback,
 )
+from safecontrol.testing import check_controller
 
 WORD_SCORES = {
     **{w: 1.0 for w in ("good", "happy")},
@@ -305,6 +311,29 @@ def test_reused_rollouts_hold_beta_and_update_once_per_rollout_batch(model_dir, 
     assert second["kl"] == (logs[2]["kl"] + logs[3]["kl"]) / 2  # step 2's KL carried over
     assert second["reward"] == logs[3]["reward"]
     assert first["n_steps"] == second["n_steps"] == trainer.args.generation_batch_size
+    # The length comes with its rollout batch, as the reward does.
+    assert first["tokens_per_sequence"] == logs[1][MEAN_LENGTH]
+    assert second["tokens_per_sequence"] == logs[3][MEAN_LENGTH]
+
+
+def test_per_sequence_controller_receives_trls_logged_mean_completion_length(model_dir, tmp_path):
+    """AdaptiveKL (kl_unit per_sequence) gets TRL's ``completions/mean_length`` as the length that
+    turns TRL's KL per token into its KL per sequence."""
+    trainer = make_trainer(model_dir, tmp_path, max_steps=3)
+    controller = RecordingAdaptiveKL(init_coef=0.05, target=1e-3, horizon=100)
+    callback, probe = attach_with_probe(trainer, controller)
+    trainer.train()
+    logs = step_logs(trainer)
+    assert len(controller.calls) == 3
+    replay = AdaptiveKL(init_coef=0.05, target=1e-3, horizon=100)
+    for step, call in enumerate(controller.calls, 1):
+        assert call["tokens_per_sequence"] == logs[step][MEAN_LENGTH]
+        assert 1.0 <= call["tokens_per_sequence"] <= trainer.args.max_completion_length
+        assert call["kl"] == logs[step]["kl"]
+        assert call["n_steps"] == trainer.args.generation_batch_size
+        expected = replay.update(**call)
+        assert probe.steps[step - 1][2] == expected
+        assert probe.steps[step - 1][1] == max(expected.coef, callback.min_beta)
 
 
 def test_classic_controller_sets_its_coef_and_logs_no_safe_fields(model_dir, tmp_path):
@@ -315,6 +344,186 @@ def test_classic_controller_sets_its_coef_and_logs_no_safe_fields(model_dir, tmp
     assert [logs[s]["safe/beta"] for s in (1, 2)] == [0.02, 0.02]
     assert trainer.beta == 0.02
     assert "safe/threshold" not in logs[1]
+
+
+# ---------------------------------------------------------------------- controllers by name
+def test_a_registry_name_with_settings_builds_and_drives_that_controller(model_dir, tmp_path):
+    trainer = make_trainer(model_dir, tmp_path, max_steps=3)
+    callback = SafeBetaCallback.attach(trainer, "pid-lagrangian-kl", settings={"target": 1e-4})
+    probe = Probe(trainer, callback)
+    trainer.add_callback(probe)
+    trainer.train()
+    expected = registry.make("pid-lagrangian-kl", target=1e-4)
+    assert type(callback.controller) is type(expected) and callback.controller.target == 1e-4
+    logs = step_logs(trainer)
+    for step, beta, decision in probe.steps:  # fed exactly what TRL logged, per token
+        log = logs[step]
+        replayed = expected.update(
+            kl=log["kl"],
+            entropy=log["entropy"],
+            reward=log["reward"],
+            n_steps=trainer.args.generation_batch_size,
+            tokens_per_sequence=log[MEAN_LENGTH],
+        )
+        assert decision.as_dict() == replayed.as_dict()
+        assert beta == log["safe/beta"] == max(decision.coef, callback.min_beta)
+    assert len({beta for _, beta, _ in probe.steps}) > 1
+
+
+def test_safe_by_name_gets_trls_k3_estimator_unless_its_settings_say_otherwise(idle_trainer):
+    callback = SafeBetaCallback(idle_trainer, "safe", settings={"penalty_coef": 10.0})
+    assert isinstance(callback.controller, SafeController)
+    assert callback.controller.config.kl_estimator == "k3"
+    assert callback.controller.config.penalty_coef == 10.0
+    with pytest.raises(ValueError, match="'k1'"):
+        SafeBetaCallback(idle_trainer, "safe", settings={"kl_estimator": "k1"})
+
+
+def test_an_unknown_name_is_refused_listing_the_registered_ones(idle_trainer):
+    with pytest.raises(ValueError, match=r"unknown controller 'saef'.*pid-lagrangian-kl"):
+        SafeBetaCallback(idle_trainer, "saef")
+
+
+def test_an_unknown_setting_is_refused_listing_the_known_ones(idle_trainer):
+    with pytest.raises(ValueError, match=r"unknown settings \['targte'\].*target"):
+        SafeBetaCallback(idle_trainer, "pid-lagrangian-kl", settings={"targte": 0.2})
+
+
+def test_settings_with_a_controller_instance_are_refused(idle_trainer):
+    with pytest.raises(ValueError, match="registry name"):
+        SafeBetaCallback(idle_trainer, FixedKL(0.02), settings={"coef": 0.03})
+
+
+# ---------------------------------------------------------------------- a controller of your own
+@dataclasses.dataclass(frozen=True)
+class ToyDecision:
+    """A decision class of the toy's own, keeping safecontrol.contract.Decision."""
+
+    coef: float
+    step: int = 0
+    skipped: int = 0
+    max_preview_kl: float = math.inf
+
+    def loss_at(self, kl: float) -> float:
+        return self.coef * kl
+
+    def slope_at(self, kl: float) -> float:
+        return self.coef
+
+    def step_scale(self, preview_kl: float) -> float:
+        return 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"coef": self.coef, "step": self.step, "skipped": self.skipped}  # JSON: no inf
+
+
+def _number(name: str, value: Any, *, low: float = -math.inf, integer: bool = False) -> Any:
+    if type(value) not in ((int,) if integer else (int, float)):
+        kind = "an int" if integer else "a real number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if low > -math.inf and not (math.isfinite(value) and value > low):
+        raise ValueError(f"{name} must be finite and > {low}, got {value!r}")
+    return value
+
+
+class ToyKL:
+    """β = gain · the last KL per token: a toy controller, no safecontrol base class.
+
+    Args:
+        gain: β per nat of KL per token.
+        init_coef: β before the first update.
+    """
+
+    kl_unit = "per_token"
+
+    def __init__(self, gain: float, init_coef: float = 0.01) -> None:
+        self.gain, self.init_coef = float(gain), float(init_coef)
+        self.reset()
+
+    @property
+    def decision(self) -> ToyDecision:
+        return self._decision
+
+    def update(self, *, kl, entropy=None, reward=None, n_steps=None, tokens_per_sequence=None):
+        kl = _number("kl", kl)
+        if not math.isfinite(kl):
+            raise ValueError(f"kl must be finite, got {kl!r}")
+        if entropy is not None and _number("entropy", entropy) < 0:
+            raise ValueError(f"entropy must be >= 0, got {entropy!r}")
+        if reward is not None:
+            _number("reward", reward)  # TRL's NaN for an unscorable batch is allowed
+        if n_steps is not None:
+            _number("n_steps", n_steps, low=0, integer=True)
+        if tokens_per_sequence is not None:
+            _number("tokens_per_sequence", tokens_per_sequence, low=0.0)
+        self._decision = ToyDecision(coef=self.gain * kl, step=self._decision.step + 1)
+        return self._decision
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"coef": self._decision.coef, "step": self._decision.step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._decision = ToyDecision(coef=state_dict["coef"], step=state_dict["step"])
+
+    def reset(self) -> None:
+        self._decision = ToyDecision(coef=self.init_coef)
+
+
+@pytest.fixture
+def toy_name() -> Iterator[str]:
+    """``toy-trl-kl`` registered for one test: defined here, in one file, at run time."""
+    registry.register(
+        "toy-trl-kl", ToyKL, "β proportional to the KL (a test's toy).", defaults={"gain": 2.0}
+    )
+    try:
+        yield "toy-trl-kl"
+    finally:
+        registry.unregister("toy-trl-kl")
+
+
+def test_a_controller_registered_at_run_time_is_driven_by_name_and_beta_follows_it(
+    toy_name, model_dir, tmp_path
+):
+    """Issue 11's acceptance: a new controller is one class and one ``register`` call; the TRL
+    callback then drives it by its name, unchanged, and β is its decision."""
+    check_controller(lambda: registry.make(toy_name, gain=50.0))  # it keeps the contract
+    trainer = make_trainer(model_dir, tmp_path, max_steps=3)
+    callback = SafeBetaCallback.attach(trainer, toy_name, settings={"gain": 50.0})
+    probe = Probe(trainer, callback)
+    trainer.add_callback(probe)
+    trainer.train()
+    assert type(callback.controller) is ToyKL and callback.controller.gain == 50.0
+    assert probe.beta_at_begin == 0.01  # the toy's initial decision
+    logs = step_logs(trainer)
+    assert [s for s, _, _ in probe.steps] == [1, 2, 3]
+    for step, beta, decision in probe.steps:
+        assert type(decision) is ToyDecision and decision.step == step
+        assert decision.coef == 50.0 * logs[step]["kl"]
+        assert beta == logs[step]["safe/beta"] == max(50.0 * logs[step]["kl"], callback.min_beta)
+    assert len({beta for _, beta, _ in probe.steps}) > 1
+    assert "safe/threshold" not in logs[1]  # no dead band: only beta and coef are logged
+
+
+def test_a_dead_band_decision_of_your_own_logs_its_threshold_and_gate(idle_trainer):
+    @dataclasses.dataclass(frozen=True)
+    class ToyDeadBand(ToyDecision):
+        threshold: float = 0.2
+        gate: float = 1.5
+        penalty_coef: float = 0.1
+
+    class DeadBandController(LenientController):
+        decision = ToyDeadBand(coef=0.03)
+
+    callback = SafeBetaCallback(idle_trainer, DeadBandController())
+    idle_trainer._metrics["train"].clear()
+    callback._log_decision()
+    logged = {k: v for k, v in idle_trainer._metrics["train"].items() if k.startswith("safe/")}
+    assert logged == {
+        "safe/beta": [idle_trainer.beta],
+        "safe/coef": [0.03],
+        "safe/threshold": [0.2],
+        "safe/gate": [1.5],
+    }
 
 
 # ---------------------------------------------------------------------- refusals
@@ -354,6 +563,18 @@ def test_object_without_controller_methods_is_refused(idle_trainer):
         SafeBetaCallback(idle_trainer, object())
 
 
+def test_a_controller_missing_part_of_the_contract_is_refused_naming_the_parts(idle_trainer):
+    partial = SimpleNamespace(decision=None, update=print, state_dict=dict, load_state_dict=print)
+    with pytest.raises(ValueError, match=r"lacks \['reset', 'kl_unit'\]"):
+        SafeBetaCallback(idle_trainer, partial)
+
+    class PerBatch(LenientController):
+        kl_unit = "per_batch"
+
+    with pytest.raises(ValueError, match="kl_unit must be one of"):
+        SafeBetaCallback(idle_trainer, PerBatch())
+
+
 def test_second_callback_on_one_trainer_is_refused(model_dir, tmp_path):
     trainer = make_trainer(model_dir, tmp_path)
     SafeBetaCallback.attach(trainer)
@@ -382,7 +603,7 @@ def _advanced_state(trainer: GRPOTrainer) -> dict[str, Any]:
     source = SafeBetaCallback(trainer, SafeController(MOVING_SAFE))
     for i in range(3):
         source.controller.update(kl=0.01 * i, entropy=2.0, reward=0.1 * i, n_steps=4)
-    source._pending = {"kl": [0.02], "entropy": [1.9], "reward": []}
+    source._pending = {"kl": [0.02], "entropy": [1.9], "reward": [], MEAN_LENGTH: []}
     source._global_step = 6
     trainer.beta = source.beta  # as a restore sets it
     return source.state_dict()
@@ -419,6 +640,10 @@ BAD_FIELDS = {
     "pending a list": (_set(("pending",), [[0.1], [2.0], []]), "pending"),
     "pending lacks reward": (_set(("pending", "reward"), _DELETE), "reward"),
     "pending extra key": (_set(("pending", "loss"), [1.0]), "loss"),
+    "mean length nan": (_set(("pending", MEAN_LENGTH), [float("nan")]), "mean_length"),
+    "pending lacks mean length": (_set(("pending", MEAN_LENGTH), _DELETE), "mean_length"),
+    "format_version=3": (_set(("format_version",), 3), "format_version"),
+    "format_version=True": (_set(("format_version",), True), "format_version"),
     "no rollouts": (_set(("rollouts",), _DELETE), "rollouts"),
     "unknown key": (_set(("extra",), 1), "extra"),
 }
@@ -439,8 +664,38 @@ def test_restore_refuses_a_bad_field_naming_it_and_changes_nothing(idle_trainer,
     assert fresh.state_dict() == before and idle_trainer.beta == beta
 
 
+def test_a_format_1_state_loads_with_no_pending_lengths(idle_trainer):
+    """States written before the mean length was collected (format 1) still restore."""
+    state = _advanced_state(idle_trainer)
+    del state["pending"][MEAN_LENGTH]
+    state["format_version"] = 1
+    callback = SafeBetaCallback(idle_trainer, SafeController(MOVING_SAFE))
+    callback.load_state_dict(json.loads(json.dumps(state)))
+    restored = callback.state_dict()
+    assert restored["format_version"] == 2
+    assert restored["pending"] == {**state["pending"], MEAN_LENGTH: []}
+    assert restored["controller"] == state["controller"]
+    state["pending"][MEAN_LENGTH] = []  # a format-1 state never had the list
+    with pytest.raises(ValueError, match="mean_length"):
+        callback.load_state_dict(state)
+
+
+def test_a_per_sequence_controller_without_a_logged_length_is_refused_changing_nothing(
+    idle_trainer,
+):
+    callback = SafeBetaCallback(idle_trainer, AdaptiveKL())
+    callback._pending = {"kl": [0.01], "entropy": [1.0], "reward": [0.5], MEAN_LENGTH: []}
+    callback._rollouts = 1
+    before = callback.state_dict()
+    with pytest.raises(RuntimeError, match=r"completions/mean_length.*per_sequence"):
+        callback._update(n_completions=4)
+    assert callback.state_dict() == before
+
+
 class LenientController:
     """Takes any state; its decision's coef is the state's ``coef``."""
+
+    kl_unit = "per_token"
 
     def __init__(self) -> None:
         self.coef = 0.1
@@ -457,6 +712,9 @@ class LenientController:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.coef = state_dict["coef"]
+
+    def reset(self) -> None:
+        self.coef = 0.1
 
 
 def test_restore_is_all_or_nothing_when_the_restored_decision_is_refused(idle_trainer):
