@@ -6,25 +6,34 @@ steps on CPU in about a minute. Nothing is downloaded.
 
     pip install "safecontrol[trl]"
     python examples/trl_grpo_safe.py                         # tiny local model, SAFE controller
-    python examples/trl_grpo_safe.py --controller fixed      # constant β, for comparison
+    python examples/trl_grpo_safe.py --controller fixed-kl --set coef=0.001   # constant β
+    python examples/trl_grpo_safe.py --controller pid-lagrangian-kl --set target=0.2
     python examples/trl_grpo_safe.py --model PATH            # your causal LM + tokenizer folder
     python examples/trl_grpo_safe.py --resume                # continue from the last checkpoint
 
+``--controller`` is any name of ``safecontrol.registry`` (a controller you register before
+``main()`` runs appears too) and each ``--set NAME=VALUE`` changes one of its settings (the value
+read as JSON, else as a string); ``--list`` prints every controller with its settings. KL targets
+and thresholds are in TRL's unit, k3 per token, except for a ``per_sequence`` controller
+(``adaptive-kl``), whose target is per completion.
+
 The reward is a toy: the mean lexicon score of the completion's words (``LEXICON``, positive
 words +1, negative −1), i.e. "make the continuation positive". Swap in your own reward function.
-The integration itself is one line, ``SafeBetaCallback.attach(trainer, controller)``; the rest
-of this file is setup. The β trajectory is printed at the end and logged as ``safe/beta``.
+The integration itself is one line, ``SafeBetaCallback.attach(trainer, name, settings=...)``;
+the rest of this file is setup. The β trajectory is printed at the end and logged as ``safe/beta``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from typing import Any
 
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from safecontrol import FixedKL, PIDLagrangianKL, SafeConfig, SafeController
+from safecontrol import registry
 from safecontrol.integrations.trl import SafeBetaCallback
 
 LEXICON = {
@@ -89,26 +98,46 @@ def build_tiny_model(path: str, seed: int) -> str:
     return path
 
 
-def make_controller(args: argparse.Namespace):
-    if args.controller == "safe":
-        # TRL measures the per-token k3 KL; the threshold is in that unit (nats per token).
-        return SafeController(SafeConfig(kl_estimator="k3", threshold_base=args.threshold))
-    if args.controller == "pid":
-        return PIDLagrangianKL(target=args.threshold)
-    return FixedKL(args.beta)
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``["target=0.2", ...]`` as ``{"target": 0.2, ...}``; values read as JSON, else strings."""
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--set takes NAME=VALUE, got {pair!r}")
+        try:
+            settings[name] = json.loads(text)
+        except json.JSONDecodeError:
+            settings[name] = text
+    return settings
+
+
+def list_controllers() -> None:
+    for name in registry.names():
+        registration = registry.registration(name)
+        print(f"{name}: {registration.summary}")
+        for setting, default in registration.defaults().items():
+            print(f"    {setting} = {default!r}: {registration.docs[setting]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="folder with a causal LM and its tokenizer (default: tiny)")
     parser.add_argument("--output-dir", default="trl_grpo_safe_out")
-    parser.add_argument("--controller", choices=["safe", "pid", "fixed"], default="safe")
-    parser.add_argument("--threshold", type=float, default=0.3, help="KL threshold / budget")
+    parser.add_argument("--controller", choices=registry.names(), default="safe")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the controller (repeatable); the SAFE controller gets TRL's k3",
+    )
+    parser.add_argument("--list", action="store_true", help="list the controllers and settings")
     parser.add_argument(
         "--beta",
         type=float,
         default=0.001,
-        help="GRPOConfig.beta: must be > 0 so TRL loads a reference model; the fixed β",
+        help="GRPOConfig.beta: must be > 0 so TRL loads a reference model (the callback sets β)",
     )
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--lr", type=float, default=1e-2)
@@ -117,6 +146,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
     args = parser.parse_args()
+    if args.list:
+        list_controllers()
+        return
+    settings = parse_settings(args.set)
 
     model = args.model or build_tiny_model(os.path.join(args.output_dir, "tiny-model"), args.seed)
     config = GRPOConfig(
@@ -140,7 +173,7 @@ def main() -> None:
         args=config,
         train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
     )
-    SafeBetaCallback.attach(trainer, make_controller(args))  # the integration
+    SafeBetaCallback.attach(trainer, args.controller, settings=settings)  # the integration
     trainer.train(resume_from_checkpoint=True if args.resume else None)
 
     print(f"\n{'step':>5} {'beta':>10} {'kl':>9} {'entropy':>8} {'reward':>7}  phase")
