@@ -1,52 +1,26 @@
 """Reading and writing the run directory's files so that a failure names the file.
 
-Writes are atomic (temporary file, then rename): a crash or a full disk leaves the previous
-version intact and no temporary file behind. Reads of JSON turn a decoder error into a
-``ValueError`` naming the file (and the line of a ``.jsonl``).
+Writes are atomic (``safecontrol._atomic``): a crash or a full disk leaves the previous version
+intact and no temporary file behind. Reads of JSON turn a decoder error into a ``ValueError``
+naming the file (and the line of a ``.jsonl``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from safecontrol._atomic import atomic_file, write_json_atomic, write_text_atomic
 
-@contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write ``path`` through ``path.tmp``: renamed over ``path`` only when the block succeeds
-    (after fsync); on any error the temporary file is removed and ``path`` is untouched."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError):  # a full disk, a permission: say which file
-            raise OSError(f"could not write {path}: {exc}") from exc
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_file(path) as handle:
-        handle.write(text)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
+__all__ = [
+    "atomic_file",
+    "read_json",
+    "read_step_records",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def read_json(path: Path) -> Any:

@@ -68,7 +68,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -83,6 +82,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where TRL is abs
     ) from exc
 
 from .. import registry
+from .._atomic import write_json_atomic
 from .._validation import as_float, finite, non_negative, non_negative_int, positive
 from ..contract import KL_UNITS, Controller, DeadBandDecision
 from ..decision import SafeDecision
@@ -117,21 +117,6 @@ PHASE_CODES = {phase.value: float(code) for code, phase in enumerate(Phase)}
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)  # TRL's own log formula, so fed and logged values agree
-
-
-def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
-    """Write JSON so that ``path`` holds either the old or the complete new content, never half."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".safecontrol-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class SafeBetaCallback(TrainerCallback):
@@ -252,7 +237,7 @@ class SafeBetaCallback(TrainerCallback):
                 f"no checkpoint folder {folder}; the controller state was not saved", stacklevel=2
             )
             return
-        _write_json_atomic(os.path.join(folder, CHECKPOINT_FILE), self.state_dict())
+        write_json_atomic(os.path.join(folder, CHECKPOINT_FILE), self.state_dict(), indent=1)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
