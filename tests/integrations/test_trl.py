@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +20,7 @@ pytest.importorskip("trl")
 import torch
 from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from toy_controller import ToyDecision, ToyProportionalKL, registered
 from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
@@ -395,111 +394,30 @@ def test_settings_with_a_controller_instance_are_refused(idle_trainer):
 
 
 # ---------------------------------------------------------------------- a controller of your own
-@dataclasses.dataclass(frozen=True)
-class ToyDecision:
-    """A decision class of the toy's own, keeping safecontrol.contract.Decision."""
-
-    coef: float
-    step: int = 0
-    skipped: int = 0
-    max_preview_kl: float = math.inf
-
-    def loss_at(self, kl: float) -> float:
-        return self.coef * kl
-
-    def slope_at(self, kl: float) -> float:
-        return self.coef
-
-    def step_scale(self, preview_kl: float) -> float:
-        return 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"coef": self.coef, "step": self.step, "skipped": self.skipped}  # JSON: no inf
-
-
-def _number(name: str, value: Any, *, low: float = -math.inf, integer: bool = False) -> Any:
-    if type(value) not in ((int,) if integer else (int, float)):
-        kind = "an int" if integer else "a real number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    if low > -math.inf and not (math.isfinite(value) and value > low):
-        raise ValueError(f"{name} must be finite and > {low}, got {value!r}")
-    return value
-
-
-class ToyKL:
-    """β = gain · the last KL per token: a toy controller, no safecontrol base class.
-
-    Args:
-        gain: β per nat of KL per token.
-        init_coef: β before the first update.
-    """
-
-    kl_unit = "per_token"
-
-    def __init__(self, gain: float, init_coef: float = 0.01) -> None:
-        self.gain, self.init_coef = float(gain), float(init_coef)
-        self.reset()
-
-    @property
-    def decision(self) -> ToyDecision:
-        return self._decision
-
-    def update(self, *, kl, entropy=None, reward=None, n_steps=None, tokens_per_sequence=None):
-        kl = _number("kl", kl)
-        if not math.isfinite(kl):
-            raise ValueError(f"kl must be finite, got {kl!r}")
-        if entropy is not None and _number("entropy", entropy) < 0:
-            raise ValueError(f"entropy must be >= 0, got {entropy!r}")
-        if reward is not None:
-            _number("reward", reward)  # TRL's NaN for an unscorable batch is allowed
-        if n_steps is not None:
-            _number("n_steps", n_steps, low=0, integer=True)
-        if tokens_per_sequence is not None:
-            _number("tokens_per_sequence", tokens_per_sequence, low=0.0)
-        self._decision = ToyDecision(coef=self.gain * kl, step=self._decision.step + 1)
-        return self._decision
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"coef": self._decision.coef, "step": self._decision.step}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._decision = ToyDecision(coef=state_dict["coef"], step=state_dict["step"])
-
-    def reset(self) -> None:
-        self._decision = ToyDecision(coef=self.init_coef)
-
-
-@pytest.fixture
-def toy_name() -> Iterator[str]:
-    """``toy-trl-kl`` registered for one test: defined here, in one file, at run time."""
-    registry.register(
-        "toy-trl-kl", ToyKL, "β proportional to the KL (a test's toy).", defaults={"gain": 2.0}
-    )
-    try:
-        yield "toy-trl-kl"
-    finally:
-        registry.unregister("toy-trl-kl")
-
-
 def test_a_controller_registered_at_run_time_is_driven_by_name_and_beta_follows_it(
-    toy_name, model_dir, tmp_path
+    model_dir, tmp_path
 ):
-    """Issue 11's acceptance: a new controller is one class and one ``register`` call; the TRL
-    callback then drives it by its name, unchanged, and β is its decision."""
-    check_controller(lambda: registry.make(toy_name, gain=50.0))  # it keeps the contract
-    trainer = make_trainer(model_dir, tmp_path, max_steps=3)
-    callback = SafeBetaCallback.attach(trainer, toy_name, settings={"gain": 50.0})
-    probe = Probe(trainer, callback)
-    trainer.add_callback(probe)
-    trainer.train()
-    assert type(callback.controller) is ToyKL and callback.controller.gain == 50.0
-    assert probe.beta_at_begin == 0.01  # the toy's initial decision
+    """Issue 11's acceptance: a new controller is one file (``tests/toy_controller.py``) and one
+    ``register`` call; the TRL callback then drives it by its name, unchanged, and β is its
+    decision."""
+    settings = {"gain": 50.0, "target": 1e-4}
+    with registered() as toy_name:
+        check_controller(lambda: registry.make(toy_name, **settings))  # it keeps the contract
+        trainer = make_trainer(model_dir, tmp_path, max_steps=3)
+        callback = SafeBetaCallback.attach(trainer, toy_name, settings=settings)
+        probe = Probe(trainer, callback)
+        trainer.add_callback(probe)
+        trainer.train()
+    assert type(callback.controller) is ToyProportionalKL and callback.controller.gain == 50.0
+    assert probe.beta_at_begin == 0.05  # the toy's initial decision
     logs = step_logs(trainer)
     assert [s for s, _, _ in probe.steps] == [1, 2, 3]
+    coef = 0.05
     for step, beta, decision in probe.steps:
+        coef = min(1.0, max(0.0, coef + 50.0 * (logs[step]["kl"] - 1e-4)))
         assert type(decision) is ToyDecision and decision.step == step
-        assert decision.coef == 50.0 * logs[step]["kl"]
-        assert beta == logs[step]["safe/beta"] == max(50.0 * logs[step]["kl"], callback.min_beta)
+        assert decision.coef == coef
+        assert beta == logs[step]["safe/beta"] == max(coef, callback.min_beta)
     assert len({beta for _, beta, _ in probe.steps}) > 1
     assert "safe/threshold" not in logs[1]  # no dead band: only beta and coef are logged
 

@@ -325,3 +325,28 @@ def test_safe_penalty_modes_differ_in_whether_the_penalty_reaches_the_gradient(m
         decision.loss_at(2.0) if mode != "coef" else decision.coef * 2.0
     )
     assert term.requires_grad == has_gradient
+
+
+def test_a_controller_registered_at_run_time_trains_through_the_trainer_unchanged(tiny, tmp_path):
+    from toy_controller import registered
+
+    from safecontrol.testing import check_controller
+
+    with registered() as name:
+        check_controller(lambda: registry.make(name))
+        run_dir = tmp_path / "toy"
+        settings = {"target": 0.01, "gain": 0.5}
+        train(
+            small_config(tiny, run_dir, steps=3, algo=name, controller_settings=settings),
+            progress=False,
+        )
+        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").open()]
+        assert [r["step"] for r in rows] == [1, 2, 3]
+        assert rows[-1]["coef"] > 0.05  # KL above the tiny target raised β every batch
+        assert "preview_kl" not in rows[-1]  # its decision never limits a step
+        restored = registry.make(name, **settings)
+        restored.load_state_dict(
+            json.loads(checkpoint.load(run_dir / "checkpoint.pt")["controller"])
+        )
+        assert restored.decision.coef == rows[-1]["coef"]
+    assert name not in registry.names()
