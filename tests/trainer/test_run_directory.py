@@ -385,3 +385,16 @@ def test_train_help_lists_every_config_field_with_its_doc_and_default():
         assert f.name in docs, f"TrainConfig.{f.name} has no docstring"
         assert f"  {f.name} = " in done.stdout
         assert docs[f.name][:40] in done.stdout
+
+
+def test_a_permission_error_is_an_error_line_not_a_traceback(tiny, tmp_path, capsys, monkeypatch):
+    from reference_trainer.run_lock import RunLock
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(RunLock, "acquire", denied)  # as root, chmod cannot deny us anything
+    assert main(cli(tiny, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Permission denied" in err and ".lock" in err
+    assert not (tmp_path / "run").exists()  # the directory it had created is removed again
