@@ -23,9 +23,9 @@ absorbing (0·factor = 0: the penalty never returns), and a run of high KL doubl
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._state import Stateful, require
 from ._validation import (
     MAX_MEASUREMENT,
     NONFINITE_POLICIES,
@@ -68,36 +68,24 @@ def _greater_than_one(name: str, value: Any) -> float:
     return x
 
 
-class CoefController(Stateful):
-    """Shared machinery: the decision, measurement checks, the skip policy and the state dict.
+R = TypeVar("R")
 
-    Subclasses set ``self._initial`` (their state record at step 0) and call ``reset()``. The
-    default state handling covers controllers whose whole state is one ``CoefState``-like record
-    named by ``_record``.
+
+class CoefControllerBase(Stateful[R]):
+    """Shared machinery of the coefficient controllers: measurement checks and the skip policy.
+
+    Subclasses set ``self._initial`` (their state record at step 0) and call ``reset()``.
     """
 
     kl_unit: ClassVar[str] = "per_token"
     """The unit of the controller's KL settings (``safecontrol.contract``)."""
-    _record: ClassVar[type] = CoefState
-    _initial: Any
-    _state: Any
+    _initial: R
 
     def __init__(self, on_nonfinite: str) -> None:
         self.on_nonfinite = one_of("on_nonfinite", on_nonfinite, NONFINITE_POLICIES)
 
-    @property
-    def decision(self) -> CoefDecision:
-        """The current decision (before any update: the initial coefficient, step 0)."""
-        s = self._state
-        return _construct(CoefDecision, {"coef": s.coef, "step": s.step, "skipped": s.skipped})
-
-    @property
-    def coef(self) -> float:
-        return self._state.coef
-
-    def reset(self) -> None:
-        """Return to the state right after construction."""
-        self._state = self._initial
+    def _initial_state(self) -> R:
+        return self._initial
 
     def _measurements(self, required: str, **values: Any) -> dict[str, Any] | None:
         """The measurements as floats (optional ones may stay ``None``), or ``None`` to skip.
@@ -124,6 +112,22 @@ class CoefController(Stateful):
                 raise ValueError(f"entropy must be >= 0 (nats), got {x!r}")
         return None if skip else out
 
+
+class CoefController(CoefControllerBase[CoefState]):
+    """A coefficient controller whose whole state is one ``CoefState``."""
+
+    _record = CoefState
+
+    @property
+    def decision(self) -> CoefDecision:
+        """The current decision (before any update: the initial coefficient, step 0)."""
+        s = self._state
+        return _construct(CoefDecision, {"coef": s.coef, "step": s.step, "skipped": s.skipped})
+
+    @property
+    def coef(self) -> float:
+        return self._state.coef
+
     def _skip(self) -> CoefDecision:
         self._state = self._state._replace(skipped=self._state.skipped + 1)
         return self.decision
@@ -132,15 +136,7 @@ class CoefController(Stateful):
         self._state = self._state._replace(step=self._state.step + 1, **changes)
         return self.decision
 
-    def _get_state(self) -> dict[str, Any]:
-        return record_to_dict(self._state)
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(self._record, state, type(self).__name__, self._check_state)
-
-    def _check_state(self, record: Any) -> None:
-        """Range rules of a loaded state record beyond its field types (``ValueError``)."""
-        owner = type(self).__name__
+    def _check_state(self, record: CoefState, owner: str) -> None:
         require(record.coef >= 0.0, owner, "coef", "be >= 0", record.coef)
 
 
@@ -168,9 +164,8 @@ class _BoundedCoef(CoefController):
             raise ValueError(f"init_coef must lie in coef_limits [{lo!r}, {hi!r}], got {beta!r}")
         return beta
 
-    def _check_state(self, record: Any) -> None:
+    def _check_state(self, record: CoefState, owner: str) -> None:
         lo, hi = self.coef_limits
-        owner = type(self).__name__
         require(lo <= record.coef <= hi, owner, "coef", f"lie in [{lo!r}, {hi!r}]", record.coef)
 
     def _upgrade_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -180,9 +175,10 @@ class _BoundedCoef(CoefController):
         config, state = state_dict.get("config"), state_dict.get("state")
         if isinstance(config, dict) and "coef_limits" not in config:
             config["coef_limits"] = list(DEFAULT_COEF_LIMITS)
-            coef = state.get("coef") if isinstance(state, dict) else None
-            if type(coef) is float and not math.isnan(coef):
-                state["coef"] = clamp(coef, *DEFAULT_COEF_LIMITS)  # type: ignore[index]
+            if isinstance(state, dict):
+                coef = state.get("coef")
+                if type(coef) is float and not math.isnan(coef):
+                    state["coef"] = clamp(coef, *DEFAULT_COEF_LIMITS)
         return state_dict
 
 
@@ -229,8 +225,8 @@ class FixedKL(CoefController):
     def _config(self) -> dict[str, Any]:
         return {"coef": self._coef, "on_nonfinite": self.on_nonfinite}
 
-    def _check_state(self, record: Any) -> None:
-        require(record.coef == self._coef, "FixedKL", "coef", f"be {self._coef!r}", record.coef)
+    def _check_state(self, record: CoefState, owner: str) -> None:
+        require(record.coef == self._coef, owner, "coef", f"be {self._coef!r}", record.coef)
 
 
 class AdaptiveKL(_BoundedCoef):

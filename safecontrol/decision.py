@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from ._validation import finite, non_negative
+from ._state import finite_field, validated_fields
+from ._validation import _show, finite, non_negative
 from .penalty import dead_band_penalty, dead_band_slope, preview_step_scale
 
 _D = TypeVar("_D")
@@ -115,3 +116,18 @@ class SafeDecision:
         out = dataclasses.asdict(self)
         out["pid_p"], out["pid_i"], out["pid_d"] = out.pop("pid")
         return out
+
+    def _to_plain(self) -> dict[str, Any]:
+        """The state codec's form (``safecontrol._state``): ``as_dict``."""
+        return self.as_dict()
+
+    @classmethod
+    def _from_plain(cls, data: Any, owner: str) -> SafeDecision:
+        """The decision ``as_dict`` wrote, every field's type checked (``ValueError``)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{owner} must be a dict, got {type(data).__name__} {_show(data)}")
+        data = dict(data)
+        pid_names = ("pid_p", "pid_i", "pid_d")
+        if all(name in data for name in pid_names):
+            data["pid"] = [finite_field(f"{owner}: {name}", data.pop(name)) for name in pid_names]
+        return cls(**validated_fields(cls, data, owner))

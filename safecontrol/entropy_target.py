@@ -90,11 +90,11 @@ class EntropyTargetController(CoefController):
             coef = clamp(coef - self.delta, self.min_coef, self.max_coef)
         return self._accept(coef=coef)
 
-    def _check_state(self, record: Any) -> None:
+    def _check_state(self, record: CoefState, owner: str) -> None:
         lo, hi = self.min_coef, self.max_coef
         require(
             lo <= record.coef <= hi,
-            "EntropyTargetController",
+            owner,
             "coef",
             f"lie in [min_coef, max_coef] = [{lo!r}, {hi!r}]",
             record.coef,

@@ -12,8 +12,15 @@ window, possibly shorter early on):
 which only make sense for rewards of order one. ``mode="scale_invariant"`` measures the margin and
 the std in units of the running reward std (defaults 0.1 and 0.2) and the level as a fraction of the
 observed reward range (default 0.9), so it behaves the same for any affine rescaling of the reward.
-Memory is bounded: 2·window rewards, the last window's means (a cache that spares summing the
-previous window each update) and O(1) running statistics (SPEC §2.5).
+Memory is bounded: 2·window rewards, the last window's means and O(1) running statistics
+(SPEC §2.5).
+
+The state (``PhaseState``) is the reward history and the running statistics; the window means are
+derived from it, not state: a memo of the recent-window means of the last ``window`` updates,
+which spares summing the previous window each update (once the history is full, the previous
+window is the recent window of ``window`` updates ago). The memo is valid only for the record it
+was built with (checked by identity); after a load, a reset or a rejected update of a composite it
+starts afresh and the previous window is summed, with the same result to the last bit.
 
 WARMUP lasts until a previous window exists. When the recent window first fills (update
 ``window``) there is nothing to compare it with, so CLIMBING cannot be told from PLATEAU; until
@@ -30,7 +37,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._state import Stateful, build_record, json_keys, require
 from ._validation import (
     _show,
     all_finite,
@@ -67,10 +74,12 @@ MAX_WINDOW = 10**9
 """Largest window: its 2·window rewards would already take 16 GB."""
 
 
+@json_keys(seen="count")
 class PhaseState(NamedTuple):
     history: tuple[float, ...] = ()
     """The last 2·window rewards, oldest first."""
-    count: int = 0
+    seen: int = 0
+    """Rewards seen (saved as ``count``)."""
     mean: float = 0.0
     """Welford running mean and sum of squared deviations over every reward seen."""
     m2: float = 0.0
@@ -91,7 +100,7 @@ def _std(values: tuple[float, ...], mean: float) -> float:
     return math.sqrt(math.fsum([(v - mean) * (v - mean) for v in values]) / len(values))
 
 
-class PhaseDetector(Stateful):
+class PhaseDetector(Stateful[PhaseState]):
     """Classify the reward stream into WARMUP / CLIMBING / PLATEAU / CONVERGED.
 
     Args:
@@ -100,6 +109,8 @@ class PhaseDetector(Stateful):
         climb_margin, converged_std, converged_level: thresholds; defaults depend on ``mode``.
         multipliers: threshold multiplier per phase (published: 1.5, 1.2, 0.8, 1.0).
     """
+
+    _record = PhaseState
 
     def __init__(
         self,
@@ -138,18 +149,23 @@ class PhaseDetector(Stateful):
         missing = [p.value for p in Phase if p not in self.multipliers]
         if missing:
             raise ValueError(f"multipliers: missing phases {missing}")
-        self.reset()
+        self._state = PhaseState()
+        # The derived window means (module docstring): valid for the record ``_memo_for``.
+        self._memo: deque[float] = deque(maxlen=self.window)
+        self._memo_for: PhaseState | None = None
 
     def update(self, reward: float) -> Phase:
         """Feed one batch-mean reward (finite, magnitude ≤ ``MAX_MEASUREMENT``); returns the phase
         after it. An update that would overflow the running statistics changes nothing."""
-        return self._update_unchecked(measurement("reward", reward))
+        self._state, phase = self._step(self._state, measurement("reward", reward))
+        return phase
 
-    def _update_unchecked(self, r: float) -> Phase:
-        """``update`` for a caller that has already checked that ``r`` is a finite float."""
-        s, w = self._state, self.window
+    def _step(self, s: PhaseState, r: float) -> tuple[PhaseState, Phase]:
+        """The record after the (finite) reward ``r``, and the phase; a ``ValueError`` if the
+        running statistics overflow."""
+        w = self.window
         history = (*s.history[1 - 2 * w :], r)
-        count = s.count + 1
+        count = s.seen + 1
         delta = r - s.mean
         mean = s.mean + delta / count
         m2 = s.m2 + delta * (r - mean)
@@ -164,7 +180,7 @@ class PhaseDetector(Stateful):
         else:
             recent = history[-w:]
             recent_mean = math.fsum(recent) / len(recent)
-            previous_mean = self._previous_mean(history)
+            previous_mean = self._previous_mean(s, history)
             if previous_mean is None:  # no window before the recent one yet: still warming up
                 phase = Phase.WARMUP
             else:
@@ -172,17 +188,23 @@ class PhaseDetector(Stateful):
                     recent, recent_mean, previous_mean, count, m2, minimum, maximum
                 )
         # Enum.value is a (slow) property around _value_.
-        self._state = PhaseState(history, count, mean, m2, minimum, maximum, phase._value_)
+        fields = (history, count, mean, m2, minimum, maximum, phase._value_)
+        state = build_record(PhaseState, fields)
         if recent_mean is not None:
-            self._recent_means.append(recent_mean)
-        return phase
+            if self._memo_for is not s:
+                self._memo = deque(maxlen=w)
+            self._memo.append(recent_mean)
+            self._memo_for = state
+        return state, phase
 
-    def _previous_mean(self, history: tuple[float, ...]) -> float | None:
-        """``fsum(previous) / len(previous)`` of the window before the recent one, or None."""
-        if len(history) == 2 * self.window and len(self._recent_means) == self.window:
+    def _previous_mean(self, s: PhaseState, history: tuple[float, ...]) -> float | None:
+        """``fsum(previous) / len(previous)`` of the window before the recent one, or None
+        (``history`` is the one after the update from ``s``)."""
+        memo = self._memo
+        if len(history) == 2 * self.window and len(memo) == self.window and self._memo_for is s:
             # A full previous window is the recent window of ``window`` updates ago: its mean is
             # known, which saves an O(window) sum per update.
-            return self._recent_means[0]
+            return memo[0]
         previous = history[: -self.window]
         return math.fsum(previous) / len(previous) if previous else None
 
@@ -221,14 +243,8 @@ class PhaseDetector(Stateful):
         """φ for the current phase."""
         return self.multipliers[self.phase]
 
-    def reset(self) -> None:
-        self._state = PhaseState()
-        self._forget_recent_means()
-
-    def _forget_recent_means(self) -> None:
-        # The recent-window means of the last (up to) ``window`` updates, oldest first; a cache,
-        # so it starts empty after a reset or a load (the previous mean is then summed afresh).
-        self._recent_means: deque[float] = deque(maxlen=self.window)
+    def _initial_state(self) -> PhaseState:
+        return PhaseState()
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -240,34 +256,27 @@ class PhaseDetector(Stateful):
             "multipliers": {p.value: m for p, m in self.multipliers.items()},
         }
 
-    def _get_state(self) -> dict[str, Any]:
-        return record_to_dict(self._state)
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(PhaseState, state, "PhaseDetector", self._check_state)
-        self._forget_recent_means()
-
-    def _check_state(self, s: PhaseState) -> None:
-        name, n = "PhaseDetector", len(s.history)
+    def _check_state(self, s: PhaseState, owner: str) -> None:
+        name, n = owner, len(s.history)
         require(
-            n == min(s.count, 2 * self.window),
+            n == min(s.seen, 2 * self.window),
             name,
             "history",
             f"hold the last min(count, 2·window={2 * self.window}) = "
-            f"{min(s.count, 2 * self.window)} rewards",
+            f"{min(s.seen, 2 * self.window)} rewards",
             f"{n} rewards",
         )
         require(s.m2 >= 0.0, name, "m2", "be >= 0", s.m2)
-        seen = s.count > 0
+        seen = s.seen > 0
         require((s.minimum is not None) == seen, name, "minimum", "be set iff count > 0", s.minimum)
         require((s.maximum is not None) == seen, name, "maximum", "be set iff count > 0", s.maximum)
-        if seen:
-            lo, hi = s.minimum, s.maximum
-            require(lo <= hi, name, "minimum", f"not exceed maximum {hi!r}", lo)  # type: ignore[operator]
+        lo, hi = s.minimum, s.maximum
+        if lo is not None and hi is not None:
+            require(lo <= hi, name, "minimum", f"not exceed maximum {hi!r}", lo)
             require(
                 all(lo <= r <= hi for r in s.history),
                 name,
-                "history",  # type: ignore[operator]
+                "history",
                 f"lie within [minimum, maximum] = [{lo!r}, {hi!r}]",
                 s.history,
             )

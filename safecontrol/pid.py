@@ -24,7 +24,7 @@ from __future__ import annotations
 from math import isfinite
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._state import Stateful, build_record, require
 from ._validation import all_finite, boolean, clamp, finite, limits, non_negative, one_of, positive
 
 ANTI_WINDUP_MODES = ("clamp", "back_calculation", "none")
@@ -48,7 +48,7 @@ class PIDState(NamedTuple):
     """Output to reproduce on the first update after returning to auto mode."""
 
 
-class PID(Stateful):
+class PID(Stateful[PIDState]):
     """PID controller.
 
     Args:
@@ -67,6 +67,8 @@ class PID(Stateful):
             integral is moved by the whole excess); only with "back_calculation".
         rate_limit: largest output change per unit time (> 0), or ``None``.
     """
+
+    _record = PIDState
 
     def __init__(
         self,
@@ -110,18 +112,19 @@ class PID(Stateful):
     def update(self, measurement: float, dt: float = 1.0) -> float:
         """Feed one measurement taken ``dt`` time units after the previous one; returns u."""
         m = finite("measurement", measurement)
-        return self._update_unchecked(m, positive("dt", dt))
+        self._state, output = self._step(self._state, m, positive("dt", dt))
+        return output
 
-    def _update_unchecked(self, m: float, dt: float) -> float:
-        """``update`` for a caller that has already checked ``m`` (finite) and ``dt`` (> 0)."""
-        s = self._state
+    def _step(self, s: PIDState, m: float, dt: float) -> tuple[PIDState, float]:
+        """The record after measurement ``m`` (finite) taken ``dt`` (> 0) after the previous
+        one, and the output u; a ``ValueError`` if the terms overflow."""
         error = s.setpoint - m
         if not s.auto:
             if not all_finite(error):
                 raise ValueError(f"measurement {m!r} overflows the PID's error")
             # Track the process while in manual so the return to auto has no derivative kick.
-            self._state = s._replace(last_measurement=m, last_error=error)
-            return self._held_output()
+            s = s._replace(last_measurement=m, last_error=error)
+            return s, _held_output(s)
 
         p = self.kp * error
         if s.last_measurement is None:
@@ -129,7 +132,8 @@ class PID(Stateful):
         elif self.derivative_on_measurement:
             change = -(m - s.last_measurement)
         else:
-            change = error - s.last_error  # type: ignore[operator]
+            assert s.last_error is not None  # set with last_measurement (checked on load)
+            change = error - s.last_error
         if self.derivative_filter is None:
             derivative = change / dt
             d = self.kd * change / dt  # the textbook's evaluation order, to the last bit
@@ -155,7 +159,8 @@ class PID(Stateful):
         stored_integral = integral
         if self.anti_windup == "back_calculation":
             gain = self.tracking_gain
-            stored_integral = integral + gain * dt * (output - unsaturated)  # type: ignore[operator]
+            assert gain is not None  # set for this mode
+            stored_integral = integral + gain * dt * (output - unsaturated)
         # One isfinite on the sum in the common case; all_finite only if that overflowed.
         total = error + stored_integral + unsaturated + output + derivative
         if not isfinite(total) and not all_finite(
@@ -164,8 +169,8 @@ class PID(Stateful):
             raise ValueError(
                 f"measurement {m!r} with dt {dt!r} overflows the PID's terms (P, I or D)"
             )
-        # Positional: keywords would double the cost of building this 13-field record.
-        self._state = PIDState(
+        # Every field, in order: keywords would double the cost of building this 13-field record.
+        fields = (
             s.setpoint,
             s.lower,
             s.upper,
@@ -180,14 +185,9 @@ class PID(Stateful):
             s.auto,
             None,  # bumpless_output
         )
-        return output
+        return build_record(PIDState, fields), output
 
     __call__ = update
-
-    def _held_output(self) -> float:
-        s = self._state
-        held = s.last_output if s.last_output is not None else 0.0
-        return clamp(held, s.lower, s.upper)
 
     def set_auto_mode(self, enabled: bool, last_output: float | None = None) -> None:
         """Switch between automatic and manual control.
@@ -231,18 +231,17 @@ class PID(Stateful):
 
     @output_limits.setter
     def output_limits(self, value: tuple[float | None, float | None]) -> None:
-        self._set_limits_unchecked(*limits("output_limits", value))
+        self._state = self._with_limits(self._state, *limits("output_limits", value))
 
-    def _set_limits_unchecked(self, lower: float | None, upper: float | None) -> None:
-        """The ``output_limits`` setter for limits already known to be valid (no NaN, lower ≤
-        upper)."""
-        s = self._state
+    def _with_limits(self, s: PIDState, lower: float | None, upper: float | None) -> PIDState:
+        """The record ``s`` with output limits already known to be valid (no NaN, lower ≤ upper):
+        the ``output_limits`` setter's transition."""
         integral = s.integral
         if self.anti_windup == "clamp":
             integral = clamp(integral, lower, upper)
         last_output = None if s.last_output is None else clamp(s.last_output, lower, upper)
-        # Positional, as in the update: _replace would triple the cost of this per-update call.
-        self._state = PIDState(
+        # Every field, as in the update: _replace would triple the cost of this per-update call.
+        fields = (
             s.setpoint,
             lower,
             upper,
@@ -257,15 +256,16 @@ class PID(Stateful):
             s.auto,
             s.bumpless_output,
         )
+        return build_record(PIDState, fields)
 
     @property
     def integral(self) -> float:
         return self._state.integral
 
-    def reset(self) -> None:
-        """Forget all history; setpoint and limits return to their constructor values."""
+    def _initial_state(self) -> PIDState:
+        """No history; the constructor's setpoint and limits (``reset`` returns here)."""
         lower, upper = self._initial_limits
-        self._state = PIDState(setpoint=self._initial_setpoint, lower=lower, upper=upper)
+        return PIDState(setpoint=self._initial_setpoint, lower=lower, upper=upper)
 
     # ------------------------------------------------------------------ state
     def _config(self) -> dict[str, Any]:
@@ -282,23 +282,23 @@ class PID(Stateful):
             "rate_limit": self.rate_limit,
         }
 
-    def _get_state(self) -> dict[str, Any]:
-        return record_to_dict(self._state)
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(PIDState, state, "PID", self._check_state)
-
-    def _check_state(self, s: PIDState) -> None:
+    def _check_state(self, s: PIDState, owner: str) -> None:
         if s.lower is not None and s.upper is not None:
-            require(s.lower <= s.upper, "PID", "lower", f"not exceed upper {s.upper!r}", s.lower)
+            require(s.lower <= s.upper, owner, "lower", f"not exceed upper {s.upper!r}", s.lower)
         if self.anti_windup == "clamp":
             # 0.0 is the reset value, which no update has clamped yet.
             require(
                 s.integral == 0.0 or clamp(s.integral, s.lower, s.upper) == s.integral,
-                "PID",
+                owner,
                 "integral",
                 f"be 0 or lie within the output limits [lower, upper] = [{s.lower!r}, {s.upper!r}]",
                 s.integral,
             )
         if s.last_measurement is not None:
-            require(s.last_error is not None, "PID", "last_error", "be set", s.last_error)
+            require(s.last_error is not None, owner, "last_error", "be set", s.last_error)
+
+
+def _held_output(s: PIDState) -> float:
+    """The output held in manual mode: the last output (0 if none), within the limits."""
+    held = s.last_output if s.last_output is not None else 0.0
+    return clamp(held, s.lower, s.upper)

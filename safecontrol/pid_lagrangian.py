@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._state import parts_of, record_from_dict, record_to_dict, require
+from ._state import require
 from ._validation import all_finite, non_negative, positive
 from ._validation import decay as check_decay
-from .classic import CoefController, _batch_shape
-from .decision import CoefDecision
+from .classic import CoefControllerBase, _batch_shape
+from .decision import CoefDecision, _construct
 from .filters import EMA, EMAState, check_ema_state
 
 
@@ -44,7 +44,15 @@ class PIDLagrangianState(NamedTuple):
     skipped: int = 0
 
 
-class PIDLagrangianKL(CoefController):
+class PIDLagrangianKLState(NamedTuple):
+    controller: PIDLagrangianState
+    error_ema: EMAState
+    """EMA_p of the violation Δ (P is its bias-corrected value)."""
+    kl_ema: EMAState
+    """EMA_d of the KL (D is the rise of its bias-corrected value)."""
+
+
+class PIDLagrangianKL(CoefControllerBase[PIDLagrangianKLState]):
     """KL coefficient λ ≥ 0 from a PID Lagrangian on the KL constraint KL ≤ target.
 
     Args:
@@ -62,7 +70,7 @@ class PIDLagrangianKL(CoefController):
     terms respond within about ten updates.
     """
 
-    _record = PIDLagrangianState
+    _record = PIDLagrangianKLState
 
     def __init__(
         self,
@@ -83,11 +91,13 @@ class PIDLagrangianKL(CoefController):
         self.p_decay = check_decay("p_decay", p_decay)
         self.d_decay = check_decay("d_decay", d_decay)
         self.init_integral = non_negative("init_integral", init_integral)
+        # Transitions; their records live in this controller's.
         self._error_ema = EMA(self.p_decay)
         self._kl_ema = EMA(self.d_decay)
-        self._initial = PIDLagrangianState(
+        initial = PIDLagrangianState(
             coef=max(0.0, self.ki * self.init_integral), integral=self.init_integral
         )
+        self._initial = PIDLagrangianKLState(initial, EMAState(), EMAState())
         self.reset()
 
     def update(
@@ -109,32 +119,45 @@ class PIDLagrangianKL(CoefController):
         if m is None:
             return self._skip()
         j: float = m["kl"]
+        s = self._state
+        c = s.controller
         violation = j - self.target
-        integral = max(0.0, self._state.integral + violation)
-        had_previous = self._kl_ema.count > 0
-        previous = self._kl_ema.value
-        saved = self._error_ema._state, self._kl_ema._state
-        proportional = self._error_ema._update_unchecked(violation)
-        smoothed = self._kl_ema._update_unchecked(j)
+        integral = max(0.0, c.integral + violation)
+        had_previous = s.kl_ema.seen > 0
+        previous = self._kl_ema._value(s.kl_ema)
+        error_ema, proportional = self._error_ema._step(s.error_ema, violation)
+        kl_ema, smoothed = self._kl_ema._step(s.kl_ema, j)
         derivative = max(0.0, smoothed - previous) if had_previous else 0.0
         coef = max(0.0, self.kp * proportional + self.ki * integral + self.kd * derivative)
         if not all_finite(coef, integral, proportional, smoothed, derivative):
-            self._error_ema._state, self._kl_ema._state = saved
             raise ValueError(f"kl {j!r} overflows the PID Lagrangian's state (λ, I, P or D)")
-        return self._accept(
-            coef=coef, integral=integral, proportional=proportional, derivative=derivative
+        controller = PIDLagrangianState(
+            coef, integral, proportional, derivative, c.step + 1, c.skipped
         )
+        self._state = PIDLagrangianKLState(controller, error_ema, kl_ema)
+        return self.decision
+
+    @property
+    def decision(self) -> CoefDecision:
+        """The current decision (before any update: λ = max(0, Ki·init_integral), step 0)."""
+        c = self._state.controller
+        return _construct(CoefDecision, {"coef": c.coef, "step": c.step, "skipped": c.skipped})
+
+    @property
+    def coef(self) -> float:
+        return self._state.controller.coef
+
+    def _skip(self) -> CoefDecision:
+        s = self._state
+        controller = s.controller._replace(skipped=s.controller.skipped + 1)
+        self._state = s._replace(controller=controller)
+        return self.decision
 
     @property
     def components(self) -> tuple[float, float, float]:
         """(Kp·P, Ki·I, Kd·D) of the last update; λ is their sum clipped at 0."""
-        s = self._state
-        return (self.kp * s.proportional, self.ki * s.integral, self.kd * s.derivative)
-
-    def reset(self) -> None:
-        super().reset()
-        self._error_ema.reset()
-        self._kl_ema.reset()
+        c = self._state.controller
+        return (self.kp * c.proportional, self.ki * c.integral, self.kd * c.derivative)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -148,34 +171,20 @@ class PIDLagrangianKL(CoefController):
             "on_nonfinite": self.on_nonfinite,
         }
 
-    def _get_state(self) -> dict[str, Any]:
-        return {
-            "controller": record_to_dict(self._state),
-            "error_ema": self._error_ema._get_state(),
-            "kl_ema": self._kl_ema._get_state(),
-        }
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        name = type(self).__name__
-        parts_of(state, ("controller", "error_ema", "kl_ema"), name)
-        record = record_from_dict(PIDLagrangianState, state["controller"], name, self._check_state)
-        error = record_from_dict(EMAState, state["error_ema"], f"{name}.error_ema", check_ema_state)
-        smoothed = record_from_dict(EMAState, state["kl_ema"], f"{name}.kl_ema", check_ema_state)
-        for label, ema in (("error_ema", error), ("kl_ema", smoothed)):
-            require(ema.count == record.step, name, f"{label}.count", "equal step", ema.count)
-        self._state, self._error_ema._state, self._kl_ema._state = record, error, smoothed
-
-    def _check_state(self, record: Any) -> None:
-        name = type(self).__name__
+    def _check_state(self, state: PIDLagrangianKLState, owner: str) -> None:
+        record = state.controller
         for field in ("integral", "derivative"):
             value = getattr(record, field)
-            require(value >= 0.0, name, field, "be >= 0", value)
+            require(value >= 0.0, owner, field, "be >= 0", value)
         p, i, d = record.proportional, record.integral, record.derivative
         expected = max(0.0, self.kp * p + self.ki * i + self.kd * d)
         require(
             record.coef == expected,
-            name,
+            owner,
             "coef",
             f"be max(0, kp·proportional + ki·integral + kd·derivative) = {expected!r}",
             record.coef,
         )
+        for label, ema in (("error_ema", state.error_ema), ("kl_ema", state.kl_ema)):
+            check_ema_state(ema, f"{owner}.{label}")
+            require(ema.seen == record.step, owner, f"{label}.count", "equal step", ema.seen)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields, replace
 from math import isfinite
 from typing import Any, ClassVar, NamedTuple
 
-from ._state import Stateful, finite_field, parts_of, record_from_dict, require, validated_fields
+from ._state import Stateful, build_record, require, view
 from ._validation import (
     MAX_MEASUREMENT,
     NONFINITE_POLICIES,
@@ -40,13 +40,13 @@ from ._validation import (
 )
 from .decision import SafeDecision, _construct
 from .estimators import KL_ESTIMATORS
-from .filters import DualEMA
+from .filters import DualEMA, DualEMAState
 from .gate import EntropyGate
 from .penalty import _penalty_unchecked, _slope_unchecked
-from .phase import PHASE_MODES, Phase, PhaseDetector, window_size
+from .phase import PHASE_MODES, Phase, PhaseDetector, PhaseState, window_size
 from .pid import ANTI_WINDUP_MODES
-from .threshold import AdaptiveThreshold
-from .velocity import VELOCITY_MODES, RewardVelocity
+from .threshold import AdaptiveThreshold, ThresholdState
+from .velocity import VELOCITY_MODES, RewardVelocity, VelocityState
 
 
 @dataclass(frozen=True)
@@ -153,13 +153,27 @@ class SafeConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class SafeState(NamedTuple):
+class SafeProgress(NamedTuple):
     step: int = 0
+    """Accepted updates."""
     skipped: int = 0
+    """Updates skipped for a non-finite measurement."""
     last_decision: SafeDecision | None = None
+    """The decision of the last accepted update (saved as its ``as_dict``)."""
 
 
-class SafeController(Stateful):
+class SafeState(NamedTuple):
+    """SAFE's state: its parts' records and its own progress (optax's chain state)."""
+
+    kl_tracker: DualEMAState
+    velocity: VelocityState
+    phase_detector: PhaseState
+    threshold: ThresholdState
+    """Unchanged while ``use_pid`` is off."""
+    controller: SafeProgress
+
+
+class SafeController(Stateful[SafeState]):
     """SAFE's KL controller; call ``update`` once per rollout batch.
 
     Inputs are detached batch statistics: ``kl`` the mean per-token KL to the reference (of the
@@ -170,17 +184,19 @@ class SafeController(Stateful):
 
     kl_unit: ClassVar[str] = "per_token"
     """The threshold and the preview limit are KL per token (``safecontrol.contract``)."""
+    _record = SafeState
 
     def __init__(self, config: SafeConfig | None = None) -> None:
         self.config = SafeConfig() if config is None else config
         if not isinstance(self.config, SafeConfig):
             raise ValueError(f"config must be a SafeConfig, got {type(self.config).__name__}")
         c = self.config
-        self.kl_tracker = DualEMA(c.kl_short_decay, c.kl_long_decay)
+        # The parts, as transitions: their records live in this controller's (``SafeState``).
+        self._kl_tracker = DualEMA(c.kl_short_decay, c.kl_long_decay)
         self.gate = EntropyGate(c.entropy_floor, c.gate_minimum, c.gate_eps)
-        self.velocity = RewardVelocity(c.velocity_mode, c.velocity_decay)
-        self.phase_detector = PhaseDetector(c.phase_window, c.phase_mode)
-        self.threshold = AdaptiveThreshold(
+        self._velocity = RewardVelocity(c.velocity_mode, c.velocity_decay)
+        self._phase_detector = PhaseDetector(c.phase_window, c.phase_mode)
+        self._threshold = AdaptiveThreshold(
             c.threshold_base,
             c.threshold_limits,
             c.kp,
@@ -190,7 +206,7 @@ class SafeController(Stateful):
             c.derivative_filter,
             c.anti_windup,
         )
-        self._state = SafeState()
+        self._state = self._initial_state()
 
     # ------------------------------------------------------------------ update
     def _measurements(
@@ -245,43 +261,38 @@ class SafeController(Stateful):
             raise ValueError(f"{missing} is required by SafeController, got None")
         measured = self._measurements(kl, entropy, reward)
         c, s = self.config, self._state
+        progress = s.controller
         if measured is None:
-            self._state = s._replace(skipped=s.skipped + 1)
-            return replace(self.decision, skipped=s.skipped + 1)
+            skipped = progress.skipped + 1
+            self._state = s._replace(controller=progress._replace(skipped=skipped))
+            return replace(self.decision, skipped=skipped)
         kl_value, entropy_value, reward_value = measured
 
-        # The measurements are validated above; the parts skip re-checking them. The parts'
-        # states are immutable records: holding them is the whole snapshot for a rollback.
-        tracker, threshold_part, phase_detector = (
-            self.kl_tracker,
-            self.threshold,
-            self.phase_detector,
-        )
-        saved = (
-            tracker._short._state,
-            tracker._long._state,
-            self.velocity._state,
-            phase_detector._state,
-            threshold_part.pid._state,
-            threshold_part._threshold,
-        )
+        # The measurements are validated above; the parts skip re-checking them. Each part's
+        # transition returns its new record; nothing is assigned before the end, so a rejected
+        # update changes nothing.
+        phase_detector = self._phase_detector
         try:
-            kl_short, kl_long, kl_slope = tracker._update_unchecked(kl_value)
+            tracker, kl_short, kl_long, kl_slope = self._kl_tracker._step(s.kl_tracker, kl_value)
             kl_predicted = kl_short + c.prediction_horizon * kl_slope
             gate = self.gate._gate_unchecked(entropy_value) if c.use_gate else 1.0
-            velocity = self.velocity._update_unchecked(reward_value)
-            phase = phase_detector._update_unchecked(reward_value)
+            velocity_state, velocity = self._velocity._step(s.velocity, reward_value)
+            phase_state, phase = phase_detector._step(s.phase_detector, reward_value)
             multiplier = phase_detector.multipliers[phase] if c.use_phase else 1.0
             if c.use_pid:
                 # The multipliers are the published constants, so the PID's limits are finite.
                 try:
-                    threshold = threshold_part._update_unchecked(velocity, multiplier)
+                    threshold_state, threshold = self._threshold._step(
+                        s.threshold, velocity, multiplier
+                    )
                 except ValueError:  # the PID's terms overflowed (huge gains or velocity target)
                     raise ValueError(
                         f"reward {reward_value!r} overflows the threshold PID"
                     ) from None
-                pid = threshold_part.components
+                pid_state = threshold_state.pid
+                pid = (pid_state.p, pid_state.i, pid_state.d)
             else:
+                threshold_state = s.threshold
                 threshold = clamp(c.threshold_base * multiplier, *c.threshold_limits)
                 pid = (0.0, 0.0, 0.0)
             penalty_args = (kl_predicted, threshold, gate, c.penalty_coef)
@@ -296,7 +307,6 @@ class SafeController(Stateful):
                 culprit = "entropy" if not all_finite(gate) else culprit
                 raise ValueError(f"{culprit} overflows an internal quantity of SAFE's update")
         except ValueError as exc:
-            self._restore_parts(saved)
             raise ValueError(
                 f"SafeController.update(kl={kl_value!r}, entropy={entropy_value!r}, "
                 f"reward={reward_value!r}) rejected, nothing changed: {exc}"
@@ -322,29 +332,23 @@ class SafeController(Stateful):
                 "active": kl_predicted > threshold,
                 "pid": pid,
                 "max_preview_kl": c.max_preview_kl,
-                "step": s.step + 1,
-                "skipped": s.skipped,
+                "step": progress.step + 1,
+                "skipped": progress.skipped,
             },
         )
-        self._state = SafeState(s.step + 1, s.skipped, decision)
+        done = build_record(SafeProgress, (progress.step + 1, progress.skipped, decision))
+        parts = (tracker, velocity_state, phase_state, threshold_state, done)
+        self._state = build_record(SafeState, parts)
         return decision
-
-    def _restore_parts(self, saved: tuple[Any, ...]) -> None:
-        tracker, threshold = self.kl_tracker, self.threshold
-        tracker._short._state, tracker._long._state, self.velocity._state = saved[:3]
-        self.phase_detector._state, threshold.pid._state, threshold._threshold = saved[3:]
-        # The phase detector's window-mean cache may hold this update's mean; forgetting it
-        # costs one sum and changes no result (the cache only spares re-summing a window).
-        self.phase_detector._forget_recent_means()
 
     @property
     def decision(self) -> SafeDecision:
         """The current decision; before any update, the neutral one (no penalty, gate 1)."""
-        s = self._state
+        s = self._state.controller
         if s.last_decision is not None:
             return s.last_decision
         c = self.config
-        multiplier = self.phase_detector.multipliers[Phase.WARMUP] if c.use_phase else 1.0
+        multiplier = self._phase_detector.multipliers[Phase.WARMUP] if c.use_phase else 1.0
         return SafeDecision(
             threshold=clamp(c.threshold_base * multiplier, *c.threshold_limits),
             gate=1.0,
@@ -371,44 +375,46 @@ class SafeController(Stateful):
         """Preview step scaling: min(1, max_preview_kl / preview_kl) (SPEC §1.2)."""
         return self.decision.step_scale(preview_kl)
 
-    def reset(self) -> None:
-        for part in (self.kl_tracker, self.velocity, self.phase_detector, self.threshold):
-            part.reset()
-        self._state = SafeState()
+    # ------------------------------------------------------------------ the parts, for reading
+    @property
+    def kl_tracker(self) -> DualEMA:
+        """A copy of the KL tracker at the current state (changing it changes nothing here)."""
+        return view(self._kl_tracker, self._state.kl_tracker)
+
+    @property
+    def velocity(self) -> RewardVelocity:
+        """A copy of the reward-velocity estimator at the current state."""
+        return view(self._velocity, self._state.velocity)
+
+    @property
+    def phase_detector(self) -> PhaseDetector:
+        """A copy of the phase detector at the current state."""
+        return view(self._phase_detector, self._state.phase_detector)
+
+    @property
+    def threshold(self) -> AdaptiveThreshold:
+        """A copy of the adaptive threshold at the current state."""
+        return view(self._threshold, self._state.threshold)
 
     # ------------------------------------------------------------------ state
-    _parts = ("kl_tracker", "velocity", "phase_detector", "threshold")
+    def _initial_state(self) -> SafeState:
+        return SafeState(
+            self._kl_tracker._initial_state(),
+            self._velocity._initial_state(),
+            self._phase_detector._initial_state(),
+            self._threshold._initial_state(),
+            SafeProgress(),
+        )
 
     def _config(self) -> dict[str, Any]:
         return self.config.as_dict()
 
-    def _get_state(self) -> dict[str, Any]:
-        state = {name: getattr(self, name)._get_state() for name in self._parts}
-        s = self._state
-        last = None if s.last_decision is None else s.last_decision.as_dict()
-        state["controller"] = {"step": s.step, "skipped": s.skipped, "last_decision": last}
-        return state
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        parts_of(state, (*self._parts, "controller"), "SafeController")
-        controller = record_from_dict(
-            SafeState, state["controller"], "SafeController", self._check_controller_state
-        )
-        if controller.last_decision is not None:
-            decision = self._decision_from_dict(controller.last_decision, controller)
-            controller = controller._replace(last_decision=decision)
-        snapshot = self._get_state()
-        try:
-            for name in self._parts:
-                getattr(self, name)._set_state(state[name])
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            for name in self._parts:  # leave nothing half-loaded
-                getattr(self, name)._set_state(snapshot[name])
-            raise
-        self._state = controller
-
-    def _check_controller_state(self, s: SafeState) -> None:
-        owner = "SafeController"
+    def _check_state(self, state: SafeState, owner: str) -> None:
+        self._kl_tracker._check_state(state.kl_tracker, f"{owner}.kl_tracker")
+        self._velocity._check_state(state.velocity, f"{owner}.velocity")
+        self._phase_detector._check_state(state.phase_detector, f"{owner}.phase_detector")
+        self._threshold._check_state(state.threshold, f"{owner}.threshold")
+        s = state.controller
         require(
             (s.last_decision is None) == (s.step == 0),
             owner,
@@ -416,22 +422,12 @@ class SafeController(Stateful):
             "be null exactly when step is 0",
             s.last_decision,
         )
-        require(
-            s.last_decision is None or isinstance(s.last_decision, dict),
-            owner,
-            "last_decision",
-            "be null or a dict",
-            s.last_decision,
-        )
+        if s.last_decision is not None:
+            self._check_decision(s.last_decision, s, f"{owner}.last_decision")
 
-    def _decision_from_dict(self, data: dict[str, Any], s: SafeState) -> SafeDecision:
-        """The stored last decision, every field checked (types, ranges, consistency)."""
-        owner, c = "SafeController.last_decision", self.config
-        data = dict(data)
-        pid_names = ("pid_p", "pid_i", "pid_d")
-        if all(name in data for name in pid_names):
-            data["pid"] = [finite_field(f"{owner}: {name}", data.pop(name)) for name in pid_names]
-        d = SafeDecision(**validated_fields(SafeDecision, data, owner))
+    def _check_decision(self, d: SafeDecision, s: SafeProgress, owner: str) -> None:
+        """The stored last decision's ranges and consistency (its types are checked)."""
+        c = self.config
         lower, upper = c.threshold_limits
         phases = [p.value for p in Phase]
         rules = (
@@ -450,4 +446,3 @@ class SafeController(Stateful):
         )
         for field, ok, rule in rules:
             require(ok, owner, field, rule, getattr(d, field))
-        return d

@@ -11,14 +11,21 @@ anti-windup) sees exactly the saturation the threshold sees and nothing winds up
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._state import Stateful, parts_of, require
+from ._state import Stateful, build_record, require, view
 from ._validation import all_finite, clamp, finite, limits, non_negative, positive
-from .pid import PID
+from .pid import PID, PIDState
 
 
-class AdaptiveThreshold(Stateful):
+class ThresholdState(NamedTuple):
+    threshold: float
+    """τ of the last update (τ_base clipped before any). Kept, not derived: recomputing it from
+    the PID would need the last φ, which only the limits set for that update encode."""
+    pid: PIDState
+
+
+class AdaptiveThreshold(Stateful[ThresholdState]):
     """Args:
     base: τ_base, the threshold at zero PID output (published 0.3).
     threshold_limits: (lower, upper) clip of τ (published (0.1, 0.6)); lower ≥ 0.
@@ -26,6 +33,8 @@ class AdaptiveThreshold(Stateful):
     velocity_target: v_target (published 0.001 reward units per step).
     derivative_filter, anti_windup: passed to the PID.
     """
+
+    _record = ThresholdState
 
     def __init__(
         self,
@@ -46,7 +55,8 @@ class AdaptiveThreshold(Stateful):
         self.upper = finite("threshold_limits[1]", upper)
         self.velocity_target = finite("velocity_target", velocity_target)
         # Reverse action: feeding −v against a setpoint of −v_target makes e = v − v_target.
-        self.pid = PID(
+        # The PID is a transition here; its record lives in this one's.
+        self._pid = PID(
             kp,
             ki,
             kd,
@@ -54,7 +64,7 @@ class AdaptiveThreshold(Stateful):
             derivative_filter=derivative_filter,
             anti_windup=anti_windup,
         )
-        self._threshold = clamp(self.base, self.lower, self.upper)
+        self._state = self._initial_state()
 
     def update(self, velocity: float, multiplier: float = 1.0) -> float:
         """One step: reward velocity v_t and phase multiplier φ_t in, τ_t out."""
@@ -62,58 +72,58 @@ class AdaptiveThreshold(Stateful):
         phi = positive("multiplier", multiplier)
         if not all_finite(self.lower / phi, self.upper / phi):
             raise ValueError(f"multiplier {phi!r} is so small that the PID's limits overflow")
-        saved = self.pid._state
         try:
-            return self._update_unchecked(v, phi)
+            self._state, threshold = self._step(self._state, v, phi)
         except ValueError:
-            self.pid._state = saved  # the new limits too: a rejected update changes nothing
             raise ValueError(f"velocity {v!r} overflows the threshold PID") from None
+        return threshold
 
-    def _update_unchecked(self, v: float, phi: float) -> float:
-        """``update`` for a caller that has checked ``v`` (finite) and ``phi`` (> 0, limits
-        finite) and restores the PID's state itself if the PID rejects the update."""
+    def _step(self, s: ThresholdState, v: float, phi: float) -> tuple[ThresholdState, float]:
+        """The record after velocity ``v`` (finite) and multiplier ``phi`` (> 0, limits finite),
+        and τ; a ``ValueError`` if the PID's terms overflow."""
         # Valid by construction (lower ≤ upper and φ > 0 give ordered, non-NaN limits), so the
         # PID's checks are skipped.
-        self.pid._set_limits_unchecked(self.lower / phi - self.base, self.upper / phi - self.base)
-        u = self.pid._update_unchecked(-v, 1.0)
+        pid = self._pid
+        pid_state = pid._with_limits(
+            s.pid, self.lower / phi - self.base, self.upper / phi - self.base
+        )
+        pid_state, u = pid._step(pid_state, -v, 1.0)
         # The PID's limits already keep this inside; the clip only absorbs rounding.
-        self._threshold = clamp((self.base + u) * phi, self.lower, self.upper)
-        return self._threshold
+        threshold = clamp((self.base + u) * phi, self.lower, self.upper)
+        return build_record(ThresholdState, (threshold, pid_state)), threshold
 
     @property
     def threshold(self) -> float:
-        return self._threshold
+        return self._state.threshold
 
     @property
     def components(self) -> tuple[float, float, float]:
-        return self.pid.components
+        pid = self._state.pid
+        return (pid.p, pid.i, pid.d)
 
-    def reset(self) -> None:
-        self.pid.reset()
-        self._threshold = clamp(self.base, self.lower, self.upper)
+    @property
+    def pid(self) -> PID:
+        """A copy of the threshold's PID at the current state (changing it changes nothing)."""
+        return view(self._pid, self._state.pid)
+
+    def _initial_state(self) -> ThresholdState:
+        return ThresholdState(clamp(self.base, self.lower, self.upper), self._pid._initial_state())
 
     def _config(self) -> dict[str, Any]:
         return {
             "base": self.base,
             "threshold_limits": [self.lower, self.upper],
             "velocity_target": self.velocity_target,
-            "pid": self.pid._config(),
+            "pid": self._pid._config(),
         }
 
-    def _get_state(self) -> dict[str, Any]:
-        return {"threshold": self._threshold, "pid": self.pid._get_state()}
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        parts_of(state, ("threshold", "pid"), "AdaptiveThreshold")
-        threshold = state["threshold"]
+    def _check_state(self, record: ThresholdState, owner: str) -> None:
+        lower, upper = self.lower, self.upper
         require(
-            isinstance(threshold, int | float)
-            and not isinstance(threshold, bool)
-            and self.lower <= threshold <= self.upper,
-            "AdaptiveThreshold",
+            lower <= record.threshold <= upper,
+            owner,
             "threshold",
-            f"be a float in the threshold limits [{self.lower!r}, {self.upper!r}]",
-            threshold,
+            f"be a float in the threshold limits [{lower!r}, {upper!r}]",
+            record.threshold,
         )
-        self.pid._set_state(state["pid"])  # validates all of the PID's state, then assigns it
-        self._threshold = float(threshold)
+        self._pid._check_state(record.pid, f"{owner}.pid")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._state import Stateful, record_from_dict, record_to_dict, require
+from ._state import Stateful, build_record, json_keys, require
 from ._validation import all_finite, measurement, one_of, positive
 from ._validation import decay as check_decay
 from .filters import debiased
@@ -23,8 +23,10 @@ from .filters import debiased
 VELOCITY_MODES = ("published", "scale_invariant", "holt")
 
 
+@json_keys(seen="count")
 class VelocityState(NamedTuple):
-    count: int = 0
+    seen: int = 0
+    """Rewards seen (saved as ``count``)."""
     level: float = 0.0
     """Published/scale-invariant: the raw (zero-started) EMA moment; Holt: the level ℓ."""
     trend: float = 0.0
@@ -35,7 +37,7 @@ class VelocityState(NamedTuple):
     velocity: float = 0.0
 
 
-class RewardVelocity(Stateful):
+class RewardVelocity(Stateful[VelocityState]):
     """Estimate d(reward)/d(step) from a stream of batch-mean rewards.
 
     Args:
@@ -47,6 +49,8 @@ class RewardVelocity(Stateful):
         eps: in "scale_invariant" mode, the std is floored at eps·|mean reward| so that rounding
             noise of a constant reward is not mistaken for movement.
     """
+
+    _record = VelocityState
 
     def __init__(
         self,
@@ -75,49 +79,48 @@ class RewardVelocity(Stateful):
     def update(self, reward: float) -> float:
         """Feed one batch-mean reward (finite, magnitude ≤ ``MAX_MEASUREMENT``); returns the
         velocity estimate."""
-        saved = self._state
-        velocity = self._update_unchecked(measurement("reward", reward))
-        s = self._state
+        s, velocity = self._step(self._state, measurement("reward", reward))
         if not all_finite(s.level, s.trend, s.mean, s.variance, velocity):
-            self._state = saved  # unreachable for bounded rewards; kept as the contract's guard
+            # Unreachable for bounded rewards; kept as the contract's guard.
             raise ValueError(f"reward {reward!r} overflows the velocity estimate")
+        self._state = s
         return velocity
 
-    def _update_unchecked(self, r: float) -> float:
-        """``update`` for a caller that has already checked that ``r`` is a finite float."""
-        s = self._state
-        count = s.count + 1
+    def _step(self, s: VelocityState, r: float) -> tuple[VelocityState, float]:
+        """The record after the (finite) reward ``r``, and the velocity estimate."""
+        count = s.seen + 1
         if self.mode == "holt":
-            if s.count == 0:
-                self._state = s._replace(count=1, level=r, trend=0.0, velocity=0.0)
-                return 0.0
-            alpha, beta = 1.0 - self.decay, 1.0 - self.trend_decay  # type: ignore[operator]
+            if s.seen == 0:
+                return s._replace(seen=1, level=r, trend=0.0, velocity=0.0), 0.0
+            assert self.trend_decay is not None  # set in this mode
+            alpha, beta = 1.0 - self.decay, 1.0 - self.trend_decay
             level = alpha * r + (1.0 - alpha) * (s.level + s.trend)
             trend = beta * (level - s.level) + (1.0 - beta) * s.trend
-            self._state = VelocityState(count, level, trend, s.mean, s.variance, trend)
-            return trend
+            fields = (count, level, trend, s.mean, s.variance, trend)
+            return build_record(VelocityState, fields), trend
 
         d = self.decay
         moment = d * s.level + (1.0 - d) * r
         velocity = 0.0
-        if s.count > 0:
-            velocity = debiased(moment, d, count) - debiased(s.level, d, s.count)
+        if s.seen > 0:
+            velocity = debiased(moment, d, count) - debiased(s.level, d, s.seen)
         mean, variance = s.mean, s.variance
         if self.mode == "scale_invariant":
             # West's exponentially weighted mean and variance, started at the first reward.
             sd = self.std_decay
-            if s.count == 0:
+            assert sd is not None  # set in this mode
+            if s.seen == 0:
                 mean, variance = r, 0.0
             else:
                 diff = r - s.mean
-                increment = (1.0 - sd) * diff  # type: ignore[operator]
+                increment = (1.0 - sd) * diff
                 mean = s.mean + increment
-                variance = sd * (s.variance + diff * increment)  # type: ignore[operator]
+                variance = sd * (s.variance + diff * increment)
             # Below eps·|mean| the std is rounding noise of a (near-)constant reward, not spread.
             scale = max(variance**0.5, self.eps * abs(mean))
             velocity = velocity / scale if scale > 0.0 else 0.0
-        self._state = VelocityState(count, moment, s.trend, mean, variance, velocity)
-        return velocity
+        fields = (count, moment, s.trend, mean, variance, velocity)
+        return build_record(VelocityState, fields), velocity
 
     @property
     def velocity(self) -> float:
@@ -125,10 +128,10 @@ class RewardVelocity(Stateful):
 
     @property
     def count(self) -> int:
-        return self._state.count
+        return self._state.seen
 
-    def reset(self) -> None:
-        self._state = VelocityState()
+    def _initial_state(self) -> VelocityState:
+        return VelocityState()
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -139,12 +142,5 @@ class RewardVelocity(Stateful):
             "eps": self.eps,
         }
 
-    def _get_state(self) -> dict[str, Any]:
-        return record_to_dict(self._state)
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = record_from_dict(VelocityState, state, "RewardVelocity", _check_state)
-
-
-def _check_state(record: VelocityState) -> None:
-    require(record.variance >= 0.0, "RewardVelocity", "variance", "be >= 0", record.variance)
+    def _check_state(self, record: VelocityState, owner: str) -> None:
+        require(record.variance >= 0.0, owner, "variance", "be >= 0", record.variance)

@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 import safecontrol
-from safecontrol import Phase, registry
+from safecontrol import EMA, Phase, SafeConfig, SafeController, registry
+from safecontrol._state import decode, encode
+from safecontrol.filters import DualEMAState, EMAState
+from safecontrol.pid import PIDState
+from safecontrol.safe import SafeState
+from safecontrol.testing.conformance import measurements
+from safecontrol.threshold import ThresholdState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "state_v1"
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
@@ -74,3 +80,72 @@ def test_v1_checkpoint_reencodes_to_the_identical_json(name):
     controller = build(fixture["make"])
     controller.load_state_dict(fixture["state_dict"])
     assert json.dumps(controller.state_dict()) == json.dumps(fixture["state_dict"])
+
+
+# ---------------------------------------------------------------- the codec
+@pytest.mark.parametrize("version", [0, 2, "1", None, 1.0])
+def test_a_format_version_other_than_1_is_refused_saying_how_to_migrate(version):
+    fixture = load_fixture("safe")
+    controller = build(fixture["make"])
+    before = controller.state_dict()
+    with pytest.raises(ValueError, match=r"reads format_version 1 only.*migrate"):
+        controller.load_state_dict({**fixture["state_dict"], "format_version": version})
+    assert controller.state_dict() == before
+
+
+def test_a_composites_state_is_one_record_of_its_parts_records():
+    controller = SafeController(SafeConfig(phase_window=3))
+    for batch in measurements(8):
+        controller.update(**batch)
+    state = controller.state
+    assert isinstance(state, SafeState)
+    assert isinstance(state.kl_tracker, DualEMAState)
+    assert isinstance(state.kl_tracker.short, EMAState)
+    assert isinstance(state.threshold, ThresholdState)
+    assert isinstance(state.threshold.pid, PIDState)
+    assert encode(state) == controller.state_dict()["state"]
+    assert decode(SafeState, encode(state), "SafeController") == state
+
+
+def test_an_update_replaces_the_record_and_a_rejected_one_keeps_it():
+    controller = SafeController()
+    fresh = controller.state
+    controller.update(kl=0.2, entropy=3.0, reward=0.1)
+    assert controller.state is not fresh and fresh == SafeController().state
+    before = controller.state
+    with pytest.raises(ValueError):
+        controller.update(kl=0.2, entropy=3.0, reward=float("nan"))
+    assert controller.state is before
+
+
+def test_a_renamed_field_keeps_its_key_in_the_state_dict():
+    ema = EMA(0.9)
+    ema.update(1.0)
+    assert ema.state == EMAState(moment=pytest.approx(0.1), seen=1)
+    assert ema.state_dict()["state"] == {"moment": ema.state.moment, "count": 1}
+
+
+def test_a_rejected_composite_update_leaves_no_trace_in_the_phase_detectors_memo():
+    """The phase detector's window-mean memo is derived (valid for the record it was built
+    with), so an update that SAFE rejects after the detector's step changes no later result."""
+    config = SafeConfig(phase_window=3, kp=1e308)
+    rejected, clean = SafeController(config), SafeController(config)
+    stream = list(measurements(30))
+    for t, batch in enumerate(stream):
+        if t == 12:
+            with pytest.raises(ValueError, match="overflows the threshold PID"):
+                rejected.update(**{**batch, "reward": 1e3})
+        assert rejected.update(**batch).as_dict() == clean.update(**batch).as_dict()
+    assert rejected.state_dict() == clean.state_dict()
+
+
+def test_a_parts_view_is_a_copy_at_the_current_state():
+    controller = SafeController(SafeConfig(phase_window=3))
+    for batch in measurements(10):
+        decision = controller.update(**batch)
+    assert controller.phase_detector.phase.value == decision.phase
+    assert controller.kl_tracker.short == decision.kl_short
+    assert controller.threshold.threshold == decision.threshold
+    view = controller.phase_detector
+    view.update(5.0)
+    assert controller.state.phase_detector != view.state
