@@ -62,7 +62,8 @@ def as_float(name: str, value: Any) -> float:
     """
     kind = type(value)
     if kind is float:  # the common case, and float(value) would return value itself
-        return value
+        x: float = value
+        return x
     if kind is int:
         return _int_to_float(name, value)
     return _as_float_slow(name, value)

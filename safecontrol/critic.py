@@ -43,4 +43,5 @@ def soft_min(values: ArrayLike, alpha: float, axis: int = -1) -> np.ndarray:
     lowest = np.min(v, axis=axis, keepdims=True)
     with np.errstate(over="ignore"):  # an exponent overflowing to −inf weighs exp(−inf) = 0
         mean_weight = np.mean(np.exp(-(v - lowest) / a), axis=axis)
-    return np.squeeze(lowest, axis=axis) - a * np.log(mean_weight)
+    aggregate: np.ndarray = np.squeeze(lowest, axis=axis) - a * np.log(mean_weight)
+    return aggregate

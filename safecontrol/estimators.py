@@ -42,11 +42,14 @@ def kl_estimate(logp: ArrayLike, logp_ref: ArrayLike, kind: str = "k1") -> np.nd
         raise ValueError(
             f"logp {policy.shape} and logp_ref {ref.shape} must have broadcastable shapes"
         ) from None
+    estimate: np.ndarray
     if kind == "k1":
-        return -r
-    if kind == "k2":
-        return 0.5 * r * r
-    # expm1(r) ≥ r holds after rounding too; the maximum guards a libm without that property.
-    # A log-ratio above ~709 overflows to inf: an estimate beyond any float, reported as such.
-    with np.errstate(over="ignore"):
-        return np.maximum(np.expm1(r) - r, 0.0)
+        estimate = -r
+    elif kind == "k2":
+        estimate = 0.5 * r * r
+    else:
+        # expm1(r) ≥ r holds after rounding too; the maximum guards a libm without that
+        # property. A log-ratio above ~709 overflows to inf: an estimate beyond any float.
+        with np.errstate(over="ignore"):
+            estimate = np.maximum(np.expm1(r) - r, 0.0)
+    return estimate
