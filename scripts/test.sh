@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, then every test (unit, property-based, closed-loop, torch adapters,
-# the reference trainer, the TRL integration).
+# The whole test suite: lint and type check (ruff, mypy), then every test (unit, property-based,
+# closed-loop, torch adapters, the reference trainer, the TRL integration).
 # Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/_env.sh" "dev,bench,torch,trainer,trl"
 cd "$ROOT"
 ensure_corpus
 "$VENV/bin/ruff" check .
+"$VENV/bin/mypy"  # strict, on safecontrol/ ([tool.mypy] in pyproject.toml)
 "$PY" -m pytest -n 2 "$@"

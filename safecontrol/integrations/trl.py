@@ -75,7 +75,7 @@ from typing import Any
 try:
     from accelerate.utils import is_peft_model
     from transformers import TrainerCallback
-    from trl import GRPOTrainer
+    from trl import GRPOTrainer  # type: ignore[attr-defined]
 except ImportError as exc:  # pragma: no cover - exercised only where TRL is absent
     raise ImportError(
         "safecontrol.integrations.trl needs TRL; install it with: pip install 'safecontrol[trl]'"

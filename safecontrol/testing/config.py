@@ -131,4 +131,5 @@ def make_task(config: PlantConfig) -> Task:
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    out: np.ndarray = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return out

@@ -47,7 +47,8 @@ def rolling_mean(values: ArrayLike, window: int = CRASH_WINDOW) -> np.ndarray:
     sums = np.cumsum(np.concatenate(([0.0], x)))
     ends = np.arange(1, x.size + 1)
     starts = np.maximum(ends - window, 0)
-    return (sums[ends] - sums[starts]) / (ends - starts)
+    means: np.ndarray = (sums[ends] - sums[starts]) / (ends - starts)
+    return means
 
 
 def volatility(reward: ArrayLike) -> float:

@@ -100,13 +100,15 @@ def _policy(theta: np.ndarray, logp_ref: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def _kl_gradient(probs: np.ndarray, log_ratio: np.ndarray, kl_c: np.ndarray) -> np.ndarray:
     """∂KL(π_c ‖ π_ref,c)/∂θ_c = π_c ⊙ (log π_c − log π_ref,c − KL_c), row by row."""
-    return probs * (log_ratio - kl_c[:, None])
+    gradient: np.ndarray = probs * (log_ratio - kl_c[:, None])
+    return gradient
 
 
 def _entropy_gradient(probs: np.ndarray, logp: np.ndarray) -> np.ndarray:
     """∂H(π_c)/∂θ_c = −π_c ⊙ (log π_c + H_c), row by row."""
     entropy_c = -np.einsum("ij,ij->i", probs, logp)
-    return -probs * (logp + entropy_c[:, None])
+    gradient: np.ndarray = -probs * (logp + entropy_c[:, None])
+    return gradient
 
 
 def _field(decision: Any, name: str) -> float:
@@ -214,7 +216,11 @@ def run(
                 )
                 weights = np.where(clipped, 0.0, ratio * advantages)
             # Σ_i w_i (e_{a_i} − π_{c_i}) for each context.
-            grad = np.bincount(flat, weights, minlength=n_ctx * vocab).reshape(n_ctx, vocab)
+            grad: np.ndarray = (
+                np.bincount(flat, weights, minlength=n_ctx * vocab)
+                .reshape(n_ctx, vocab)
+                .astype(np.float64, copy=False)
+            )
             grad -= np.bincount(contexts, weights, minlength=n_ctx)[:, None] * probs
             grad *= grad_scale
             kl_live = float(kl_c.sum()) / n_ctx
@@ -229,7 +235,7 @@ def run(
                     grad *= config.max_grad_norm / norm
             step = config.lr * grad
             scale = 1.0
-            if previewing:
+            if previewing and decision is not None:
                 logp_new = log_softmax(theta + step)
                 preview_kl = float(np.einsum("ij,ij->", probs, logp - logp_new)) / n_ctx
                 scale = float(decision.step_scale(preview_kl))

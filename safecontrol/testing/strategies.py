@@ -167,7 +167,7 @@ def limit_pairs(
 
 
 @st.composite
-def safe_configs(draw: Any, **fixed: Any) -> SafeConfig:
+def safe_configs(draw: Any, /, **fixed: Any) -> SafeConfig:
     """Valid ``SafeConfig``s around the published defaults; keyword arguments pin fields.
 
     ``kl_estimator`` is drawn too: feed the controller KL values of ``kl_values(config.
@@ -206,7 +206,7 @@ def safe_configs(draw: Any, **fixed: Any) -> SafeConfig:
 
 
 @st.composite
-def plant_configs(draw: Any, max_steps: int = 40, **fixed: Any) -> PlantConfig:
+def plant_configs(draw: Any, /, max_steps: int = 40, **fixed: Any) -> PlantConfig:
     """Small, fast ``PlantConfig``s (a few contexts, up to ``max_steps`` batches) for closed-loop
     properties such as "KL stays finite under any controller"; keyword arguments pin fields."""
     values: dict[str, Any] = {

@@ -22,6 +22,7 @@ one tensor and make one ``tolist`` call (one synchronisation); passing 0-d tenso
 the device: ``kl_penalty`` reads the decision's floats and builds a tensor expression.
 """
 
+from ..estimators import KL_ESTIMATORS
 from .critic import SoftMinCritic, critic_loss, polyak_update, soft_min
 from .distributed import (
     global_masked_mean,
@@ -31,7 +32,7 @@ from .distributed import (
     is_distributed,
 )
 from .entropy import default_chunk_size, entropy_from_logits
-from .kl import KL_ESTIMATORS, kl_per_token, masked_mean
+from .kl import kl_per_token, masked_mean
 from .penalty import PENALTY_MODES, kl_penalty
 
 __all__ = [

@@ -13,6 +13,7 @@ backward pass. Half and bfloat16 logits are upcast chunk by chunk and accumulate
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -67,7 +68,7 @@ def entropy_from_logits(
     if chunk_size is None:
         chunk_size = default_chunk_size(logits.shape[-1], logits.device)
     chunk_size = positive_int("chunk_size", chunk_size)
-    entropy = _ChunkedEntropy.apply(logits, chunk_size)
+    entropy: torch.Tensor = _ChunkedEntropy.apply(logits, chunk_size)  # type: ignore[no-untyped-call]
     if mask is None:
         return entropy
     check_same_shape("mask", mask, "logits.shape[:-1]", entropy)
@@ -115,7 +116,7 @@ def _shifted_exp(chunk: torch.Tensor, shifted: torch.Tensor, exp: torch.Tensor) 
 
 class _ChunkedEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, chunk_size: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, logits: torch.Tensor, chunk_size: int) -> torch.Tensor:
         vocab = logits.shape[-1]
         dtype = _compute_dtype(logits.dtype)
         rows = min(chunk_size, max(1, logits.numel() // vocab))
@@ -134,7 +135,7 @@ class _ChunkedEntropy(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_entropy: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_entropy: torch.Tensor) -> tuple[torch.Tensor, None]:
         (logits,) = ctx.saved_tensors
         vocab = logits.shape[-1]
         dtype = _compute_dtype(logits.dtype)
