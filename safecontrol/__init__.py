@@ -12,7 +12,7 @@ from .contract import KL_UNITS, Controller, DeadBandDecision, Decision
 from .critic import soft_min
 from .decision import CoefDecision, SafeDecision
 from .entropy_target import EntropyTargetController
-from .estimators import kl_estimate
+from .estimators import kl_per_token
 from .filters import EMA, DualEMA
 from .gate import EntropyGate
 from .penalty import dead_band_penalty, dead_band_slope, preview_step_scale
@@ -49,7 +49,7 @@ __all__ = [
     "SafeDecision",
     "dead_band_penalty",
     "dead_band_slope",
-    "kl_estimate",
+    "kl_per_token",
     "preview_step_scale",
     "registry",
     "soft_min",

@@ -22,7 +22,7 @@ from ._validation import one_of, real_array
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
 
-def kl_estimate(logp: ArrayLike, logp_ref: ArrayLike, kind: str = "k1") -> np.ndarray:
+def kl_per_token(logp: ArrayLike, logp_ref: ArrayLike, kind: str = "k1") -> np.ndarray:
     """Elementwise KL estimate per token.
 
     Args:

@@ -68,7 +68,7 @@ def test_soft_min_tends_to_min_for_small_alpha_and_mean_for_large_alpha():
 )
 def test_soft_min_works_along_any_axis(values, data, alpha):
     axis = data.draw(st.integers(-values.ndim, values.ndim - 1))
-    got = soft_min(values, alpha, axis=axis)
+    got = soft_min(values, alpha, dim=axis)
     expected = reference(values, alpha, axis=axis)
     assert np.shape(got) == np.shape(expected)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
@@ -95,11 +95,11 @@ def test_soft_min_rejects_bad_alpha_naming_it(alpha):
     [
         (np.array(1.0), -1, "dimension"),
         (np.zeros((3, 0)), -1, "head"),
-        (np.zeros((3, 2)), 2, "axis"),
+        (np.zeros((3, 2)), 2, "dim"),
         (np.array([1.0, math.nan]), -1, "finite"),
         (np.array([1.0, -math.inf]), -1, "finite"),
     ],
 )
 def test_soft_min_rejects_bad_values(values, axis, match):
     with pytest.raises(ValueError, match=match):
-        soft_min(values, 0.3, axis=axis)
+        soft_min(values, 0.3, dim=axis)

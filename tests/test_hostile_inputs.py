@@ -43,7 +43,7 @@ from safecontrol import (
     SafeController,
     dead_band_penalty,
     dead_band_slope,
-    kl_estimate,
+    kl_per_token,
     preview_step_scale,
     soft_min,
 )
@@ -327,8 +327,8 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     ),
     "dead_band_slope": (dead_band_slope, {"kl": 0.5, "threshold": 0.3, "gate": 1.0, "coef": 0.1}),
     "preview_step_scale": (preview_step_scale, {"preview_kl": 0.7, "max_preview_kl": 0.5}),
-    "soft_min": (soft_min, {"values": [0.1, 0.4, 0.2], "alpha": 0.3, "axis": -1}),
-    "kl_estimate": (kl_estimate, {"logp": [-1.0, -2.0], "logp_ref": [-1.5, -1.0], "kind": "k3"}),
+    "soft_min": (soft_min, {"values": [0.1, 0.4, 0.2], "alpha": 0.3, "dim": -1}),
+    "kl_per_token": (kl_per_token, {"logp": [-1.0, -2.0], "logp_ref": [-1.5, -1.0], "kind": "k3"}),
     "CoefDecision.loss_at": (lambda kl: CoefDecision(0.1).loss_at(kl), {"kl": 0.5}),
     "CoefDecision.slope_at": (lambda kl: CoefDecision(0.1).slope_at(kl), {"kl": 0.5}),
     "SafeDecision.loss_at": (lambda kl: advanced("SafeController").decision.loss_at(kl), {"kl": 1}),
@@ -352,5 +352,5 @@ def test_function_arguments_are_accepted_or_rejected_naming_them(case, value):
         return
     result = np.asarray(result)
     assert result.dtype.kind == "f"
-    if name != "kl_estimate":  # elementwise: a −inf log-probability gives an inf estimate
+    if name != "kl_per_token":  # elementwise: a −inf log-probability gives an inf estimate
         assert np.all(np.isfinite(result)) or not np.all(np.isfinite(np.asarray(value, float)))

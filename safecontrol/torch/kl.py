@@ -6,7 +6,7 @@ With r = log π_ref(a) − log π(a) for tokens a sampled from π:
     k2 = r² / 2             ≥ 0, biased
     k3 = (e^r − 1) − r      ≥ 0, unbiased, low variance (Schulman's "approximating KL")
 
-These are the tensor twins of ``safecontrol.estimators.kl_estimate`` (same kinds, same formulas);
+These are the tensor twins of ``safecontrol.estimators.kl_per_token`` (same kinds, same formulas);
 they stay differentiable so the penalty built from them carries gradient (SPEC §2.1). Unlike the
 numpy version, ``logp`` and ``logp_ref`` must have the same shape (no silent broadcasting).
 """
@@ -69,7 +69,7 @@ def _k2(log_ratio: torch.Tensor) -> torch.Tensor:
 
 def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
     # Rounding can leave expm1(r) − r a hair below 0 for tiny r; the true value is ≥ 0 and the
-    # gradient there is e^r − 1 ≈ 0, so clamping changes nothing else (as in kl_estimate).
+    # gradient there is e^r − 1 ≈ 0, so clamping changes nothing else (as in kl_per_token).
     return (torch.expm1(log_ratio) - log_ratio).clamp_min(0.0)
 
 

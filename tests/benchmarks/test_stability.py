@@ -147,3 +147,12 @@ def test_only_pattern_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "nowhere/*" in result.stderr
+
+
+def test_the_overhead_claim_reads_safes_row_of_the_committed_overhead_results() -> None:
+    results = Path(report.__file__).parent / "results"
+    overhead = json.loads((results / "overhead.json").read_text())
+    speed = json.loads((results / "trainer_speed.json").read_text())
+    claim = report.overhead_claim({}, overhead, speed)
+    assert claim["controller_us_per_update"] == overhead["controllers"]["safe"]["median_us"]
+    assert claim["verdict"] in ("confirmed", "mixed", "refuted")
