@@ -299,7 +299,7 @@ def overhead_claim(
     if overhead is None or trainer_speed is None:
         entry["verdict"] = "not measured (run benchmarks/overhead.py and trainer_speed.py)"
         return entry
-    safe = overhead["controllers"]["SafeController"]
+    safe = overhead["controllers"]["safe"]  # the registry name (overhead.json's label)
     iteration = {algo: trainer_speed["results"][algo]["total"] for algo in ("ppo", "safe")}
     entry["controller_us_per_update"] = safe["median_us"]
     entry["controller_share_of_step"] = safe["share_of_step"]
