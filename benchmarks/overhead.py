@@ -107,6 +107,42 @@ def controllers() -> dict[str, Callable[[], Update]]:
     return factories
 
 
+def safe_before(revision: str) -> Callable[[], Update]:
+    """A factory of ``SafeController.update`` as the package stood at git ``revision``: its
+    ``safecontrol/`` extracted to a temporary directory and imported as ``safecontrol_before``
+    (every import inside the package is relative), so the two implementations are timed side by
+    side, interleaved, in one process."""
+    import importlib.util
+    import io
+    import subprocess
+    import tarfile
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "archive", revision, "safecontrol"], cwd=root, capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise ValueError(f"--before {revision!r}: {archive.stderr.decode().strip()}")
+    directory = Path(tempfile.mkdtemp(prefix="safecontrol-before-"))
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(directory, filter="data")
+    package = directory / "safecontrol"
+    spec = importlib.util.spec_from_file_location(
+        "safecontrol_before", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["safecontrol_before"] = module
+    spec.loader.exec_module(module)
+
+    def factory() -> Update:
+        controller = module.SafeController()
+        return lambda k, h, r: controller.update(kl=k, entropy=h, reward=r, n_steps=N_STEPS)
+
+    return factory
+
+
 def time_updates(
     updates: dict[str, Update],
     data: list[tuple[float, float, float]],
@@ -142,12 +178,17 @@ def trainer_step_seconds(results_dir: Path) -> tuple[float | None, str]:
     return speed["results"]["ppo"]["total"], f"{path.name}: {speed['meta']['command']}"
 
 
-def measure(block: int, repeats: int, warmup: int, results_dir: Path) -> dict[str, Any]:
+def measure(
+    block: int, repeats: int, warmup: int, results_dir: Path, before: str | None = None
+) -> dict[str, Any]:
     data = stream(warmup + block * repeats)
     step, source = trainer_step_seconds(results_dir)
     rows = {}
+    factories = controllers()
+    if before is not None:
+        factories[f"{SAFE} (before: {before})"] = safe_before(before)
     timed = time_updates(
-        {name: factory() for name, factory in controllers().items()}, data, block, repeats, warmup
+        {name: factory() for name, factory in factories.items()}, data, block, repeats, warmup
     )
     for name, times in timed.items():
         median = statistics.median(times)
@@ -225,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=2000, help="updates per timed block")
     parser.add_argument("--repeats", type=int, default=60, help="timed blocks per controller")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument(
+        "--before",
+        metavar="REVISION",
+        help="also time SafeController.update as it was at this git revision, interleaved",
+    )
     args = parser.parse_args(argv)
     block, repeats, warmup = (50, 3, 20) if args.quick else (args.block, args.repeats, 500)
     for name, value in (("--block", block), ("--repeats", repeats)):
@@ -232,9 +278,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{name} must be >= 1, got {value}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = measure(block, repeats, warmup, Path(__file__).parent / "results")
+    try:
+        result = measure(block, repeats, warmup, Path(__file__).parent / "results", args.before)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.quick:
         result["meta"]["command"] += " --quick"
+    if args.before:
+        result["meta"]["command"] += f" --before {args.before}"
     (out / "overhead.json").write_text(json.dumps(result, indent=1))
     (out / "overhead.md").write_text(markdown(result))
     print(markdown(result))

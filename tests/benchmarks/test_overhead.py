@@ -73,3 +73,15 @@ def test_bad_block_size_is_an_error_naming_it(tmp_path: Path) -> None:
     )
     assert done.returncode != 0 and "--block" in done.stderr
     assert not (tmp_path / "overhead.json").exists()
+
+
+def test_before_times_safe_of_a_git_revision_beside_todays(tmp_path: Path) -> None:
+    assert overhead.main(["--quick", "--before", "HEAD", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "overhead.json").read_text())["controllers"]
+    assert {"safe", "safe (before: HEAD)"} <= set(rows)
+    assert all(row["median_us"] > 0 for row in rows.values())
+
+
+def test_before_an_unknown_revision_is_an_error_naming_it(tmp_path: Path, capsys) -> None:
+    assert overhead.main(["--quick", "--before", "no-such-rev", "--out", str(tmp_path)]) == 2
+    assert "no-such-rev" in capsys.readouterr().err
