@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 import pytest
+from toy_controller import ToyDecision
 
 from safecontrol import FixedKL, registry
 from safecontrol.contract import KL_UNITS, Controller, DeadBandDecision, Decision
@@ -76,25 +77,6 @@ def test_decisions_satisfy_the_protocols_and_coef_decisions_never_limit_a_step()
 
 
 # ------------------------------------------------------------------ the suite catches defects
-class _Decision:
-    max_preview_kl = math.inf
-
-    def __init__(self, coef: float, step: int) -> None:
-        self.coef, self.step, self.skipped = coef, step, 0
-
-    def loss_at(self, kl: float) -> float:
-        return self.coef * kl
-
-    def slope_at(self, kl: float) -> float:
-        return self.coef
-
-    def step_scale(self, preview_kl: float) -> float:
-        return 1.0
-
-    def as_dict(self) -> dict:
-        return {"coef": self.coef, "step": self.step}
-
-
 class Sloppy:
     """A controller with one defect switched on at a time."""
 
@@ -104,8 +86,8 @@ class Sloppy:
         self.defect, self.coef, self.step = defect, 0.1, 0
 
     @property
-    def decision(self) -> _Decision:
-        return _Decision(self.coef, self.step)
+    def decision(self) -> ToyDecision:
+        return ToyDecision(self.coef, self.step)
 
     def update(self, *, kl, entropy=None, reward=None, n_steps=None, tokens_per_sequence=None):
         if self.defect == "half-advances":
