@@ -160,6 +160,35 @@ def overhead_section(overhead: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def rerun_section(rerun: dict[str, Any]) -> list[str]:
+    """The stress SAFE runs re-run after issue 10's preview and phase fixes."""
+    m = rerun["metrics"]
+    claim = {"better": "confirmed", "worse": "refuted"}
+
+    def verdict(metric: str) -> str:
+        return claim.get(m[metric]["rerun_vs_ppo"]["verdict"], "not significant")
+
+    steps = [row["step_scale_mean"] for row in rerun["first_iterations"]["per_seed"]]
+    return [
+        f"**{rerun['group']} re-run after the preview fix** (SAFE's preview step scaling read k3 "
+        "of KL(after ‖ before) on tokens sampled from *before*, tens to hundreds of nats for "
+        "one-nat steps, and froze SAFE's first stress iterations; the numbers above predate the "
+        f"fix). {len(rerun['seeds'])} paired seeds, `python -m benchmarks.rerun_compare` "
+        "([`rerun_stress_safe.md`](benchmarks/results/rerun_stress_safe.md)):",
+        "",
+        f"- training-average reward {fmt(m['reward_mean']['committed_mean'])} → "
+        f"{fmt(m['reward_mean']['rerun_mean'])} ({_diff(m['reward_mean']['rerun_vs_committed'])}"
+        f"); against PPO {_diff(m['reward_mean']['rerun_vs_ppo'])}: "
+        f"higher reward than PPO {verdict('reward_mean')};",
+        f"- KL p95 {fmt(m['kl_p95']['committed_mean'])} → {fmt(m['kl_p95']['rerun_mean'])}; "
+        f"against PPO {_diff(m['kl_p95']['rerun_vs_ppo'])}: lower KL p95 than PPO "
+        f"{verdict('kl_p95')};",
+        f"- share of each step kept in the first {rerun['first_iterations']['n']} iterations: "
+        f"{min(steps):.2f}–{max(steps):.2f} on average per seed.",
+        "",
+    ]
+
+
 def build(results_dir: Path) -> str:
     lines = [
         "## Results",
@@ -177,6 +206,9 @@ def build(results_dir: Path) -> str:
             "",
         ]
         lines += stability_section(json.loads(stability.read_text()))
+    rerun = results_dir / "rerun_stress_safe.json"
+    if rerun.is_file():
+        lines += rerun_section(json.loads(rerun.read_text()))
     overhead = results_dir / "overhead.json"
     if overhead.is_file():
         lines += overhead_section(json.loads(overhead.read_text()))
