@@ -6,16 +6,33 @@ import dataclasses
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from toy_controller import ToyDecision
 
 from safecontrol import FixedKL, registry
 from safecontrol.contract import KL_UNITS, Controller, DeadBandDecision, Decision
 from safecontrol.testing import check_controller
+from safecontrol.testing import strategies as sst
+
+CONFORMANCE = {name: (lambda name=name: registry.make(name)) for name in registry.names()}
 
 
-@pytest.mark.parametrize("name", registry.names())
-def test_every_registered_controller_passes_the_conformance_suite(name):
-    check_controller(lambda: registry.make(name))
+@pytest.mark.parametrize("name", CONFORMANCE)
+def test_every_controller_passes_the_conformance_suite(name):
+    check_controller(CONFORMANCE[name])
+
+
+@pytest.mark.parametrize("name", CONFORMANCE)
+@settings(max_examples=15, deadline=None)
+@given(
+    stream=sst.drifting_streams(min_size=6, max_size=70, estimator="k3"),
+    length=st.floats(1.0, 64.0),
+)
+def test_every_controller_passes_the_conformance_suite_on_drawn_streams(name, stream, length):
+    """Replaces the round-trip and reset tests each classic controller's file had."""
+    batches = [{**m, "n_steps": 16, "tokens_per_sequence": length} for m in stream]
+    check_controller(CONFORMANCE[name], batches)
 
 
 @pytest.mark.parametrize("name", registry.names())
