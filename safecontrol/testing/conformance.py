@@ -63,14 +63,14 @@ def check_controller(
 
     ``stream``: the batch statistics to drive them with (dicts of ``update``'s keyword
     arguments, at least 6); default ``measurements()``. Property tests draw their own."""
-    stream = [dict(batch) for batch in (measurements() if stream is None else stream)]
-    if len(stream) < 6:
-        raise ValueError(f"stream must hold at least 6 batches, got {len(stream)}")
+    batches = [dict(batch) for batch in (measurements() if stream is None else stream)]
+    if len(batches) < 6:
+        raise ValueError(f"stream must hold at least 6 batches, got {len(batches)}")
     _check_contract(factory())
-    _check_decisions_finite(factory(), stream)
-    _check_bad_input(factory(), stream)
-    _check_round_trip(factory, stream)
-    _check_reset(factory, stream)
+    _check_decisions_finite(factory(), batches)
+    _check_bad_input(factory(), batches)
+    _check_round_trip(factory, batches)
+    _check_reset(factory, batches)
 
 
 def _check_contract(controller: Any) -> None:
