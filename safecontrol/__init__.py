@@ -7,6 +7,7 @@ controllers it is measured against. The core needs only numpy; torch adapters li
 """
 
 from . import registry
+from ._version import __version__ as __version__
 from .classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
 from .contract import KL_UNITS, Controller, DeadBandDecision, Decision
 from .critic import soft_min
@@ -22,8 +23,6 @@ from .pid_lagrangian import PIDLagrangianKL
 from .safe import SafeConfig, SafeController
 from .threshold import AdaptiveThreshold
 from .velocity import RewardVelocity
-
-__version__ = "0.1.0"
 
 __all__ = [
     "EMA",
