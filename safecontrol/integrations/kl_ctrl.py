@@ -21,7 +21,8 @@ KL (per token; every sequence weighs the same, so it equals the token-weighted m
 responses have one length); OpenRLHF's and trlx's reward-side controllers are given a per-token
 mean too. A ``per_sequence`` controller (Ziegler's ``adaptive-kl``) needs the batch-mean
 response length to convert: give ``tokens_per_sequence`` per batch (``observe``/``update``) or
-once at construction; without one the update is refused rather than fed a KL in the wrong unit.
+fix it at construction (it then wins over every batch's); without one the update is refused
+rather than fed a KL in the wrong unit.
 verl's own ``AdaptiveKLController`` compares its ``target_kl`` with the per-token KL directly,
 so ``adaptive-kl`` with ``target=target_kl`` and a fixed ``tokens_per_sequence=1.0`` (a per-token
 target) is exactly verl's rule, except that β stays inside ``coef_limits`` (default 1e-6..1e6).
@@ -54,8 +55,10 @@ class KLCtrlAdapter:
     Args:
         controller: a ``Controller`` instance, or a registry name (default ``"safe"``).
         settings: the registry settings, only with a name (``registry.make(name, **settings)``).
-        tokens_per_sequence: a fixed batch-mean response length (> 0) for batches that do not
-            give one; ``None`` (default): a ``per_sequence`` controller needs it every batch.
+        tokens_per_sequence: a fixed response length (> 0) that converts every update, whatever
+            length a batch gives (validated only); ``1.0`` states a per-sequence controller's
+            targets per token. ``None`` (default): each batch's length, which a
+            ``per_sequence`` controller then requires.
     """
 
     def __init__(
@@ -114,7 +117,7 @@ class KLCtrlAdapter:
             entropy=entropy, reward=reward, tokens_per_sequence=tokens_per_sequence
         )
         values: dict[str, Any] = {**self._pending, **given}
-        if "tokens_per_sequence" not in values and self.tokens_per_sequence is not None:
+        if self.tokens_per_sequence is not None:  # fixed: the unit of the targets, per batch too
             values["tokens_per_sequence"] = self.tokens_per_sequence
         if self.controller.kl_unit == "per_sequence" and "tokens_per_sequence" not in values:
             raise ValueError(

@@ -94,7 +94,7 @@ def test_per_sequence_controller_refuses_a_kl_without_length() -> None:
 
 def test_per_sequence_controller_converts_with_the_length() -> None:
     """kl per token × tokens per sequence: the fixed length and a per-batch one agree with the
-    controller driven directly; a per-batch length wins over the fixed one."""
+    controller driven directly; a fixed length wins over a batch's (which is validated only)."""
     fixed = KLCtrlAdapter("adaptive-kl", tokens_per_sequence=12.0)
     direct = registry.make("adaptive-kl")
     for _ in range(3):
@@ -102,8 +102,15 @@ def test_per_sequence_controller_converts_with_the_length() -> None:
         direct.update(kl=0.7, n_steps=64, tokens_per_sequence=12.0)
     assert fixed.value == direct.decision.coef != 0.2
     fixed.update(0.7, 64, tokens_per_sequence=3.0)
-    direct.update(kl=0.7, n_steps=64, tokens_per_sequence=3.0)
+    direct.update(kl=0.7, n_steps=64, tokens_per_sequence=12.0)
     assert fixed.value == direct.decision.coef
+    per_batch = KLCtrlAdapter("adaptive-kl")
+    per_batch.update(0.7, 64, tokens_per_sequence=3.0)
+    direct = registry.make("adaptive-kl")
+    direct.update(kl=0.7, n_steps=64, tokens_per_sequence=3.0)
+    assert per_batch.value == direct.decision.coef
+    with pytest.raises(ValueError, match="tokens_per_sequence"):
+        fixed.update(0.7, 64, tokens_per_sequence=-1.0)
 
 
 def test_side_channel_is_consumed_by_an_accepted_update() -> None:
