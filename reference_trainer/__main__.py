@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--reward-model", help="local path or Hub name of a sequence-classification reward"
             )
             sub.add_argument("--run-dir")
+            sub.add_argument("--report-to", help="none, tensorboard, wandb (comma-separated)")
             sub.add_argument("--resume", action="store_true", help="continue the run in run_dir")
             sub.add_argument("--report", action="store_true", help="write the report afterwards")
     report_parser = commands.add_parser("report")
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             ("model", "model"),
             ("reward_model", "reward"),
             ("run_dir", "run_dir"),
+            ("report_to", "report_to"),
         ):
             if getattr(args, flag):
                 overrides[key] = getattr(args, flag)

@@ -17,6 +17,8 @@ from typing import Any, TypeVar, get_type_hints
 from safecontrol import registry
 from safecontrol._docs import field_docs
 
+from .trackers import parse_report_to
+
 RENAMED_ALGORITHMS = {
     "ppo": "fixed-kl",
     "ppo-adaptive-kl": "adaptive-kl",
@@ -184,6 +186,10 @@ class TrainConfig:
     reward_timeout: float = 0.0
     """Seconds one call of the reward function may take before the run stops with an error
     (0: no limit). A scorer that never returns otherwise hangs the run forever."""
+    report_to: str = "none"
+    """Trackers beside metrics.jsonl: "none", "tensorboard" (<run_dir>/tensorboard), "wandb"
+    (honours WANDB_MODE, WANDB_PROJECT), or a comma-separated list; metrics are namespaced
+    (reward/, kl/, controller/, policy/, value/, rollout/, time/)."""
 
     def __post_init__(self) -> None:
         _check_field_types(self)
@@ -238,6 +244,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
         if self.kl_estimator not in ("k1", "k2", "k3"):
             raise ValueError(f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
+        parse_report_to(self.report_to)
         if self.penalty_mode not in PENALTY_MODES:
             raise ValueError(
                 f"penalty_mode must be one of {PENALTY_MODES}, got {self.penalty_mode!r}"

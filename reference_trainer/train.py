@@ -37,6 +37,7 @@ from .rewards import RewardFn, checked_rewards, make_reward
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
 from .run_log import RunLog
 from .sources import check_pretrained
+from .trackers import Trackers
 
 
 def token_share(mask: torch.Tensor) -> float:
@@ -172,6 +173,7 @@ class Trainer:
         rewards[torch.arange(len(scores)), last] = scores
         advantages, returns = gae(rewards, target_values, mask, c.gamma, c.lam)
         advantages = whiten(advantages, mask)
+        explained_variance = _explained_variance(returns, target_values, mask)
 
         # 6. PPO epochs: clipped policy loss + live KL term − entropy bonus; critic on returns.
         # The policy stays in eval mode: dropout would make the ratio to the rollout's log-probs
@@ -237,6 +239,7 @@ class Trainer:
             "entropy": stats["entropy"],
             "response_length": extra["response_length"],
             "distinct_1": _distinct_1(completions),
+            "explained_variance": explained_variance,
             **_decision_fields(self.decision),
             **{key: float(np.mean(values)) for key, values in logs.items()},
             "step_scale_min": min(logs["step_scale"]),
@@ -403,6 +406,20 @@ def _decision_fields(decision: Any) -> dict[str, Any]:
     return {k: data[k] for k in keep if k in data}
 
 
+def _explained_variance(
+    returns: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> float | None:
+    """1 − Var(returns − values) / Var(returns) over the response tokens of all processes: how
+    much of the return the values behind GAE explain (CleanRL's diagnostic); None when the
+    returns do not vary."""
+    error = returns - values
+    m = global_means(y=(returns, mask), y2=(returns**2, mask), e=(error, mask), e2=(error**2, mask))
+    var_returns = m["y2"] - m["y"] ** 2
+    if not var_returns > 0.0:
+        return None
+    return 1.0 - (m["e2"] - m["e"] ** 2) / var_returns
+
+
 def _distinct_1(completions: list[str]) -> float:
     words = [w for text in completions for w in text.split()]
     return len(set(words)) / len(words) if words else 0.0
@@ -458,11 +475,13 @@ def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progre
         if resume:
             run.truncate_metrics(trainer.step)
         run.write_config(config)
+        trackers = Trackers(config.report_to, run.directory, as_dict(config), resume, run.writer)
         bar = run.progress(config.steps, trainer.step, enabled=progress)
-        with contextlib.closing(bar):
+        with contextlib.closing(bar), contextlib.closing(trackers):
             while trainer.step < config.steps:
                 metrics = trainer.iteration()
                 run.log_metrics(metrics)
+                trackers.log(metrics)
                 if trainer.step % config.sample_every == 0 or trainer.step == config.steps:
                     run.log_samples(trainer.step, trainer.last_samples[:4], metrics)
                 if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
