@@ -8,6 +8,8 @@ VENV="$ROOT/.venv"
 # torch is pinned to the CPU build that ships on this machine kind; an unpinned torch would pull
 # a multi-GB CUDA build. The package metadata itself keeps a range (users bring their own build).
 TORCH_PIN="torch==2.13.0"
+# verl without its own dependencies (the `verl` extra lists those its KL path imports).
+VERL_PIN="verl==0.9.1"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
@@ -17,9 +19,13 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "Installing safecontrol[$EXTRAS] into .venv ..." >&2
     PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
     case ",$EXTRAS," in
-        *,torch,*|*,trainer,*|*,trl,*) PIP+=("$TORCH_PIN") ;;
+        *,torch,*|*,trainer,*|*,trl,*|*,verl,*) PIP+=("$TORCH_PIN") ;;
     esac
     "${PIP[@]}" -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    case ",$EXTRAS," in
+        *,verl,*) "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+                      --no-deps "$VERL_PIN" ;;
+    esac
     echo "$WANT" > "$STAMP"
 fi
 PY="$VENV/bin/python"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: lint and type check (ruff, mypy), then every test (unit, property-based,
-# closed-loop, torch adapters, the reference trainer, the TRL integration).
+# closed-loop, torch adapters, the reference trainer, the TRL and verl integrations).
 # Extra arguments go to pytest.
 set -euo pipefail
-source "$(dirname "$0")/_env.sh" "dev,bench,torch,trainer,trl"
+source "$(dirname "$0")/_env.sh" "dev,bench,torch,trainer,trl,verl"
 cd "$ROOT"
 ensure_corpus
 "$VENV/bin/ruff" check .
