@@ -1,10 +1,15 @@
-"""Seconds per PPO iteration of the reference trainer, split by stage.
+"""Seconds per PPO iteration of the reference trainer, split by stage, beside TRL's GRPOTrainer.
 
-The default 0.34 M-parameter offline model, 32 prompts × 16 new tokens, 2 threads, ``--algo ppo``
-(and SAFE for comparison); median over ``--iterations`` after ``--warmup``. Goal: ≤ 0.45 s per
-iteration, controller share < 0.1%. Writes benchmarks/results/trainer_speed.{json,md}.
+The default 0.34 M-parameter offline model, 32 prompts × 16 new tokens, 2 threads, PPO with a
+fixed β (``--algo fixed-kl``) and SAFE; median over ``--iterations`` after ``--warmup``. Goal:
+≤ 0.45 s per iteration, controller share < 0.1%. The peer: TRL's ``GRPOTrainer`` (``--peer``, the
+default) on the same model, tokenizer, prompts, VADER reward, threads, β and 32 completions of at
+most 16 tokens per step (16 prompts × 2 generations: GRPO needs groups), one optimizer step per
+generation; its tokens/s are generated completion tokens over the step's wall time, measured in
+the same run, so the ratio of the two is what compares (not the absolute times).
+Writes benchmarks/results/trainer_speed.{json,md}.
 
-    python benchmarks/trainer_speed.py            # prepares the default first if needed
+    python -m benchmarks.trainer_speed            # prepares the default first if needed
 """
 
 from __future__ import annotations
@@ -25,15 +30,18 @@ from reference_trainer.prepare import prepare
 from reference_trainer.train import Trainer
 
 STAGES = ("generate", "score", "forward", "controller", "update")
+ALGOS = {"ppo": "fixed-kl", "safe": "safe"}
+"""Result label → the trainer's controller (the labels the stability report reads)."""
+BATCH, NEW_TOKENS, BETA = 32, 16, 0.05
 
 
 def measure(algo: str, iterations: int, warmup: int, threads: int, data_dir: str) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         config = TrainConfig(
-            algo=algo,
+            algo=ALGOS[algo],
             run_dir=run_dir,
-            batch_size=32,
-            max_new_tokens=16,
+            batch_size=BATCH,
+            max_new_tokens=NEW_TOKENS,
             threads=threads,
             data_dir=data_dir,
         )
@@ -50,6 +58,74 @@ def measure(algo: str, iterations: int, warmup: int, threads: int, data_dir: str
     return result
 
 
+def measure_trl_grpo(iterations: int, warmup: int, threads: int, data_dir: str) -> dict:
+    """Tokens/s of TRL's GRPOTrainer on the prepared default (see the module doc)."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from reference_trainer.rewards import vader_reward
+
+    directory = PrepareConfig(data_dir=data_dir).directory()
+    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer", padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(directory / "model")
+    prompts = json.loads((directory / "prompts.json").read_text())
+    vader = vader_reward()
+
+    def reward(prompts: list[str], completions: list[str], **kwargs: object) -> list[float]:
+        return list(vader(prompts, completions))
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            self.seconds.append(time.perf_counter() - self.started)
+
+    torch.set_num_threads(threads)
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer = GRPOTrainer(
+            model=model,
+            processing_class=tokenizer,
+            reward_funcs=reward,
+            args=GRPOConfig(
+                output_dir=output_dir,
+                beta=BETA,
+                max_steps=warmup + iterations,
+                per_device_train_batch_size=BATCH,
+                num_generations=2,
+                max_completion_length=NEW_TOKENS,
+                temperature=1.0,
+                learning_rate=1e-3,
+                use_cpu=True,
+                report_to=[],
+                logging_steps=1,
+                save_strategy="no",
+                disable_tqdm=True,
+                seed=0,
+            ),
+            train_dataset=Dataset.from_dict({"prompt": prompts[: BATCH * (warmup + iterations)]}),
+            callbacks=[clock],
+        )
+        trainer.train()
+        lengths = trainer.state.log_history
+    mean_lengths = [
+        row["completions/mean_length"] for row in lengths if "completions/mean_length" in row
+    ]
+    timed = list(zip(clock.seconds, mean_lengths, strict=False))[warmup:]
+    return {
+        "total": statistics.median(seconds for seconds, _ in timed),
+        "tokens_per_second": statistics.median(
+            BATCH * length / seconds for seconds, length in timed
+        ),
+        "mean_completion_length": statistics.median(length for _, length in timed),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=15)
@@ -57,14 +133,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", default=".data")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--no-peer", action="store_true", help="skip TRL's GRPOTrainer")
     args = parser.parse_args()
 
     prepare_config = PrepareConfig(data_dir=args.data_dir, threads=args.threads)
     prepare(prepare_config, progress=False)
     results = {
         algo: measure(algo, args.iterations, args.warmup, args.threads, args.data_dir)
-        for algo in ("ppo", "safe")
+        for algo in ALGOS
     }
+    peer = (
+        None
+        if args.no_peer
+        else measure_trl_grpo(args.iterations, args.warmup, args.threads, args.data_dir)
+    )
     meta = {
         "command": "python " + " ".join(sys.argv),
         "date": time.strftime("%Y-%m-%d"),
@@ -76,8 +158,14 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    ratio = (
+        None if peer is None else results["ppo"]["tokens_per_second"] / peer["tokens_per_second"]
+    )
     (out / "trainer_speed.json").write_text(
-        json.dumps({"meta": meta, "results": results}, indent=2)
+        json.dumps(
+            {"meta": meta, "results": results, "peer_trl_grpo": peer, "ppo_over_peer": ratio},
+            indent=2,
+        )
     )
     lines = [
         "# Reference trainer: seconds per PPO iteration (median)",
@@ -94,8 +182,22 @@ def main() -> None:
             f"| {algo} | {stages} | {r['total']:.3f} | {100 * r['controller_share']:.3f}%"
             f" | {r['tokens_per_second']:.0f} |"
         )
+    if peer is not None:
+        lines += [
+            "",
+            f"Peer, same run: TRL {trl_version()} GRPOTrainer {peer['total']:.3f} s per step, "
+            f"{peer['tokens_per_second']:.0f} tokens/s (mean completion "
+            f"{peer['mean_completion_length']:.1f} tokens); reference-trainer PPO / GRPO tokens/s "
+            f"= {ratio:.2f}.",
+        ]
     (out / "trainer_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def trl_version() -> str:
+    from importlib.metadata import version
+
+    return version("trl")
 
 
 if __name__ == "__main__":
