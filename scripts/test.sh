@@ -3,7 +3,7 @@
 # closed-loop, torch adapters, the reference trainer, the TRL and verl integrations).
 # Extra arguments go to pytest.
 set -euo pipefail
-source "$(dirname "$0")/_env.sh" "dev,bench,torch,trainer,trl,verl"
+source "$(dirname "$0")/_env.sh" "dev,bench,torch,trainer,trl,verl,trackers"
 cd "$ROOT"
 ensure_corpus
 "$VENV/bin/ruff" check .
