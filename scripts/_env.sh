@@ -8,8 +8,11 @@ VENV="$ROOT/.venv"
 # torch is pinned to the CPU build that ships on this machine kind; an unpinned torch would pull
 # a multi-GB CUDA build. The package metadata itself keeps a range (users bring their own build).
 TORCH_PIN="torch==2.13.0"
-# verl without its own dependencies (the `verl` extra lists those its KL path imports).
+# verl without its own dependencies (the `verl` extra lists those its KL path imports), and
+# OpenRLHF without its own (flash-attn, deepspeed, vllm: no CPU build; the tests read only its KL
+# controller module, which needs numpy).
 VERL_PIN="verl==0.9.1"
+OPENRLHF_PIN="openrlhf==0.11.2"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
@@ -24,7 +27,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "${PIP[@]}" -e "$ROOT${EXTRAS:+[$EXTRAS]}"
     case ",$EXTRAS," in
         *,verl,*) "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-                      --no-deps "$VERL_PIN" ;;
+                      --no-deps "$VERL_PIN" "$OPENRLHF_PIN" ;;
     esac
     echo "$WANT" > "$STAMP"
 fi
