@@ -6,4 +6,9 @@ package never imports the trainer library:
 - ``safecontrol.integrations.trl``: ``SafeBetaCallback`` drives TRL ``GRPOTrainer``'s KL
   coefficient β from any ``safecontrol.contract.Controller``, given as an object or by its
   ``safecontrol.registry`` name (install with ``pip install "safecontrol[trl]"``).
+- ``safecontrol.integrations.kl_ctrl``: ``KLCtrlAdapter``, any controller in the ``.value`` /
+  ``.update(current_kl, n_steps)`` shape of verl, OpenRLHF, SkyRL and trlx (no framework
+  imported).
+- ``safecontrol.integrations.verl``: ``SafeKLMixin`` for verl's ``RayPPOTrainer`` and
+  ``adapter_like`` (``pip install "safecontrol[verl]"`` and ``pip install --no-deps verl``).
 """
