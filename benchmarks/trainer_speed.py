@@ -148,7 +148,7 @@ def main() -> None:
         else measure_trl_grpo(args.iterations, args.warmup, args.threads, args.data_dir)
     )
     meta = {
-        "command": "python " + " ".join(sys.argv),
+        "command": " ".join(["python -m benchmarks.trainer_speed", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
