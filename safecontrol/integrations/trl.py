@@ -14,8 +14,11 @@ Any controller of the registry by name, or any object keeping ``safecontrol.cont
 What it does, and why:
 
 - **Measurements, as TRL computed them.** For every micro-batch GRPOTrainer appends the per-token
-  k3 KL to the reference and the per-token entropy, each a token-weighted mean reduced over all
-  processes, to ``trainer._metrics["train"]["kl"]`` and ``["entropy"]``; for every generated
+  k3 KL to the reference and the per-token entropy to ``trainer._metrics["train"]["kl"]`` and
+  ``["entropy"]``: in trl 1.16 (the release tested here) each is token-weighted over all
+  processes (sums and token counts reduced together); trl 1.0 averages the processes' own means
+  instead, so with several processes holding unequal token counts the KL fed here is then a
+  process-weighted mean. For every generated
   rollout batch it appends the mean reward and the mean completion length (tokens per completion,
   over all processes) to ``["reward"]`` and ``["completions/mean_length"]``. At the end of
   each optimizer step (``on_step_end``, never inside a gradient-accumulation window) the callback
