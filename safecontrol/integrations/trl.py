@@ -64,16 +64,30 @@ over). A ``per_token`` controller's targets are in TRL's unit; a ``per_sequence`
 mean over untruncated completions while the length counts all, so a per-sequence KL is then an
 estimate. Only ``decision.coef`` is applied: a trainer callback cannot preview and shrink an
 optimizer step, so a decision's ``step_scale`` (SAFE's preview limit) is not used here.
+
+**Entropy bonus.** With ``entropy_controller=`` (e.g. ``EntropyTargetController(target=...)``) the
+callback also sets ``trainer.entropy_coef`` (GRPO's loss is ``L_policy − entropy_coef · H``) to
+that controller's ``decision.coef``, updated in the same place as β, from the same entropy, and
+saved in the same file; it is logged as ``safe/entropy_coef``. GRPOTrainer decides at
+construction whether the bonus term exists at all (``entropy_coef != 0`` or adaptive mode), so
+the trainer must be built with ``GRPOConfig(entropy_coef=<small positive>)``; TRL's own
+``use_adaptive_entropy`` is refused (two controllers on one knob).
+
+**Liger.** On trl ≤ 1.12 ``use_liger_kernel=True`` freezes β at construction, so a callback
+would steer nothing; it is refused there (``liger_freezes_beta``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
 import warnings
 from collections.abc import Mapping
 from typing import Any
+
+from packaging.version import Version
 
 try:
     from accelerate.utils import is_peft_model
@@ -95,8 +109,9 @@ from ..safe import SafeController
 
 CHECKPOINT_FILE = "safecontrol_controller.json"
 """The file ``on_save`` writes into each ``checkpoint-N`` folder."""
-STATE_FORMAT_VERSION = 2
-"""2 adds ``pending["completions/mean_length"]``; a version-1 state loads with that list empty."""
+STATE_FORMAT_VERSION = 3
+"""2 adds ``pending["completions/mean_length"]`` (a version-1 state loads with that list empty);
+3 adds ``entropy_controller`` (a version-1 or -2 state loads as one without it)."""
 MEAN_LENGTH = "completions/mean_length"
 """GRPOTrainer's metric: the mean completion length of a rollout batch, over all processes."""
 MEASURED = ("kl", "entropy", "reward", MEAN_LENGTH)
@@ -112,10 +127,22 @@ STATE_KEYS = (
     "rollouts",
     "pending",
     "controller",
+    "entropy_controller",
 )
-"""The keys of ``SafeBetaCallback.state_dict()``."""
+"""The keys of ``SafeBetaCallback.state_dict()`` (format 3; formats 1 and 2 lack the last)."""
+LAST_LIGER_FROZEN_TRL = (1, 12)
+"""The newest TRL minor release whose GRPOTrainer copies β into Liger's loss at construction."""
 PHASE_CODES = {phase.value: float(code) for code, phase in enumerate(Phase)}
 """``safe/phase`` as a number: warmup 0, climbing 1, plateau 2, converged 3."""
+
+
+def liger_freezes_beta(trl_version: str) -> bool:
+    """Whether GRPOTrainer of TRL ``trl_version`` with ``use_liger_kernel=True`` freezes β.
+
+    Up to trl 1.12 the Liger GRPO loss is built once with the configured β and never reads
+    ``trainer.beta`` again, so no callback can steer it.
+    """
+    return Version(trl_version).release[:2] <= LAST_LIGER_FROZEN_TRL
 
 
 def _mean(values: list[float]) -> float:
@@ -138,6 +165,10 @@ class SafeBetaCallback(TrainerCallback):
         min_beta: floor on β, > 0 (default 1e-6); see the module docstring for why it exists.
         require_state_on_resume: when a run resumes and its checkpoint holds no controller state,
             raise (default) instead of warning and continuing with the controller as it is.
+        entropy_controller: optional controller whose ``decision.coef`` is GRPO's entropy-bonus
+            coefficient (e.g. ``EntropyTargetController(target=...)``); it sets
+            ``trainer.entropy_coef``, updated with the KL controller from the same entropy. The
+            trainer needs ``GRPOConfig(entropy_coef > 0, use_adaptive_entropy=False)``.
 
     Prefer ``SafeBetaCallback.attach(trainer, ...)``, which also adds the callback to the trainer.
     """
@@ -150,6 +181,7 @@ class SafeBetaCallback(TrainerCallback):
         settings: Mapping[str, Any] | None = None,
         min_beta: float = 1e-6,
         require_state_on_resume: bool = True,
+        entropy_controller: Controller | None = None,
     ) -> None:
         if not isinstance(trainer, GRPOTrainer):
             raise ValueError(f"trainer must be a trl.GRPOTrainer, got {type(trainer).__name__}")
@@ -162,8 +194,10 @@ class SafeBetaCallback(TrainerCallback):
                 "GRPOConfig(beta=...) > 0 (e.g. 0.001); SafeBetaCallback sets trainer.beta itself "
                 "from the first step on."
             )
+        _refuse_frozen_liger_beta(trainer.args)
         self.min_beta = _positive_min_beta(min_beta)
         self.controller = _checked_controller(controller, settings)
+        self.entropy_controller = _checked_entropy_controller(trainer, entropy_controller)
         self.trainer = trainer
         self.require_state_on_resume = bool(require_state_on_resume)
         self._pending: dict[str, list[float]] = {key: [] for key in MEASURED}
@@ -191,6 +225,18 @@ class SafeBetaCallback(TrainerCallback):
             raise ValueError(f"the controller decided coef = {coef!r}; beta must be finite, >= 0")
         return max(coef, self.min_beta)
 
+    @property
+    def entropy_coef(self) -> float | None:
+        """The entropy-bonus coefficient the entropy controller decides; None without one."""
+        if self.entropy_controller is None:
+            return None
+        coef = float(self.entropy_controller.decision.coef)
+        if not (math.isfinite(coef) and coef >= 0.0):
+            raise ValueError(
+                f"the entropy controller decided coef = {coef!r}; entropy_coef must be finite, >= 0"
+            )
+        return coef
+
     # ------------------------------------------------------------------ TRL hooks
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         step = state.global_step
@@ -217,6 +263,7 @@ class SafeBetaCallback(TrainerCallback):
         metrics = self.trainer._metrics["train"]
         self._seen = {key: (metrics[key], len(metrics[key])) for key in MEASURED if key in metrics}
         self.trainer.beta = self.beta
+        self._set_entropy_coef()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """At the optimizer-step boundary: collect this step's metrics, update once per rollout."""
@@ -254,6 +301,9 @@ class SafeBetaCallback(TrainerCallback):
             "rollouts": self._rollouts,
             "pending": {key: list(values) for key, values in self._pending.items()},
             "controller": self.controller.state_dict(),
+            "entropy_controller": (
+                None if self.entropy_controller is None else self.entropy_controller.state_dict()
+            ),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -264,19 +314,22 @@ class SafeBetaCallback(TrainerCallback):
         ``pending`` exactly the lists ``MEASURED`` of finite numbers (what the callback
         collects: TRL's NaN rewards of unscorable batches are dropped on arrival; a version-1
         state has no ``completions/mean_length`` list and loads with it empty);
-        and the controller's own state, which the controller validates. On any ``ValueError``
-        (a malformed field, or a controller that refuses the state: another type or config)
-        nothing changes.
+        the controller's own state, which the controller validates; and ``entropy_controller``:
+        null exactly when the callback has no entropy controller (formats 1 and 2 have none),
+        else that controller's state. On any ``ValueError`` (a malformed field, or a controller
+        that refuses the state: another type or config) nothing changes.
         """
         name = type(self).__name__
         if not isinstance(state_dict, dict) or state_dict.get("type") != name:
             raise ValueError(f"not a {name} state: {str(state_dict)[:80]!r}")
         version = state_dict.get("format_version")
-        if type(version) is not int or version not in (1, STATE_FORMAT_VERSION):
+        if type(version) is not int or version not in (1, 2, STATE_FORMAT_VERSION):
             raise ValueError(
-                f"{name} state format_version {version!r} is not supported (expected 1 or "
+                f"{name} state format_version {version!r} is not supported (expected 1, 2 or "
                 f"{STATE_FORMAT_VERSION})"
             )
+        if version < 3:  # written before the entropy controller existed
+            state_dict = {**state_dict, "entropy_controller": None}
         try:
             _check_keys("the state", state_dict, STATE_KEYS)
             step = non_negative_int("global_step", state_dict["global_step"])
@@ -284,17 +337,32 @@ class SafeBetaCallback(TrainerCallback):
             non_negative("beta", state_dict["beta"])  # informational: the beta set
             positive("min_beta", state_dict["min_beta"])
             pending = _checked_pending(state_dict["pending"], version)
+            entropy_state = state_dict["entropy_controller"]
+            if (entropy_state is None) != (self.entropy_controller is None):
+                raise ValueError(
+                    "entropy_controller: the state holds "
+                    f"{'no' if entropy_state is None else 'an'} entropy controller state but "
+                    f"this callback has {'one' if self.entropy_controller else 'none'}"
+                )
         except ValueError as exc:
             raise ValueError(f"{name}.load_state_dict: {exc}") from None
         previous = self.controller.state_dict()
+        previous_entropy = None
         self.controller.load_state_dict(state_dict["controller"])  # refused: unchanged
         try:
-            beta = self.beta
+            if self.entropy_controller is not None:
+                previous_entropy = self.entropy_controller.state_dict()
+                self.entropy_controller.load_state_dict(entropy_state)  # refused: unchanged
+            beta, entropy_coef = self.beta, self.entropy_coef
         except ValueError:
             self.controller.load_state_dict(previous)
+            if self.entropy_controller is not None and previous_entropy is not None:
+                self.entropy_controller.load_state_dict(previous_entropy)
             raise
         self._pending, self._rollouts, self._global_step = pending, rollouts, step
         self.trainer.beta = beta
+        if entropy_coef is not None:
+            self.trainer.entropy_coef = entropy_coef
 
     def load_checkpoint(self, checkpoint_dir: str | os.PathLike[str]) -> None:
         """Restore the state saved in ``checkpoint_dir``; training must resume at its step.
@@ -346,22 +414,38 @@ class SafeBetaCallback(TrainerCallback):
                 f"sequence that {type(self.controller).__name__} (kl_unit 'per_sequence') reads "
                 "cannot be formed from TRL's KL per token; use a per-token controller"
             )
-        self.controller.update(
-            kl=_mean(pending["kl"]),
-            entropy=_mean(pending["entropy"]),
-            reward=_mean(pending["reward"]) if pending["reward"] else math.nan,
-            n_steps=n_completions,
-            tokens_per_sequence=_mean(lengths) if lengths else None,
-        )
+        measured: dict[str, Any] = {
+            "kl": _mean(pending["kl"]),
+            "entropy": _mean(pending["entropy"]),
+            "reward": _mean(pending["reward"]) if pending["reward"] else math.nan,
+            "n_steps": n_completions,
+            "tokens_per_sequence": _mean(lengths) if lengths else None,
+        }
+        previous = self.controller.state_dict()
+        self.controller.update(**measured)
+        if self.entropy_controller is not None:
+            try:  # one update of both or of neither
+                self.entropy_controller.update(**measured)
+            except Exception:
+                self.controller.load_state_dict(previous)
+                raise
         self._pending = {key: [] for key in MEASURED}
         self._rollouts = 0
         self.trainer.beta = self.beta
+        self._set_entropy_coef()
+
+    def _set_entropy_coef(self) -> None:
+        entropy_coef = self.entropy_coef
+        if entropy_coef is not None:
+            self.trainer.entropy_coef = entropy_coef
 
     def _log_decision(self) -> None:
         metrics = self.trainer._metrics["train"]
         decision = self.controller.decision
         metrics["safe/beta"].append(float(self.trainer.beta))
         metrics["safe/coef"].append(float(decision.coef))
+        if self.entropy_controller is not None:
+            metrics["safe/entropy_coef"].append(float(self.trainer.entropy_coef))
         if isinstance(decision, DeadBandDecision):
             metrics["safe/threshold"].append(float(decision.threshold))
             metrics["safe/gate"].append(float(decision.gate))
@@ -419,8 +503,18 @@ def _checked_controller(controller: Any, settings: Mapping[str, Any] | None) -> 
     if isinstance(controller, EntropyTargetController):
         raise ValueError(
             "EntropyTargetController decides an entropy-bonus coefficient, not a KL coefficient; "
-            "for entropy control use GRPOConfig(use_adaptive_entropy=True, entropy_target=...)"
+            "pass it as entropy_controller=..., or use GRPOConfig(use_adaptive_entropy=True)"
         )
+    checked = _check_contract(controller)
+    if isinstance(checked, SafeController) and checked.config.kl_estimator != "k3":
+        raise ValueError(
+            "GRPOTrainer measures the per-token k3 KL; build the SafeController with "
+            f"SafeConfig(kl_estimator='k3'), got kl_estimator={checked.config.kl_estimator!r}"
+        )
+    return checked
+
+
+def _check_contract(controller: Any) -> Controller:
     if not isinstance(controller, Controller):
         missing = [
             name
@@ -436,12 +530,48 @@ def _checked_controller(controller: Any, settings: Mapping[str, Any] | None) -> 
             f"{type(controller).__name__}.kl_unit must be one of {KL_UNITS}, "
             f"got {controller.kl_unit!r}"
         )
-    if isinstance(controller, SafeController) and controller.config.kl_estimator != "k3":
-        raise ValueError(
-            "GRPOTrainer measures the per-token k3 KL; build the SafeController with "
-            f"SafeConfig(kl_estimator='k3'), got kl_estimator={controller.config.kl_estimator!r}"
-        )
     return controller
+
+
+def _checked_entropy_controller(trainer: GRPOTrainer, controller: Any) -> Controller | None:
+    """The entropy controller, once the trainer is known to apply ``trainer.entropy_coef``."""
+    if controller is None:
+        return None
+    args = trainer.args
+    if getattr(args, "use_adaptive_entropy", False):
+        raise ValueError(
+            "GRPOConfig(use_adaptive_entropy=True) makes TRL steer entropy_coef itself, and "
+            f"entropy_controller={type(controller).__name__} would steer it too: two controllers "
+            "on one knob. Turn use_adaptive_entropy off or drop entropy_controller"
+        )
+    config_coef = getattr(args, "entropy_coef", None)
+    if config_coef is None:
+        raise ValueError(
+            "this TRL release's GRPOConfig has no entropy_coef (no entropy bonus), so "
+            "entropy_controller has nothing to set; upgrade TRL (1.16 has it)"
+        )
+    if config_coef == 0.0:
+        # GRPOTrainer fixes at construction whether the bonus term exists (entropy_coef != 0 or
+        # adaptive mode); a coefficient set later on a trainer built with 0 would be ignored.
+        raise ValueError(
+            "GRPOTrainer was built with GRPOConfig(entropy_coef=0.0), so it adds no entropy bonus "
+            "to its loss and entropy_controller could not change that; build it with "
+            "GRPOConfig(entropy_coef=<small positive>, e.g. 0.001): the callback sets "
+            "trainer.entropy_coef from the controller from the first step on"
+        )
+    return _check_contract(controller)
+
+
+def _refuse_frozen_liger_beta(args: Any) -> None:
+    if not getattr(args, "use_liger_kernel", False):
+        return
+    trl_version = importlib.metadata.version("trl")
+    if liger_freezes_beta(trl_version):
+        raise ValueError(
+            f"GRPOConfig(use_liger_kernel=True) on trl {trl_version}: this release builds "
+            "Liger's GRPO loss with beta fixed at construction, so beta cannot be driven; "
+            "upgrade TRL (> 1.12) or turn Liger off (use_liger_kernel=False)"
+        )
 
 
 def _by_name(name: str, settings: Mapping[str, Any] | None) -> Controller:
