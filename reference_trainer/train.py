@@ -197,7 +197,6 @@ class Trainer:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
             self._check_finite("policy loss", loss, "policy gradient norm", grad_norm)
             scale, preview_kl = self._policy_step(rollout, new)
-            self._check_finite_parameters("policy", self.policy_params)
 
             heads, _ = self.critic(new.hidden.detach())
             value_loss = critic_loss(heads, old_heads, returns, clip=c.value_clip, mask=mask)
@@ -290,8 +289,8 @@ class Trainer:
             return self._forward(_module(self.policy), rollout)
 
     def _policy_step(self, rollout: Rollout, before: ForwardResult) -> tuple[float, float | None]:
-        """Optimizer step; when the decision limits steps (SAFE's preview), shrink it so that
-        KL(before ‖ after) ≤ ``decision.max_preview_kl``.
+        """Optimizer step, its new weights checked finite; when the decision limits steps (SAFE's
+        preview), shrink it so that KL(before ‖ after) ≤ ``decision.max_preview_kl``.
 
         Returns (step scale, preview KL in nats/token or None without preview). The preview KL is
         the exact KL between the two policies' next-token distributions, averaged over the
@@ -300,6 +299,7 @@ class Trainer:
         c = self.config
         if not (c.preview_steps and math.isfinite(self.decision.max_preview_kl)):
             self.policy_optimizer.step()
+            self._check_finite_parameters("policy", self.policy_params)
             return 1.0, None
         saved = [p.detach().clone() for p in self.policy_params]
         self.policy_optimizer.step()
@@ -312,8 +312,7 @@ class Trainer:
                     rollout.response_mask,
                 )
             )["kl"]
-        self._check_finite("preview KL of the policy step", preview)
-        with torch.no_grad():
+            self._check_finite("preview KL of the policy step", preview)
             scale = self.decision.step_scale(preview)
             if scale < 1.0:
                 for param, old in zip(self.policy_params, saved, strict=True):
