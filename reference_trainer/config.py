@@ -69,7 +69,7 @@ class PrepareConfig:
 
     def __post_init__(self) -> None:
         _check_field_types(self)
-        _check_positive_ints(
+        _check_positive(
             self,
             (
                 "vocab_size",
@@ -83,9 +83,9 @@ class PrepareConfig:
                 "prompt_words",
                 "n_prompts",
                 "threads",
+                "sft_lr",
             ),
         )
-        _check_positive_floats(self, ("sft_lr",))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if self.sft_seq_len > self.n_positions:
@@ -199,7 +199,7 @@ class TrainConfig:
                 f"(controllers come from safecontrol.registry: {list(registry.names())})"
             )
         registry.registration(self.algo)  # an unknown name lists the registered ones
-        _check_positive_ints(
+        _check_positive(
             self,
             (
                 "steps",
@@ -209,11 +209,6 @@ class TrainConfig:
                 "threads",
                 "checkpoint_every",
                 "sample_every",
-            ),
-        )
-        _check_positive_floats(
-            self,
-            (
                 "temperature",
                 "lr",
                 "critic_lr",
@@ -321,18 +316,12 @@ def _check_field_types(config: Any) -> None:
             raise ValueError(f"{name} must be a JSON object with string keys, got {value!r}")
 
 
-def _check_positive_ints(config: Any, names: tuple[str, ...]) -> None:
+def _check_positive(config: Any, names: tuple[str, ...]) -> None:
+    """Each named field > 0 (its type and finiteness are ``_check_field_types``'s)."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_positive_floats(config: Any, names: tuple[str, ...]) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 def as_dict(config: Any) -> dict[str, Any]:
