@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from safecontrol import registry
+from safecontrol._atomic import write_json_atomic
 from safecontrol.testing.metrics import summarize
 
-from .run_files import read_json, read_step_records, write_json_atomic
+from .run_files import read_json, read_step_records
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -1,8 +1,6 @@
-"""Reading and writing the run directory's files so that a failure names the file.
-
-Writes are atomic (``safecontrol._atomic``): a crash or a full disk leaves the previous version
-intact and no temporary file behind. Reads of JSON turn a decoder error into a ``ValueError``
-naming the file (and the line of a ``.jsonl``).
+"""Reading the run directory's files so that a failure names the file: a decoder error becomes a
+``ValueError`` naming the file (and the line of a ``.jsonl``). Writes go through
+``safecontrol._atomic`` (temporary file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -11,16 +9,6 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from safecontrol._atomic import atomic_file, write_json_atomic, write_text_atomic
-
-__all__ = [
-    "atomic_file",
-    "read_json",
-    "read_step_records",
-    "write_json_atomic",
-    "write_text_atomic",
-]
 
 
 def read_json(path: Path) -> Any:

@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from safecontrol._atomic import write_json_atomic, write_text_atomic
+
 from . import checkpoint
 from .config import TrainConfig, as_dict
-from .run_files import read_json, read_step_records, write_json_atomic, write_text_atomic
+from .run_files import read_json, read_step_records
 from .run_lock import LOCK_NAME, RunLock
 
 RESUMABLE_CHANGES = ("steps", "run_dir")
