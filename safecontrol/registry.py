@@ -126,6 +126,45 @@ def make(name: str, **settings: Any) -> Controller:
     return registration(name).make(**settings)
 
 
+CONTRACT_MEMBERS = ("decision", "update", "state_dict", "load_state_dict", "reset", "kl_unit")
+"""What ``safecontrol.contract.Controller`` asks of an object, named in ``resolve``'s errors."""
+
+
+def resolve(
+    controller: Controller | str,
+    settings: Mapping[str, Any] | None = None,
+    default_settings: Mapping[str, Any] | None = None,
+) -> Controller:
+    """What an integration was given as its controller: a registry name, made with ``settings``
+    (over ``default_settings`` for the settings the controller has), or an object keeping
+    ``safecontrol.contract.Controller`` (then ``settings`` must be ``None``). Anything else is a
+    ``ValueError`` naming what is wrong (the members an object lacks, a bad ``kl_unit``)."""
+    if isinstance(controller, str):
+        chosen = registration(controller)  # unknown: a ValueError listing the known
+        if settings is not None and not isinstance(settings, Mapping):
+            raise ValueError(f"settings must be a mapping of setting names, got {settings!r}")
+        defaults = chosen.defaults()
+        given = {k: v for k, v in (default_settings or {}).items() if k in defaults}
+        return chosen.make(**{**given, **(settings or {})})
+    if settings is not None:
+        raise ValueError(
+            f"settings are for a controller given by registry name; got settings with a "
+            f"{type(controller).__name__} instance, which is already configured"
+        )
+    if not isinstance(controller, Controller):
+        missing = [name for name in CONTRACT_MEMBERS if not hasattr(controller, name)]
+        raise ValueError(
+            "controller must be a registry name or keep safecontrol.contract.Controller "
+            f"({', '.join(CONTRACT_MEMBERS)}); {type(controller).__name__} lacks {missing}"
+        )
+    if controller.kl_unit not in KL_UNITS:
+        raise ValueError(
+            f"{type(controller).__name__}.kl_unit must be one of {KL_UNITS}, "
+            f"got {controller.kl_unit!r}"
+        )
+    return controller
+
+
 # ------------------------------------------------------------------ settings from a signature
 def _settings_from_signature(
     name: str, factory: Callable[..., Any], defaults: dict[str, Any]

@@ -147,3 +147,18 @@ class Sloppy:
 def test_the_conformance_suite_names_each_defect(defect, message):
     with pytest.raises(AssertionError, match=message):
         check_controller(lambda: Sloppy(defect))
+
+
+def test_resolve_takes_a_name_with_settings_or_a_contract_object_and_names_what_is_wrong():
+    made = registry.resolve("safe", {"use_gate": False}, default_settings={"kl_estimator": "k3"})
+    assert made.config.use_gate is False and made.config.kl_estimator == "k3"
+    fixed = registry.resolve("fixed-kl", None, default_settings={"kl_estimator": "k3"})
+    assert fixed.decision.coef == 0.05  # a default for a setting it lacks is not passed
+    own = FixedKL(0.2)
+    assert registry.resolve(own) is own
+    with pytest.raises(ValueError, match="already configured"):
+        registry.resolve(own, {"coef": 0.1})
+    with pytest.raises(ValueError, match=r"lacks \['decision', 'update'"):
+        registry.resolve(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown controller"):
+        registry.resolve("no-such-kl")

@@ -41,7 +41,7 @@ from typing import Any
 from .. import registry
 from .._state import _plain
 from .._validation import MAX_MEASUREMENT, _show, as_float, positive
-from ..contract import KL_UNITS, Controller, Decision
+from ..contract import Controller, Decision
 
 STATE_FORMAT_VERSION = 1
 SIDE_CHANNEL = ("entropy", "reward", "tokens_per_sequence")
@@ -68,7 +68,7 @@ class KLCtrlAdapter:
         *,
         tokens_per_sequence: float | None = None,
     ) -> None:
-        self.controller = _checked_controller(controller, settings)
+        self.controller = registry.resolve(controller, settings)
         self.tokens_per_sequence = (
             None
             if tokens_per_sequence is None
@@ -202,27 +202,3 @@ def _side_channel(**values: Any) -> dict[str, float]:
             raise ValueError(f"entropy must be >= 0 (nats), got {x!r}")
         out[name] = x
     return out
-
-
-def _checked_controller(controller: Any, settings: Mapping[str, Any] | None) -> Controller:
-    if isinstance(controller, str):
-        if settings is not None and not isinstance(settings, Mapping):
-            raise ValueError(f"settings must be a mapping of setting names, got {_show(settings)}")
-        return registry.make(controller, **dict(settings or {}))
-    if settings is not None:
-        raise ValueError(
-            f"settings are for a controller given by registry name; got settings with a "
-            f"{type(controller).__name__} instance, which is already configured"
-        )
-    if not isinstance(controller, Controller):
-        raise ValueError(
-            "controller must be a registry name or keep safecontrol.contract.Controller "
-            "(decision, update, state_dict, load_state_dict, reset, kl_unit); "
-            f"got {_show(controller)}"
-        )
-    if controller.kl_unit not in KL_UNITS:
-        raise ValueError(
-            f"{type(controller).__name__}.kl_unit must be one of {KL_UNITS}, "
-            f"got {controller.kl_unit!r}"
-        )
-    return controller

@@ -101,7 +101,7 @@ except ImportError as exc:  # pragma: no cover - exercised only where TRL is abs
 from .. import registry
 from .._atomic import write_json_atomic
 from .._validation import as_float, finite, non_negative, non_negative_int, positive
-from ..contract import KL_UNITS, Controller, DeadBandDecision
+from ..contract import Controller, DeadBandDecision
 from ..decision import SafeDecision
 from ..entropy_target import EntropyTargetController
 from ..phase import Phase
@@ -491,46 +491,23 @@ def _positive_min_beta(min_beta: Any) -> float:
 
 
 def _checked_controller(controller: Any, settings: Mapping[str, Any] | None) -> Controller:
-    if controller is None:
-        controller = DEFAULT_CONTROLLER
-    if isinstance(controller, str):
-        controller = _by_name(controller, settings)
-    elif settings is not None:
-        raise ValueError(
-            f"settings are for a controller given by registry name; got settings with a "
-            f"{type(controller).__name__} instance, which is already configured"
-        )
-    if isinstance(controller, EntropyTargetController):
+    """The KL controller (``registry.resolve``; by name with TRL's k3 estimator as its default)."""
+    checked = registry.resolve(
+        DEFAULT_CONTROLLER if controller is None else controller,
+        settings,
+        default_settings={"kl_estimator": "k3"},
+    )
+    if isinstance(checked, EntropyTargetController):
         raise ValueError(
             "EntropyTargetController decides an entropy-bonus coefficient, not a KL coefficient; "
             "pass it as entropy_controller=..., or use GRPOConfig(use_adaptive_entropy=True)"
         )
-    checked = _check_contract(controller)
     if isinstance(checked, SafeController) and checked.config.kl_estimator != "k3":
         raise ValueError(
             "GRPOTrainer measures the per-token k3 KL; build the SafeController with "
             f"SafeConfig(kl_estimator='k3'), got kl_estimator={checked.config.kl_estimator!r}"
         )
     return checked
-
-
-def _check_contract(controller: Any) -> Controller:
-    if not isinstance(controller, Controller):
-        missing = [
-            name
-            for name in ("decision", "update", "state_dict", "load_state_dict", "reset", "kl_unit")
-            if not hasattr(controller, name)
-        ]
-        raise ValueError(
-            "controller must keep safecontrol.contract.Controller (decision, update, state_dict, "
-            f"load_state_dict, reset, kl_unit); {type(controller).__name__} lacks {missing}"
-        )
-    if controller.kl_unit not in KL_UNITS:
-        raise ValueError(
-            f"{type(controller).__name__}.kl_unit must be one of {KL_UNITS}, "
-            f"got {controller.kl_unit!r}"
-        )
-    return controller
 
 
 def _checked_entropy_controller(trainer: GRPOTrainer, controller: Any) -> Controller | None:
@@ -559,7 +536,12 @@ def _checked_entropy_controller(trainer: GRPOTrainer, controller: Any) -> Contro
             "GRPOConfig(entropy_coef=<small positive>, e.g. 0.001): the callback sets "
             "trainer.entropy_coef from the controller from the first step on"
         )
-    return _check_contract(controller)
+    if isinstance(controller, str):
+        raise ValueError(
+            f"entropy_controller must be a controller object (e.g. EntropyTargetController), "
+            f"got the name {controller!r}"
+        )
+    return registry.resolve(controller)
 
 
 def _refuse_frozen_liger_beta(args: Any) -> None:
@@ -572,14 +554,3 @@ def _refuse_frozen_liger_beta(args: Any) -> None:
             "Liger's GRPO loss with beta fixed at construction, so beta cannot be driven; "
             "upgrade TRL (> 1.12) or turn Liger off (use_liger_kernel=False)"
         )
-
-
-def _by_name(name: str, settings: Mapping[str, Any] | None) -> Controller:
-    """``registry.make(name, **settings)``; TRL's k3 for a controller with an estimator setting."""
-    registration = registry.registration(name)  # unknown: a ValueError listing the known
-    if settings is not None and not isinstance(settings, Mapping):
-        raise ValueError(f"settings must be a mapping of setting names, got {settings!r}")
-    chosen = dict(settings or {})
-    if "kl_estimator" in registration.defaults():
-        chosen.setdefault("kl_estimator", "k3")
-    return registration.make(**chosen)
