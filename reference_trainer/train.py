@@ -266,8 +266,8 @@ class Trainer:
 
     def _check_finite_parameters(self, name: str, params: list[torch.Tensor]) -> None:
         """Stop when an optimizer step left a non-finite weight (never checkpointed)."""
-        with torch.no_grad():
-            finite = all(bool(torch.isfinite(p).all()) for p in params)
+        with torch.no_grad():  # one host sync for all tensors, not one per tensor
+            finite = bool(torch.stack([torch.isfinite(p).all() for p in params]).all())
         if not finite:
             raise NonFiniteTraining(
                 f"step {self.step + 1}: the {name} has non-finite weights after an optimizer "
