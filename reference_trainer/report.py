@@ -40,18 +40,24 @@ DEFAULT_KL_BUDGET = 0.3
 controller has no per-token target of its own."""
 
 
+def _registered(config: dict[str, Any]) -> bool:
+    """Whether the run's controller is registered in this process: a controller the training
+    process registered itself is unknown to a later ``report``, which must still work."""
+    return config["algo"] in registry.names()
+
+
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
     """The controller's settings in this run: its registration's defaults, then the run's."""
-    defaults = registry.registration(config["algo"]).defaults()
+    defaults = registry.registration(config["algo"]).defaults() if _registered(config) else {}
     return {**defaults, **config.get("controller_settings", {})}
 
 
 def kl_limit(config: dict[str, Any], rows: list[dict[str, Any]]) -> np.ndarray | float:
-    """The per-step threshold of a dead-band controller (logged), else the controller's own
-    per-token ``target``, else ``DEFAULT_KL_BUDGET``."""
+    """The per-step threshold of a dead-band controller (logged), else the per-token
+    ``target`` of a registered per-token controller, else ``DEFAULT_KL_BUDGET``."""
     if rows and "threshold" in rows[0]:
         return np.array([r["threshold"] for r in rows])
-    per_token = registry.make(config["algo"]).kl_unit == "per_token"
+    per_token = _registered(config) and registry.make(config["algo"]).kl_unit == "per_token"
     target = _settings(config).get("target")
     return float(target) if per_token and target is not None else DEFAULT_KL_BUDGET
 

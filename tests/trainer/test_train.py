@@ -347,9 +347,13 @@ def test_a_controller_registered_at_run_time_trains_through_the_trainer_unchange
             coef = min(1.0, max(0.0, coef + 0.5 * (row["kl_measured"] - 0.01)))
             assert row["coef"] == coef
         assert "preview_kl" not in rows[-1]  # its decision never limits a step
+        from reference_trainer.report import summary
+
         restored = registry.make(name, **settings)
         restored.load_state_dict(
             json.loads(checkpoint.load(run_dir / "checkpoint.pt")["controller"])
         )
         assert restored.decision.coef == rows[-1]["coef"]
     assert name not in registry.names()
+    # a later process that never registered the toy can still report the run
+    assert summary(run_dir)["steps"] == 3
