@@ -127,7 +127,7 @@ def _train_one(job: tuple[RunSpec, dict[str, Any]]) -> tuple[str, float]:
     """Train (or resume) one run in this worker process; write ``done.json`` when finished."""
     from reference_trainer.config import TrainConfig, as_dict
     from reference_trainer.report import summary
-    from reference_trainer.train import train
+    from reference_trainer.run import train
     from safecontrol._atomic import write_json_atomic
 
     spec, fields = job

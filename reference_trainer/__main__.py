@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, flag):
                 overrides[key] = getattr(args, flag)
         config = build(TrainConfig, overrides, strings=True)
-        from .train import train
+        from .run import train
 
         run_dir = train(config, resume=args.resume, progress=not args.no_progress)
         if args.report:

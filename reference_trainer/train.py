@@ -1,18 +1,16 @@
 """The PPO / SAFE loop: rollout → score → advantages → controller → losses, one named step each.
 
-Read top to bottom, ``train`` is the algorithm. Every quantity a practitioner looks at goes to
-``metrics.jsonl``; checkpoints hold everything needed to continue bit-identically.
+Read top to bottom, ``Trainer.iteration`` is the algorithm; ``run.train`` drives it in a run
+directory. Every quantity a practitioner looks at goes to ``metrics.jsonl``; ``Trainer.state``
+holds everything needed to continue bit-identically.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,12 +30,8 @@ from .config import TrainConfig, as_dict
 from .kl_control import kl_loss, update_controller
 from .models import frozen_reference, load_policy, make_critics
 from .ppo import clipped_policy_loss, exact_kl_per_token, gae, whiten
-from .prepare import is_prepared
 from .rewards import RewardFn, checked_rewards, make_reward
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
-from .run_log import RunLog
-from .sources import check_pretrained
-from .trackers import Trackers
 
 
 def token_share(mask: torch.Tensor) -> float:
@@ -422,83 +416,3 @@ def _explained_variance(
 def _distinct_1(completions: list[str]) -> float:
     words = [w for text in completions for w in text.split()]
     return len(set(words)) / len(words) if words else 0.0
-
-
-def world_size_from_environment() -> int:
-    """``WORLD_SIZE`` as torchrun sets it (1 when unset); anything else is an error naming it."""
-    text = os.environ.get("WORLD_SIZE", "1")
-    try:
-        world = int(text)
-    except ValueError:
-        world = 0
-    if world < 1:
-        raise ValueError(
-            f"environment variable WORLD_SIZE must be a positive integer, got {text!r}"
-        )
-    return world
-
-
-def preflight(config: TrainConfig, reward_fn: RewardFn | None) -> None:
-    """Checks that need no model loaded, done before the run directory is touched."""
-    if config.model and not is_prepared(Path(config.model)):
-        check_pretrained(config.model, "model")
-    if reward_fn is None and config.reward != "vader":
-        check_pretrained(config.reward, "reward model")
-
-
-def train(
-    config: TrainConfig,
-    reward_fn: RewardFn | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Run (or continue) a training run; returns its directory."""
-    distributed = world_size_from_environment() > 1
-    preflight(config, reward_fn)
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    try:
-        return _train(config, reward_fn, resume, progress)
-    finally:
-        if distributed and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progress: bool) -> Path:
-    run = RunLog(Path(config.run_dir), writer=not dist.is_initialized() or dist.get_rank() == 0)
-    with run.session(config, resume):
-        trainer = Trainer(config, reward_fn)  # everything is loaded before config.json is written
-        state = run.latest_checkpoint(config) if resume else None
-        if state is not None:
-            trainer.load_state(state)
-        if resume:
-            run.truncate_metrics(trainer.step)
-        run.write_config(config)
-        trackers = Trackers(config.report_to, run.directory, as_dict(config), resume, run.writer)
-        bar = run.progress(config.steps, trainer.step, enabled=progress)
-        with contextlib.closing(bar), contextlib.closing(trackers):
-            while trainer.step < config.steps:
-                metrics = trainer.iteration()
-                run.log_metrics(metrics)
-                trackers.log(metrics)
-                if trainer.step % config.sample_every == 0 or trainer.step == config.steps:
-                    run.log_samples(trainer.step, trainer.last_samples[:4], metrics)
-                if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-                    run.save_checkpoint(trainer.state(), _rank_rng_states())
-                bar.update(1)
-                bar.set_postfix(
-                    reward=f"{metrics['reward_mean']:.3f}",
-                    kl=f"{metrics['kl_k3']:.3f}",
-                    entropy=f"{metrics['entropy']:.2f}",
-                )
-    return Path(config.run_dir)
-
-
-def _rank_rng_states() -> list[torch.Tensor]:
-    """Every rank's torch RNG state (rank 0 writes them all into the checkpoint)."""
-    state = torch.get_rng_state()
-    if not dist.is_initialized():
-        return [state]
-    states: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(states, state)
-    return states

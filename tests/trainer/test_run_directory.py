@@ -22,7 +22,8 @@ from reference_trainer import checkpoint  # noqa: E402
 from reference_trainer.__main__ import main  # noqa: E402
 from reference_trainer.config import TrainConfig, build  # noqa: E402
 from reference_trainer.report import summary  # noqa: E402
-from reference_trainer.train import NonFiniteTraining, train  # noqa: E402
+from reference_trainer.run import train  # noqa: E402
+from reference_trainer.train import NonFiniteTraining  # noqa: E402
 from safecontrol import registry  # noqa: E402
 
 SMALL = {

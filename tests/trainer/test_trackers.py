@@ -13,8 +13,8 @@ pytest.importorskip("transformers")
 from tiny_lm import build_tiny  # noqa: E402
 
 from reference_trainer.config import TrainConfig, build  # noqa: E402
+from reference_trainer.run import train  # noqa: E402
 from reference_trainer.trackers import NAMESPACES, namespaced, parse_report_to  # noqa: E402
-from reference_trainer.train import train  # noqa: E402
 
 SMALL = {"steps": "2", "batch_size": "4", "max_new_tokens": "6", "min_new_tokens": "1"}
 
