@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
-import multiprocessing
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks.runner import run_jobs
 
 REGIMES: dict[str, dict[str, Any]] = {
     "standard": {"lr": 1e-3},
@@ -123,52 +122,6 @@ def train_fields(
     }
 
 
-def _train_one(job: tuple[RunSpec, dict[str, Any]]) -> tuple[str, float]:
-    """Train (or resume) one run in this worker process; write ``done.json`` when finished."""
-    from reference_trainer.config import TrainConfig, as_dict
-    from reference_trainer.report import summary
-    from reference_trainer.run import train
-    from safecontrol._atomic import write_json_atomic
-
-    spec, fields = job
-    config = TrainConfig(**fields)
-    run_dir = Path(config.run_dir)
-    # A run killed before its first checkpoint has a config.json and resumes from step 0.
-    resume = (run_dir / "config.json").is_file()
-    started = time.perf_counter()
-    train(config, resume=resume, progress=False)
-    seconds = time.perf_counter() - started
-    done = {"spec": spec.__dict__, "config": as_dict(config), "summary": summary(run_dir)}
-    write_json_atomic(run_dir / "done.json", done)
-    return spec.name, seconds
-
-
-def pending(
-    specs: list[RunSpec], plan: Plan, runs_dir: Path, data_dir: str, model: str
-) -> list[Any]:
-    """The runs still to do; a finished run whose config differs from the plan is an error."""
-    from reference_trainer.config import TrainConfig, as_dict
-
-    jobs = []
-    for spec in specs:
-        fields = train_fields(spec, plan, runs_dir, data_dir, model)
-        done = runs_dir / spec.name / "done.json"
-        if done.is_file():
-            saved = json.loads(done.read_text())["config"]
-            wanted = json.loads(json.dumps(as_dict(TrainConfig(**fields))))
-            if saved != wanted:
-                changed = sorted(
-                    k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k)
-                )
-                raise ValueError(
-                    f"{done.parent} finished with a different config ({changed}); "
-                    "remove it or choose another --runs directory"
-                )
-            continue
-        jobs.append((spec, fields))
-    return jobs
-
-
 def sweep(plan: Plan, runs_dir: Path, data_dir: str, workers: int, only: list[str]) -> None:
     from reference_trainer.config import PrepareConfig
     from reference_trainer.prepare import prepare
@@ -181,19 +134,7 @@ def sweep(plan: Plan, runs_dir: Path, data_dir: str, workers: int, only: list[st
     prepared = prepare(PrepareConfig(data_dir=data_dir, **plan.prepare), progress=False)
     # A non-default preparation is passed as the model; the default keeps the default config.
     model = str(prepared) if plan.prepare else ""
-    jobs = pending(specs, plan, runs_dir, data_dir, model)
-    print(f"{len(specs) - len(jobs)} of {len(specs)} runs already finished; {len(jobs)} to go")
-    if not jobs:
-        return
-    started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-    with context.Pool(min(workers, len(jobs))) as pool:
-        for i, (name, seconds) in enumerate(pool.imap_unordered(_train_one, jobs), 1):
-            elapsed = time.perf_counter() - started
-            print(f"[{i}/{len(jobs)}] {name} {seconds:.0f} s (sweep {elapsed / 60:.1f} min)")
-            sys.stdout.flush()
-        pool.close()  # let the workers exit cleanly (terminate() leaks their semaphores)
-        pool.join()
+    run_jobs([(s, train_fields(s, plan, runs_dir, data_dir, model)) for s in specs], workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     return values
 
 
+def _saved_config(args: argparse.Namespace, overrides: dict[str, str]) -> dict[str, object] | None:
+    """With ``--resume``, the run's saved ``config.json``: the settings it was started with
+    (reward, task, controller...) are restored, the command line's apply on top."""
+    if args.command != "train" or not args.resume:
+        return None
+    run_dir = Path(overrides.get("run_dir", TrainConfig().run_dir))
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None  # the run directory's own check says there is no run to resume
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} must hold a JSON object of config fields")
+    return saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reference_trainer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -87,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             if getattr(args, flag):
                 overrides[key] = getattr(args, flag)
-        config = build(TrainConfig, overrides, strings=True)
+        config = build(TrainConfig, overrides, strings=True, base=_saved_config(args, overrides))
         from .run import train
 
         run_dir = train(config, resume=args.resume, progress=not args.no_progress)

@@ -118,8 +118,16 @@ class TrainConfig:
     model: str = ""
     """Local path or Hub name of a causal LM; empty: the prepared offline default."""
     reward: str = "vader"
-    """"vader" (VADER compound sentiment of the continuation) or a local path / Hub name of an
+    """The proxy reward the policy trains on: "vader" (VADER compound sentiment of the
+    continuation), "module:function" (an importable Python callable ``f(prompts, completions)``
+    returning one number per completion), or a local path / Hub name of an
     AutoModelForSequenceClassification (its logit of ``reward_label``)."""
+    gold_reward: str = ""
+    """A scorer the policy never trains on, logged as gold_mean on every batch (same forms as
+    ``reward``; empty: none). Proxy rising while gold falls is reward hacking."""
+    task: str = ""
+    """An offline task that sets both rewards (reference_trainer/tasks.py): "sentiment",
+    "reward-model" or "topic"; empty: ``reward`` and ``gold_reward`` as given."""
     reward_label: int = -1
     """Which output of a classification reward model is the reward (-1: the last)."""
     lora_rank: int = 0
@@ -145,7 +153,11 @@ class TrainConfig:
     value_clip: float = 0.2
     """Clip of the value prediction around the rollout-time value (SAFE's critic loss)."""
     ent_coef: float = 0.01
-    """Entropy bonus coefficient."""
+    """Entropy bonus coefficient (the initial one when ``entropy_target`` > 0)."""
+    entropy_target: float = 0.0
+    """> 0: an entropy controller (Skywork-OR1's, safecontrol.EntropyTargetController) moves the
+    entropy bonus coefficient by ±0.005 per batch toward this entropy (nats per token), within
+    [0, 0.1]; the β = 0 recipe of GRPO/DAPO-style training pairs it with fixed-kl coef 0."""
     gamma: float = 1.0
     """Discount per token."""
     lam: float = 0.95
@@ -226,6 +238,7 @@ class TrainConfig:
             "critic_heads",
             "seed",
             "reward_timeout",
+            "entropy_target",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -240,6 +253,22 @@ class TrainConfig:
         if self.kl_estimator not in ("k1", "k2", "k3"):
             raise ValueError(f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
         parse_report_to(self.report_to)
+        if self.task:
+            from .tasks import TASKS
+
+            if self.task not in TASKS:
+                raise ValueError(f"task must be one of {TASKS} or empty, got {self.task!r}")
+            if self.reward != "vader" or self.gold_reward:
+                raise ValueError(
+                    f"task={self.task!r} sets the proxy and gold rewards itself; leave reward "
+                    f"and gold_reward unset (got reward={self.reward!r}, "
+                    f"gold_reward={self.gold_reward!r})"
+                )
+        if self.entropy_target > 0 and self.ent_coef > 0.1:
+            raise ValueError(
+                f"ent_coef={self.ent_coef!r} is the entropy controller's initial coefficient and "
+                "must lie in its range [0, 0.1]"
+            )
         if self.penalty_mode not in PENALTY_MODES:
             raise ValueError(
                 f"penalty_mode must be one of {PENALTY_MODES}, got {self.penalty_mode!r}"
@@ -266,6 +295,14 @@ class TrainConfig:
             return registry.make(self.algo, **self.controller_kwargs())
         except (TypeError, ValueError) as exc:
             raise ValueError(f"controller_settings of {self.algo!r}: {exc}") from exc
+
+    def make_entropy_controller(self) -> Any:
+        """The entropy-bonus controller (``entropy_target`` > 0), else ``None``."""
+        if self.entropy_target <= 0:
+            return None
+        from safecontrol import EntropyTargetController
+
+        return EntropyTargetController(target=self.entropy_target, init_coef=self.ent_coef)
 
     @property
     def n_critic_heads(self) -> int:
@@ -346,15 +383,21 @@ def _parse(kind: Any, name: str, text: str) -> Any:
         ) from exc
 
 
-def build(cls: type[C], overrides: dict[str, Any] | None = None, strings: bool = False) -> C:
-    """``cls`` with ``overrides`` applied; unknown keys are an error naming them.
+def build(
+    cls: type[C],
+    overrides: dict[str, Any] | None = None,
+    strings: bool = False,
+    base: dict[str, Any] | None = None,
+) -> C:
+    """``cls`` with ``overrides`` applied over ``base`` (typed values, e.g. a saved
+    ``config.json``; default: the field defaults); unknown keys are an error naming them.
 
-    With ``strings=True`` the values are command-line strings, parsed by the field's type.
+    With ``strings=True`` the overrides are command-line strings, parsed by the field's type.
     """
     overrides = dict(overrides or {})
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(overrides) - known)
+    unknown = sorted((set(overrides) | set(base or {})) - known)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; known keys: {sorted(known)}")
     if strings:
@@ -363,7 +406,7 @@ def build(cls: type[C], overrides: dict[str, Any] | None = None, strings: bool =
             k: _parse(kinds[k] if kinds[k] in (bool, int, float, str) else dict, k, v)
             for k, v in overrides.items()
         }
-    return cls(**overrides)
+    return cls(**{**(base or {}), **overrides})
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:

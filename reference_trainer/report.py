@@ -14,7 +14,7 @@ import numpy as np
 
 from safecontrol import registry
 from safecontrol._atomic import write_json_atomic
-from safecontrol.testing.metrics import summarize
+from safecontrol.testing.metrics import CRASH_WINDOW, count_crashes, rolling_mean, summarize
 
 from .run_files import read_json, read_step_records
 
@@ -53,22 +53,48 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def kl_limit(config: dict[str, Any], rows: list[dict[str, Any]]) -> np.ndarray | float:
-    """The per-step threshold of a dead-band controller (logged), else the per-token
-    ``target`` of a registered per-token controller, else ``DEFAULT_KL_BUDGET``."""
+    """Per token: the per-step threshold of a dead-band controller (logged), else the ``target``
+    of a registered controller (a per-sequence one divided by each step's mean response
+    length), else ``DEFAULT_KL_BUDGET``."""
     if rows and "threshold" in rows[0]:
         return np.array([r["threshold"] for r in rows])
-    per_token = _registered(config) and registry.make(config["algo"]).kl_unit == "per_token"
     target = _settings(config).get("target")
-    return float(target) if per_token and target is not None else DEFAULT_KL_BUDGET
+    if target is None or not _registered(config):
+        return DEFAULT_KL_BUDGET
+    if registry.make(config["algo"]).kl_unit == "per_sequence":
+        return float(target) / np.array([r["response_length"] for r in rows])
+    return float(target)
+
+
+BUDGET_SLACK = 1.1
+"""SPEC §7: a step keeps the budget when its KL is at most 1.1 × the budget."""
+
+
+def budget_adherence(kl: np.ndarray, limit: np.ndarray | float, warmup: int) -> float | None:
+    """Share of the steps after the first ``warmup`` with KL ≤ ``BUDGET_SLACK`` × limit, in the
+    controller's own estimator (SPEC §7); None when the run is no longer than its warm-up."""
+    limits = np.broadcast_to(limit, kl.shape)
+    if kl.size <= warmup:
+        return None
+    return float(np.mean(kl[warmup:] <= BUDGET_SLACK * limits[warmup:]))
 
 
 def summary(run_dir: Path) -> dict[str, Any]:
     rows = read_metrics(run_dir)
     config = read_json(run_dir / "config.json")
     series = {k: np.array([r[k] for r in rows]) for k in ("reward_mean", "kl_k3", "entropy")}
-    metrics = summarize(
-        series["reward_mean"], series["kl_k3"], series["entropy"], kl_limit(config, rows)
-    ).as_dict()
+    limit = kl_limit(config, rows)
+    metrics = summarize(series["reward_mean"], series["kl_k3"], series["entropy"], limit).as_dict()
+    kl_measured = np.array([r["kl_measured"] for r in rows])
+    metrics["budget_adherence"] = budget_adherence(kl_measured, limit, warmup=CRASH_WINDOW)
+    if "gold_mean" in rows[0]:
+        gold = np.array([r["gold_mean"] for r in rows])
+        metrics.update(
+            gold_mean=float(gold.mean()),
+            gold_final=float(gold[-CRASH_WINDOW:].mean()),
+            gold_peak=float(rolling_mean(gold).max()),
+            gold_crashes=count_crashes(gold),
+        )
     metrics.update(
         algo=config.get("algo"),
         steps=len(rows),
@@ -95,7 +121,11 @@ def plot(run_dir: Path, out_dir: Path) -> list[Path]:
 
     floor = _settings(config).get("entropy_floor")
     panels = {
-        "reward.png": ("reward", [("reward mean", series("reward_mean"))]),
+        "reward.png": (
+            "reward",
+            [("proxy reward mean", series("reward_mean"))]
+            + ([("gold reward mean", series("gold_mean"))] if "gold_mean" in rows[0] else []),
+        ),
         "kl.png": (
             "KL per token",
             [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -52,9 +53,38 @@ def classifier_reward(path: str, label: int = -1) -> RewardFn:
     return score
 
 
+_PYTHON_REWARD = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def is_python_reward(spec: str) -> bool:
+    """Whether ``spec`` names a Python callable as ``module:function``."""
+    return bool(_PYTHON_REWARD.match(spec))
+
+
+def python_reward(spec: str) -> RewardFn:
+    """The callable ``function`` of the importable module ``module`` (``spec`` = "module:function"),
+    called as ``function(prompts, completions)``."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"reward {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ValueError(f"reward {spec!r}: module {module_name!r} has no callable {attribute!r}")
+    return function  # type: ignore[no-any-return]
+
+
 def make_reward(spec: str, label: int = -1) -> RewardFn:
-    """ "vader", or a local path / Hub name of a sequence-classification model."""
-    return vader_reward() if spec == "vader" else classifier_reward(spec, label)
+    """ "vader", "module:function" (a Python callable), or a local path / Hub name of a
+    sequence-classification model."""
+    if spec == "vader":
+        return vader_reward()
+    if is_python_reward(spec):
+        return python_reward(spec)
+    return classifier_reward(spec, label)
 
 
 def checked_rewards(

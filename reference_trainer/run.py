@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 from .config import TrainConfig, as_dict
 from .prepare import is_prepared
-from .rewards import RewardFn
+from .rewards import RewardFn, is_python_reward
 from .run_log import RunLog
 from .sources import check_pretrained
 from .trackers import Trackers
@@ -40,8 +40,10 @@ def preflight(config: TrainConfig, reward_fn: RewardFn | None) -> None:
     """Checks that need no model loaded, done before the run directory is touched."""
     if config.model and not is_prepared(Path(config.model)):
         check_pretrained(config.model, "model")
-    if reward_fn is None and config.reward != "vader":
-        check_pretrained(config.reward, "reward model")
+    scorers = [("reward model", config.reward)] if reward_fn is None else []
+    for what, spec in [*scorers, ("gold reward model", config.gold_reward)]:
+        if spec and spec != "vader" and not is_python_reward(spec):
+            check_pretrained(spec, what)
 
 
 def train(

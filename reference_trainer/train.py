@@ -30,8 +30,9 @@ from .config import TrainConfig, as_dict
 from .kl_control import kl_loss, update_controller
 from .models import frozen_reference, load_policy, make_critics
 from .ppo import clipped_policy_loss, exact_kl_per_token, gae, whiten
-from .rewards import RewardFn, checked_rewards, make_reward
+from .rewards import RewardFn, checked_rewards
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
+from .tasks import scorers
 
 
 def token_share(mask: torch.Tensor) -> float:
@@ -99,7 +100,10 @@ class Trainer:
         self.policy, self.critic = policy, critic
         self.controller = config.make_controller()
         self.decision = self.controller.decision
-        self.reward_fn = reward_fn or make_reward(config.reward, config.reward_label)
+        proxy, self.gold_fn = scorers(config, self.prompts)
+        self.reward_fn = reward_fn or proxy
+        self.entropy_controller = config.make_entropy_controller()
+        self.ent_coef = config.ent_coef
         self.prompt_sampler = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed * 1009 + self.rank)  # distinct samples per rank
         random.seed(config.seed)
@@ -129,6 +133,7 @@ class Trainer:
         scores = torch.tensor(
             checked_rewards(self.reward_fn, rollout.prompts, rollout.completions, c.reward_timeout)
         )
+        gold = self._gold(rollout)
         lap("score")
 
         # 3. the rollout policy's, the reference's and the critics' view of the samples
@@ -159,6 +164,8 @@ class Trainer:
             self.controller, stats, c.batch_size, extra["response_length"]
         )
         self._check_ranks_agree(self.decision)
+        if self.entropy_controller is not None:  # the bonus of this batch's epochs
+            self.ent_coef = self.entropy_controller.update(entropy=stats["entropy"]).coef
         lap("controller")
 
         # 5. advantages: GAE on the target critic's values, reward at the last token
@@ -185,7 +192,7 @@ class Trainer:
             new_entropy = global_token_mean(entropy_from_logits(new.logits), mask, share)
             policy_loss = global_token_mean(pg, mask, share)
             kl_term = kl_loss(live_kl, self.decision, c)
-            loss = policy_loss + kl_term - c.ent_coef * new_entropy
+            loss = policy_loss + kl_term - self.ent_coef * new_entropy
             self.policy_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
@@ -232,6 +239,8 @@ class Trainer:
             "entropy": stats["entropy"],
             "response_length": extra["response_length"],
             "distinct_1": _distinct_1(completions),
+            **gold,
+            **({} if self.entropy_controller is None else {"entropy_coef": self.ent_coef}),
             "explained_variance": explained_variance,
             **_decision_fields(self.decision),
             **{key: float(np.mean(values)) for key, values in logs.items()},
@@ -244,6 +253,15 @@ class Trainer:
         self.step += 1
         self.last_samples = list(zip(self._gather(rollout.prompts), completions, strict=True))
         return metrics
+
+    def _gold(self, rollout: Rollout) -> dict[str, float]:
+        """The gold reward's mean over the whole batch (all processes), when the run has one."""
+        if self.gold_fn is None:
+            return {}
+        values = checked_rewards(
+            self.gold_fn, rollout.prompts, rollout.completions, self.config.reward_timeout
+        )
+        return {"gold_mean": global_means(gold=torch.tensor(values))["gold"]}
 
     # ------------------------------------------------------------------ finiteness guards
     def _check_finite(self, *named: Any) -> None:
@@ -343,6 +361,11 @@ class Trainer:
             "policy_optimizer": self.policy_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "controller": json.dumps(self.controller.state_dict()),
+            **(
+                {}
+                if self.entropy_controller is None
+                else {"entropy_controller": json.dumps(self.entropy_controller.state_dict())}
+            ),
             "prompt_sampler": json.dumps(self.prompt_sampler.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "python_rng": json.dumps(random.getstate()),
@@ -356,6 +379,9 @@ class Trainer:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.controller.load_state_dict(json.loads(state["controller"]))
         self.decision = self.controller.decision
+        if self.entropy_controller is not None:
+            self.entropy_controller.load_state_dict(json.loads(state["entropy_controller"]))
+            self.ent_coef = self.entropy_controller.decision.coef
         self.prompt_sampler.bit_generator.state = json.loads(state["prompt_sampler"])
         python_state = json.loads(state["python_rng"])
         random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))

@@ -1,0 +1,203 @@
+"""Every controller against the reward–KL frontier of tuned fixed β, judged by gold (issue 12).
+
+For each offline task (``reference_trainer/tasks.py``: sentiment, reward-model, topic; a proxy the
+policy trains on and a gold reward it never sees) and both learning rates, the reference trainer
+runs PPO with a fixed β on a log grid from "hacks the proxy" to "barely moves", β = 0 with an
+entropy controller (the GRPO/DAPO-style recipe), every registered controller at its defaults and
+at two more KL budgets, and SAFE with the published code's behaviour (SPEC §7). Runs live in
+``--runs/<task>/<regime>/<variant>/seed<k>``; finished ones are skipped, interrupted ones resume
+(``benchmarks/runner.py``), and ``--only`` trains a part. ``frontier_report.py`` turns them into
+``benchmarks/results/frontier.{json,md}`` and plots.
+
+Sizes (fixed before the sweep, never per task): the 0.37 M-parameter offline default, 100 PPO
+iterations of 32 prompts × 16 tokens, one thread per run, two runs side by side: ~55 s a run, 3
+seeds of every variant (324 runs, ~2.5 h) plus 5 more seeds of the headline variants (the β grid,
+β = 0 + entropy, SAFE and SAFE-published: 270 runs, ~2 h). Parts of under 2 hours::
+
+    python -m benchmarks.frontier --only 'sentiment/*' --seeds 3      # ~50 min; likewise for
+    python -m benchmarks.frontier --only 'reward-model/*' --seeds 3   # 'topic/*'
+    python -m benchmarks.frontier                                     # the rest, then report
+    python -m benchmarks.frontier --quick --runs /tmp/q --out /tmp/q-results   # CI smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks.runner import run_jobs
+
+TASKS = ("sentiment", "reward-model", "topic")
+REGIMES: dict[str, dict[str, Any]] = {"standard": {"lr": 1e-3}, "stress": {"lr": 1e-2}}
+BETAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+"""Fixed β, per token (the grid spans "hacks the proxy" to "barely moves" on every task)."""
+BUDGETS = (0.1, 1.0)
+"""KL budgets in nats per token given to every budgeted controller beside its default."""
+TOKENS_PER_SEQUENCE = 16
+"""max_new_tokens: a per-token budget × this is a per-sequence controller's target."""
+ENTROPY_TARGET = 2.6
+"""β = 0 + entropy control: half the SFT policy's initial per-token entropy (5.2 nats)."""
+
+
+def beta_name(beta: float) -> str:
+    return f"beta-{beta:g}"
+
+
+def _variants() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {
+        beta_name(b): {"algo": "fixed-kl", "controller_settings": {"coef": b}} for b in BETAS
+    }
+    out["beta0-entropy"] = {
+        "algo": "fixed-kl",
+        "controller_settings": {"coef": 0.0},
+        "entropy_target": ENTROPY_TARGET,
+    }
+    for name in ("adaptive-kl", "pid-lagrangian-kl", "schulman-kl"):
+        out[name] = {"algo": name}
+        for budget in BUDGETS:
+            target = budget * TOKENS_PER_SEQUENCE if name == "adaptive-kl" else budget
+            out[f"{name}-b{budget:g}"] = {"algo": name, "controller_settings": {"target": target}}
+    out["safe"] = {"algo": "safe"}
+    out["safe-published"] = {"algo": "safe", "penalty_mode": "detached", "preview_steps": False}
+    return out
+
+
+VARIANTS = _variants()
+HEADLINE = (*(beta_name(b) for b in BETAS), "beta0-entropy", "safe", "safe-published")
+"""Variants run on all ``Plan.headline_seeds`` paired seeds: the β grid (the best β in hindsight
+is chosen from it) and the controllers the report's headline compares with it."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    tasks: tuple[str, ...] = TASKS
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    headline: tuple[str, ...] = HEADLINE
+    seeds: int = 3
+    headline_seeds: int = 8
+    steps: int = 100
+    threads: int = 1
+    train: dict[str, Any] = field(default_factory=dict)
+    prepare: dict[str, Any] = field(default_factory=dict)
+
+
+FULL = Plan()
+QUICK = Plan(
+    variants=(beta_name(0.01), beta_name(0.3), "beta0-entropy", "safe"),
+    headline=(beta_name(0.01), beta_name(0.3), "safe"),
+    seeds=1,
+    headline_seeds=1,
+    steps=6,
+    train={"batch_size": 8, "max_new_tokens": 8, "min_new_tokens": 2, "checkpoint_every": 5},
+    prepare={"sft_steps": 30, "n_prompts": 64, "vocab_size": 512, "n_layer": 2, "n_embd": 32},
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: str
+    regime: str
+    variant: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.regime}/{self.variant}/seed{self.seed}"
+
+
+def run_specs(plan: Plan) -> list[RunSpec]:
+    """Seed-major: a sweep stopped early has the same seeds of every variant of every cell."""
+    specs = []
+    for seed in range(max(plan.seeds, plan.headline_seeds)):
+        for task in plan.tasks:
+            for regime in REGIMES:
+                for variant in plan.variants:
+                    limit = plan.headline_seeds if variant in plan.headline else plan.seeds
+                    if seed < limit:
+                        specs.append(RunSpec(task, regime, variant, seed))
+    return specs
+
+
+def train_fields(
+    spec: RunSpec, plan: Plan, runs_dir: Path, data_dir: str, model: str
+) -> dict[str, Any]:
+    return {
+        **plan.train,
+        **REGIMES[spec.regime],
+        **VARIANTS[spec.variant],
+        "task": spec.task,
+        "seed": spec.seed,
+        "steps": plan.steps,
+        "threads": plan.threads,
+        "data_dir": data_dir,
+        "model": model,
+        "run_dir": str(runs_dir / spec.name),
+    }
+
+
+def sweep(plan: Plan, runs_dir: Path, data_dir: str, workers: int, only: list[str]) -> None:
+    from reference_trainer.config import PrepareConfig
+    from reference_trainer.prepare import prepare
+
+    specs = [
+        s for s in run_specs(plan) if not only or any(fnmatch.fnmatch(s.name, p) for p in only)
+    ]
+    if not specs:
+        raise ValueError(
+            f"--only {only} matches no run; runs are named like 'topic/stress/safe/seed0'"
+        )
+    prepared = prepare(PrepareConfig(data_dir=data_dir, **plan.prepare), progress=False)
+    model = str(prepared) if plan.prepare else ""
+    run_jobs([(s, train_fields(s, plan, runs_dir, data_dir, model)) for s in specs], workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few short runs on a tiny model")
+    parser.add_argument("--runs", default="runs/frontier", help="where run directories live")
+    parser.add_argument("--out", default="benchmarks/results", help="where results are written")
+    parser.add_argument("--data-dir", default=".data", help="cache of the prepared default")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained side by side")
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="train only seeds below this (0: the plan's)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="train only runs matching this glob (repeatable), e.g. 'topic/stress/*'",
+    )
+    parser.add_argument("--report-only", action="store_true", help="aggregate, train nothing")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.seeds < 0:
+        parser.error(f"--seeds must be >= 0, got {args.seeds}")
+    plan = QUICK if args.quick else FULL
+    if args.seeds:
+        plan = replace(
+            plan,
+            seeds=min(plan.seeds, args.seeds),
+            headline_seeds=min(plan.headline_seeds, args.seeds),
+        )
+    from benchmarks.frontier_report import write_report
+
+    try:
+        if not args.report_only:
+            sweep(plan, Path(args.runs), args.data_dir, args.workers, args.only)
+        print(write_report(Path(args.runs), Path(args.out), quick=args.quick))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

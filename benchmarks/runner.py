@@ -1,0 +1,104 @@
+"""The one sweep runner: train many reference-trainer runs, resumably, two side by side.
+
+A sweep (``stability.py``, ``frontier.py``) is a list of jobs, each a run spec (a dataclass with
+a ``name`` that is also its directory under the runs root) and the ``TrainConfig`` fields of that
+run. A finished run holds ``done.json`` and is skipped; an interrupted one resumes from its
+checkpoint; a finished run whose config differs from the plan is an error, never silently
+mixed into results. The offline default and each task's cached artefacts (fluency baseline,
+learned reward model) are built once here, before the workers start, so that two workers never
+build the same artefact at once.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+Job = tuple[Any, dict[str, Any]]
+"""(run spec with ``.name``, TrainConfig fields)."""
+
+
+def _train_one(job: Job) -> tuple[str, float]:
+    """Train (or resume) one run in this worker process; write ``done.json`` when finished."""
+    from reference_trainer.config import TrainConfig, as_dict
+    from reference_trainer.report import summary
+    from reference_trainer.run import train
+    from safecontrol._atomic import write_json_atomic
+
+    spec, fields = job
+    config = TrainConfig(**fields)
+    run_dir = Path(config.run_dir)
+    # A run killed before its first checkpoint has a config.json and resumes from step 0.
+    resume = (run_dir / "config.json").is_file()
+    started = time.perf_counter()
+    train(config, resume=resume, progress=False)
+    seconds = time.perf_counter() - started
+    done = {"spec": spec.__dict__, "config": as_dict(config), "summary": summary(run_dir)}
+    write_json_atomic(run_dir / "done.json", done)
+    return spec.name, seconds
+
+
+def pending(jobs: list[Job]) -> list[Job]:
+    """The jobs still to do; a finished run whose config differs from its job is an error."""
+    from reference_trainer.config import TrainConfig, as_dict
+
+    todo = []
+    for spec, fields in jobs:
+        done = Path(fields["run_dir"]) / "done.json"
+        if done.is_file():
+            saved = json.loads(done.read_text())["config"]
+            wanted = json.loads(json.dumps(as_dict(TrainConfig(**fields))))
+            # A field added to TrainConfig after the run finished is absent from its saved
+            # config; at its default it changes nothing the run did.
+            defaults = json.loads(json.dumps(as_dict(TrainConfig())))
+            changed = sorted(
+                k
+                for k in saved.keys() | wanted.keys()
+                if saved.get(k, defaults.get(k)) != wanted.get(k)
+            )
+            if changed:
+                raise ValueError(
+                    f"{done.parent} finished with a different config ({changed}); "
+                    "remove it or choose another --runs directory"
+                )
+            continue
+        todo.append((spec, fields))
+    return todo
+
+
+def build_task_artefacts(jobs: list[Job]) -> None:
+    """Build every task's cached artefacts once, in this process, before the workers start."""
+    from reference_trainer.config import TrainConfig
+    from reference_trainer.models import load_policy
+    from reference_trainer.tasks import scorers
+
+    seen = set()
+    for _, fields in jobs:
+        config = TrainConfig(**fields)
+        key = (config.task, config.model, config.data_dir, config.max_new_tokens)
+        if config.task and key not in seen:
+            seen.add(key)
+            _, _, prompts = load_policy(config)
+            scorers(config, prompts)
+
+
+def run_jobs(jobs: list[Job], workers: int) -> None:
+    """Train every pending job, ``workers`` at a time, printing progress."""
+    todo = pending(jobs)
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished; {len(todo)} to go")
+    if not todo:
+        return
+    build_task_artefacts(todo)
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
+    with context.Pool(min(workers, len(todo))) as pool:
+        for i, (name, seconds) in enumerate(pool.imap_unordered(_train_one, todo), 1):
+            elapsed = time.perf_counter() - started
+            print(f"[{i}/{len(todo)}] {name} {seconds:.0f} s (sweep {elapsed / 60:.1f} min)")
+            sys.stdout.flush()
+        pool.close()  # let the workers exit cleanly (terminate() leaks their semaphores)
+        pool.join()
