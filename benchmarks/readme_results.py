@@ -1,7 +1,7 @@
 """Write the README's "Results" section from the committed results files (no hand-typed numbers).
 
-Reads ``benchmarks/results/{stability,plant,overhead}.json`` and replaces the text between the
-``<!-- results:begin -->`` and ``<!-- results:end -->`` markers of README.md.
+Reads ``benchmarks/results/{stability,frontier,plant,overhead}.json`` and replaces the text
+between the ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers of README.md.
 
     python -m benchmarks.readme_results            # rewrite README.md
     python -m benchmarks.readme_results --check    # exit 1 when README.md is out of date
@@ -189,6 +189,55 @@ def rerun_section(rerun: dict[str, Any]) -> list[str]:
     ]
 
 
+def frontier_section(frontier: dict[str, Any]) -> list[str]:
+    """Gold regret of every controller against the best fixed β, per task × regime, and the
+    generated answer per task (``python -m benchmarks.frontier``)."""
+    from benchmarks.frontier_render import regret_text
+
+    cells, meta = frontier["cells"], frontier["meta"]
+    columns = [(task, regime) for task, by in cells.items() for regime in by]
+    controllers = list(
+        dict.fromkeys(
+            name
+            for task, regime in columns
+            for name, entry in cells[task][regime]["variants"].items()
+            if entry["beta"] is None
+        )
+    )
+    lines = [
+        "### Every controller against PPO's reward–KL frontier, judged by gold reward",
+        "",
+        f"`{meta['commands'][0]}`: {meta['runs_found']} runs ({meta['plan']} plan). Gold "
+        "regret = final gold − the best fixed β's in hindsight on the same seed, mean with a 95% "
+        "bootstrap CI over paired seeds (≥ 0: no β search needed); frontier plots, proxy gaps "
+        "and all measures in [`benchmarks/results/frontier.md`](benchmarks/results/frontier.md).",
+        "",
+        "| controller | " + " | ".join(f"{t} / {r}" for t, r in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+        "| *best fixed β* | "
+        + " | ".join(
+            "–"
+            if cells[t][r]["best_beta"] is None
+            else f"{cells[t][r]['variants'][cells[t][r]['best_beta']]['beta']:g}"
+            for t, r in columns
+        )
+        + " |",
+    ]
+    for name in controllers:
+        row = []
+        for t, r in columns:
+            entry = cells[t][r]["variants"].get(name)
+            regret = None if entry is None else entry["gold_regret"]
+            if regret is None:
+                row.append("–")
+            else:  # regret_text says "1 seed" itself when there is no CI
+                row.append(regret_text(regret) + (f" (n={regret['n']})" if regret["ci"] else ""))
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines.append("")
+    lines += [f"- **{task}.** {answer['text']}" for task, answer in frontier["answers"].items()]
+    return [*lines, ""]
+
+
 def build(results_dir: Path) -> str:
     lines = [
         "## Results",
@@ -212,6 +261,9 @@ def build(results_dir: Path) -> str:
     overhead = results_dir / "overhead.json"
     if overhead.is_file():
         lines += overhead_section(json.loads(overhead.read_text()))
+    frontier = results_dir / "frontier.json"
+    if frontier.is_file():
+        lines += frontier_section(json.loads(frontier.read_text()))
     plant = results_dir / "plant.json"
     if plant.is_file():
         lines += plant_section(json.loads(plant.read_text()))

@@ -1,0 +1,350 @@
+"""Render the frontier aggregate (``frontier_report.py``): ``frontier.md`` and one PNG per task ×
+regime (proxy–KL and gold–KL panels: PPO's fixed-β frontier and every controller's mean point with
+95% bootstrap CIs over seeds in both axes).
+
+Every number in the text is read from the aggregate; the plain answers are generated from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.frontier import BUDGETS, ENTROPY_TARGET
+from benchmarks.frontier_report import REGRET_TOLERANCE, SAFE, SAFE_PUBLISHED
+from benchmarks.stability_render import fmt, with_ci
+
+PANELS = (("reward_final", "final proxy reward"), ("gold_final", "final gold reward"))
+
+
+def _shown(path: Path) -> str:
+    """A path as a reader can retype it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def commands(runs_dir: Path, out_dir: Path, quick: bool) -> list[str]:
+    defaults = ("runs/frontier", "benchmarks/results")
+    args = " --quick" if quick else ""
+    for flag, path, default in zip(("--runs", "--out"), (runs_dir, out_dir), defaults, strict=True):
+        if _shown(path) != default:
+            args += f" {flag} {_shown(path)}"
+    return [
+        f"python -m benchmarks.frontier{args}",
+        f"python -m benchmarks.frontier{args} --report-only",
+    ]
+
+
+# ------------------------------------------------------------------ plots
+def _error(stats: dict[str, Any]) -> list[list[float]] | None:
+    """Matplotlib's asymmetric error bar of a mean and its CI (None without a CI)."""
+    ci, mean = stats["ci"], stats["mean"]
+    return None if ci is None else [[mean - ci[0]], [ci[1] - mean]]
+
+
+def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    written = []
+    for task, by_regime in results["cells"].items():
+        for regime, cell in by_regime.items():
+            fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+            points = cell["frontier"]
+            for ax, (key, label) in zip(axes, PANELS, strict=True):
+                kl = [p["kl_final"] for p in points]
+                if points:
+                    ax.plot(kl, [p[key] for p in points], "-o", color="black", label="fixed β")
+                for p in points:
+                    ax.annotate(
+                        f"β={p['beta']:g} (n={p['n']})",
+                        (p["kl_final"], p[key]),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize=7,
+                    )
+                markers = "sD^v<>pP*Xh"
+                controllers = [(n, e) for n, e in cell["variants"].items() if e["beta"] is None]
+                for i, (name, entry) in enumerate(controllers):
+                    x, y = entry["metrics"]["kl_final"], entry["metrics"][key]
+                    if x["mean"] is None or y["mean"] is None or x["mean"] <= 0.0:
+                        continue  # no point on a log axis
+                    ax.errorbar(
+                        x["mean"],
+                        y["mean"],
+                        xerr=_error(x),
+                        yerr=_error(y),
+                        fmt=markers[i % len(markers)],
+                        color=f"C{i % 10}",
+                        capsize=3,
+                        label=f"{name} (n={entry['n']})",
+                    )
+                ax.set_xscale("log")
+                # A sweep's KLs can span less than a decade, where the default minor labels
+                # overprint each other: label 1, 2, 5 × 10^k only.
+                ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.set_xlabel("final KL per token (k3, nats; log scale)")
+                ax.set_ylabel(label)
+                ax.set_title(f"{task}, {regime} (lr {cell['lr']:g}): {label} against KL")
+                ax.grid(alpha=0.3)
+            axes[0].legend(fontsize=7, loc="best")
+            fig.tight_layout()
+            path = out_dir / f"frontier_{task}_{regime}.png"
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------ text
+def _signed(value: float | None) -> str:
+    return "–" if value is None else ("+" if value >= 0 else "") + fmt(value)
+
+
+def regret_text(regret: dict[str, Any] | None) -> str:
+    if regret is None:
+        return "–"
+    ci = regret["ci"]
+    bounds = " (1 seed, no CI)" if ci is None else f" [{_signed(ci[0])}, {_signed(ci[1])}]"
+    return f"{_signed(regret['mean'])}{bounds}"
+
+
+def _gap_text(gap: dict[str, Any]) -> str:
+    return _signed(gap["gap"]) if gap["status"] == "inside" else gap["status"]
+
+
+def _yes_no(value: bool | None) -> str:
+    return "–" if value is None else "yes" if value else "no"
+
+
+def _position(entry: dict[str, Any]) -> str:
+    gap, kl = entry["proxy_gap"], entry["metrics"]["kl_final"]["mean"]
+    if gap["status"] == "outside":
+        return f"outside the β grid's KL range (KL {fmt(kl)}), so off the known frontier"
+    if gap["status"] != "inside":
+        return f"not placed against the frontier ({gap['status']})"
+    side = "above" if gap["gap"] > 0 else "below"
+    return f"{fmt(abs(gap['gap']))} {side} the proxy frontier at its KL ({fmt(kl)})"
+
+
+def _regret_sentence(regret: dict[str, Any] | None) -> str:
+    if regret is None:
+        return "no gold regret (no seed shared with the best β)"
+    if regret["ci"] is None:
+        return f"gold regret {_signed(regret['mean'])} on one paired seed (no CI)"
+    verdict = "≥" if regret["lower_at_least_minus_tolerance"] else "<"
+    return (
+        f"gold regret {regret_text(regret)} over {regret['n']} paired seeds "
+        f"(CI lower bound {verdict} −{REGRET_TOLERANCE:g})"
+    )
+
+
+def answer_paragraph(task: str, results: dict[str, Any]) -> str:
+    """The plain answer for one task, generated from the aggregate."""
+    answer, cells = results["answers"][task], results["cells"][task]
+    parts = []
+    for regime, cell in cells.items():
+        best, pick = cell["best_beta"], answer["per_regime"][regime]["pick"]
+        if best is None:
+            parts.append(f"In *{regime}* no fixed-β run has finished: no regret yet.")
+            continue
+        gold = cell["variants"][best]["metrics"]["gold_final"]
+        text = (
+            f"In *{regime}* (lr {cell['lr']:g}) the best fixed β in hindsight is "
+            f"{cell['variants'][best]['beta']:g} (final gold {fmt(gold['mean'])}, "
+            f"n = {gold['n']})"
+        )
+        if pick is not None:
+            regret = cell["variants"][pick]["gold_regret"]
+            text += f"; the controller with the highest (best) gold regret is `{pick}`: "
+            text += _regret_sentence(regret)
+        parts.append(text + ".")
+    matching, pick = answer["match_best_beta_everywhere"], answer["pick"]
+    if matching:
+        parts.append(
+            f"Regret CI lower bound ≥ −{REGRET_TOLERANCE:g} in every regime: "
+            + ", ".join(f"`{n}`" for n in matching)
+            + "."
+        )
+    elif pick is None:
+        parts.append("No controller has a paired gold regret in every regime yet.")
+    elif answer["too_few_seeds"]:
+        parts.append("Too few paired seeds for a regret CI: no controller can be cleared yet.")
+    else:
+        parts.append(
+            f"No controller's regret CI lower bound is ≥ −{REGRET_TOLERANCE:g} in every regime."
+        )
+    if pick is not None:
+        parts.append(
+            f"**Pick `{pick}`** on this task (the highest mean regret in its worst regime, "
+            f"{_signed(answer['pick_worst_regime_regret'])}"
+            + (", among those)." if matching else ").")
+        )
+    for name, label in ((SAFE_PUBLISHED, "SAFE's published constants"), (SAFE, "SAFE here")):
+        found = [(r, c["variants"][name]) for r, c in cells.items() if name in c["variants"]]
+        if found:
+            parts.append(
+                f"{label} (`{name}`): "
+                + "; ".join(
+                    f"in {r} {_position(e)}, {_regret_sentence(e['gold_regret'])}" for r, e in found
+                )
+                + "."
+            )
+    return " ".join(parts)
+
+
+def answer_lines(results: dict[str, Any]) -> dict[str, str]:
+    """One console line per task."""
+    out = {}
+    for task, answer in results["answers"].items():
+        pick, matching = answer["pick"], answer["match_best_beta_everywhere"]
+        cleared = (
+            "too few paired seeds for a CI"
+            if answer["too_few_seeds"]
+            else f"within −{REGRET_TOLERANCE:g} everywhere: {', '.join(matching) or 'none'}"
+        )
+        out[task] = (
+            "no controller with a paired regret in every regime yet"
+            if pick is None
+            else f"pick {pick} (worst-regime mean gold regret "
+            f"{_signed(answer['pick_worst_regime_regret'])}; {cleared})"
+        )
+    return out
+
+
+COLUMNS = (
+    "variant",
+    "n",
+    "KL final",
+    "proxy final",
+    "gold final",
+    "gold regret [95% CI]",
+    f"CI low ≥ −{REGRET_TOLERANCE:g}",
+    "proxy gap",
+    "gold gap",
+    "adherence",
+    "crashes proxy / gold",
+    "min entropy",
+    "distinct-1",
+    "s / run",
+)
+
+
+def _row(name: str, entry: dict[str, Any], best: str | None) -> str:
+    m, crashes, regret = entry["metrics"], entry["crashes"], entry["gold_regret"]
+    crash = " / ".join(
+        f"{crashes[k]['total']} ({crashes[k]['runs_with_any']})" for k in ("proxy", "gold")
+    )
+    label = f"**{name}** (best β)" if name == best else name
+    cells = (
+        label,
+        str(entry["n"]),
+        with_ci(m["kl_final"]),
+        with_ci(m["reward_final"]),
+        with_ci(m["gold_final"]),
+        "0 (itself)" if name == best else regret_text(regret),
+        _yes_no(
+            None if regret is None or name == best else regret["lower_at_least_minus_tolerance"]
+        ),
+        _gap_text(entry["proxy_gap"]),
+        _gap_text(entry["gold_gap"]),
+        fmt(m["budget_adherence"]["mean"], 2),
+        crash,
+        fmt(m["entropy_min"]["mean"]),
+        fmt(m["distinct_1_final"]["mean"]),
+        fmt(m["wall_seconds"]["mean"]),
+    )
+    return "| " + " | ".join(cells) + " |"
+
+
+def _method(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    sizes, model = meta["sizes"], meta["model"]
+    lrs = {r: c["lr"] for by in results["cells"].values() for r, c in by.items()}
+    model_text = (
+        "the prepared model's manifest was not found"
+        if model is None
+        else f"a {model['parameters']:,}-parameter causal LM ({model['n_layer']} layers, width "
+        f"{model['n_embd']}, vocabulary {model['vocab_size']}, SFT validation perplexity "
+        f"{fmt(model['val_perplexity'], 4)})"
+    )
+    return [
+        "## Method",
+        "",
+        "- **Tasks** (`reference_trainer/tasks.py`): the policy trains on a proxy reward and "
+        "never sees the gold one. *sentiment*: proxy VADER compound of the continuation "
+        "(gameable by repetition, emphasis, single letters); gold VADER of its distinct words "
+        "times fluency under the frozen SFT model. *reward-model*: a gold labeller (the "
+        "sentiment gold) labels SFT samples, a reward model initialised from the SFT model is "
+        "trained on them and is the proxy (Gao et al. 2022). *topic*: proxy the share of words "
+        "that are person nouns (WordNet `noun.person`); gold distinct person nouns (saturating "
+        "at 3) times fluency.",
+        f"- **Sizes**: {model_text}; {sizes['steps']} PPO iterations of {sizes['batch_size']} "
+        f"prompts × {sizes['max_new_tokens']} new tokens, {sizes['ppo_epochs']} PPO epochs; "
+        + ", ".join(f"*{r}* lr {lr:g}" for r, lr in lrs.items())
+        + ".",
+        "- **Variants**: `beta-<β>` PPO with fixed β per token (the frontier); `beta0-entropy` "
+        f"β = 0 with an entropy controller (target {ENTROPY_TARGET:g} nats per token); every "
+        "registered controller at its defaults and at per-token KL budgets "
+        + ", ".join(f"{b:g}" for b in BUDGETS)
+        + " (`-b<budget>`); `safe` and `safe-published` (the published code's behaviour).",
+        "- **Definitions**: *final* = mean of the last 10 iterations; KL = k3 estimate of the "
+        "per-token KL to the reference policy; mean over seeds with a 95% percentile-bootstrap "
+        f"CI ({meta['resamples']} resamples, fixed seed). *Best β*: the β with the highest mean "
+        "final gold. *Gold regret*: final gold − the best β's on the same seed, mean over the "
+        "seeds both have, bootstrap CI over those pairs (≥ 0: the β search was not needed). "
+        "*Proxy (gold) gap*: mean final proxy (gold) − PPO's frontier interpolated linearly in "
+        "log KL at the variant's mean final KL (> 0: above the frontier; 'outside': KL beyond "
+        "the β grid's range). *Adherence*: share of post-warm-up steps with KL ≤ 1.1 × the "
+        "controller's budget, in its own estimator (– for fixed β). *Crashes*: SPEC §5, total "
+        "(runs with any). *distinct-1*: of the last 10 iterations' samples.",
+        "",
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    lines = [
+        "# Reward–KL frontier: KL controllers against tuned fixed β, judged by gold reward",
+        "",
+        f"Generated by `{meta['commands'][0]}` ({meta['plan']} plan) from "
+        f"{meta['runs_found']} finished runs of {meta['runs_planned']} planned; every number "
+        "comes from the runs. `n` is the number of seeds behind each point.",
+        "",
+        *_method(results),
+        "## Answers",
+        "",
+    ]
+    lines += [f"- **{t}.** {answer_paragraph(t, results)}" for t in results["cells"]]
+    lines.append("")
+    for task, by_regime in results["cells"].items():
+        for regime, cell in by_regime.items():
+            best = cell["best_beta"]
+            lines += [f"## {task} / {regime} (lr {cell['lr']:g}, {cell['steps']} iterations)", ""]
+            lines += [
+                "Best fixed β in hindsight: "
+                + ("none (no β run)" if best is None else f"`{best}`")
+                + ". PPO's frontier (by KL): "
+                + "; ".join(
+                    f"β {p['beta']:g}: KL {fmt(p['kl_final'])}, proxy {fmt(p['reward_final'])}, "
+                    f"gold {fmt(p['gold_final'])}"
+                    for p in cell["frontier"]
+                )
+                + ".",
+                "",
+                "| " + " | ".join(COLUMNS) + " |",
+                "|---" * len(COLUMNS) + "|",
+            ]
+            lines += [_row(name, e, best) for name, e in cell["variants"].items()]
+            lines += ["", f"![{task} {regime}](frontier_{task}_{regime}.png)", ""]
+    lines += ["## Reproduce", "", *[f"    {c}" for c in meta["commands"]], ""]
+    if meta["runs_unplanned"]:
+        lines += [f"Runs outside the plan: {', '.join(meta['runs_unplanned'])}.", ""]
+    return "\n".join(lines)
