@@ -4,8 +4,9 @@ Each integration is a submodule imported explicitly, so that importing ``safecon
 package never imports the trainer library:
 
 - ``safecontrol.integrations.trl``: ``SafeBetaCallback`` drives the KL coefficient β of TRL's
-  ``GRPOTrainer`` or ``RLOOTrainer`` (trl 1.x) from any ``safecontrol.contract.Controller``, given as an object or by its
-  ``safecontrol.registry`` name (install with ``pip install "safecontrol[trl]"``).
+  ``GRPOTrainer`` or ``RLOOTrainer`` (trl 1.x) from any ``safecontrol.contract.Controller``,
+  given as an object or by its ``safecontrol.registry`` name (install with
+  ``pip install "safecontrol[trl]"``).
 - ``safecontrol.integrations.kl_ctrl``: ``KLCtrlAdapter``, any controller in the ``.value`` /
   ``.update(current_kl, n_steps)`` shape of verl, OpenRLHF, SkyRL and trlx (no framework
   imported).
