@@ -54,7 +54,7 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     written = []
     for task, by_regime in results["cells"].items():
         for regime, cell in by_regime.items():
-            fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+            fig, axes = plt.subplots(1, 2, figsize=(15, 5))
             points = cell["frontier"]
             for ax, (key, label) in zip(axes, PANELS, strict=True):
                 kl = [p["kl_final"] for p in points]
@@ -94,7 +94,8 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
                 ax.set_ylabel(label)
                 ax.set_title(f"{task}, {regime} (lr {cell['lr']:g}): {label} against KL")
                 ax.grid(alpha=0.3)
-            axes[0].legend(fontsize=7, loc="best")
+            # Outside the panels: with 18 variants a legend inside hides the frontier's top.
+            axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
             fig.tight_layout()
             path = out_dir / f"frontier_{task}_{regime}.png"
             fig.savefig(path, dpi=90)
