@@ -11,7 +11,7 @@ at two more KL budgets, and SAFE with the published code's behaviour (SPEC §7).
 
 Sizes (fixed before the sweep, never per task): the 0.37 M-parameter offline default, 100 PPO
 iterations of 32 prompts × 16 tokens, one thread per run, two runs side by side: ~55 s a run, 3
-seeds of every variant (324 runs, ~2.5 h) plus 5 more seeds of the headline variants (the β grid,
+seeds of every variant (360 runs, ~2.8 h) plus 5 more seeds of the headline variants (the β grid,
 β = 0 + entropy, SAFE and SAFE-published: 270 runs, ~2 h). Parts of under 2 hours::
 
     python -m benchmarks.frontier --only 'sentiment/*' --seeds 3      # ~50 min; likewise for
@@ -62,6 +62,11 @@ def _variants() -> dict[str, dict[str, Any]]:
             target = budget * TOKENS_PER_SEQUENCE if name == "adaptive-kl" else budget
             out[f"{name}-b{budget:g}"] = {"algo": name, "controller_settings": {"target": target}}
     out["safe"] = {"algo": "safe"}
+    for budget in BUDGETS:
+        # SAFE's budget is its threshold: the published range (0.1, 0.6) around a base of 0.3,
+        # scaled to the budget.
+        settings = {"threshold_base": budget, "threshold_limits": [budget / 3, 2 * budget]}
+        out[f"safe-b{budget:g}"] = {"algo": "safe", "controller_settings": settings}
     out["safe-published"] = {"algo": "safe", "penalty_mode": "detached", "preview_steps": False}
     return out
 

@@ -260,7 +260,7 @@ def _row(name: str, entry: dict[str, Any], best: str | None) -> str:
         crash,
         fmt(m["entropy_min"]["mean"]),
         fmt(m["distinct_1_final"]["mean"]),
-        fmt(m["wall_seconds"]["mean"]),
+        "–" if m["wall_seconds"]["mean"] is None else f"{m['wall_seconds']['mean']:.0f}",
     )
     return "| " + " | ".join(cells) + " |"
 
