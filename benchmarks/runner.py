@@ -11,10 +11,13 @@ build the same artefact at once.
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import sys
 import time
+from collections.abc import Callable
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +105,54 @@ def run_jobs(jobs: list[Job], workers: int) -> None:
             sys.stdout.flush()
         pool.close()  # let the workers exit cleanly (terminate() leaks their semaphores)
         pool.join()
+
+
+def run_sweep(
+    specs: list[Any],
+    fields_of: Callable[[Any, str], dict[str, Any]],
+    prepare_fields: dict[str, Any],
+    args: argparse.Namespace,
+) -> None:
+    """Train the specs matching ``args.only`` (all when empty), resumably.
+
+    ``fields_of(spec, model)`` gives a run's TrainConfig fields; ``model`` is the prepared
+    offline default's directory when ``prepare_fields`` is not the default preparation (empty:
+    the default, which TrainConfig finds by itself).
+    """
+    from reference_trainer.config import PrepareConfig
+    from reference_trainer.prepare import prepare
+
+    chosen = [s for s in specs if not args.only or any(fnmatch(s.name, p) for p in args.only)]
+    if not chosen:
+        raise ValueError(
+            f"--only {args.only} matches no run; runs are named like {specs[0].name!r}"
+        )
+    prepared = prepare(PrepareConfig(data_dir=args.data_dir, **prepare_fields), progress=False)
+    model = str(prepared) if prepare_fields else ""
+    run_jobs([(s, fields_of(s, model)) for s in chosen], args.workers)
+
+
+def sweep_arguments(description: str, default_runs: str, example: str) -> argparse.ArgumentParser:
+    """The command line every sweep shares (``--quick``, ``--runs``, ``--only`` ...)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few short runs on a tiny model")
+    parser.add_argument("--runs", default=default_runs, help="where run directories live")
+    parser.add_argument("--out", default="benchmarks/results", help="where results are written")
+    parser.add_argument("--data-dir", default=".data", help="cache of the prepared default")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained side by side")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help=f"train only runs matching this glob (repeatable), e.g. {example!r}",
+    )
+    parser.add_argument("--report-only", action="store_true", help="aggregate, train nothing")
+    return parser
+
+
+def checked_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")

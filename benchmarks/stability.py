@@ -21,14 +21,12 @@ code's behaviour (the penalty as a detached float, no preview step scaling).
 
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runner import run_jobs
+from benchmarks.runner import checked_workers, run_sweep, sweep_arguments
 
 REGIMES: dict[str, dict[str, Any]] = {
     "standard": {"lr": 1e-3},
@@ -122,48 +120,22 @@ def train_fields(
     }
 
 
-def sweep(plan: Plan, runs_dir: Path, data_dir: str, workers: int, only: list[str]) -> None:
-    from reference_trainer.config import PrepareConfig
-    from reference_trainer.prepare import prepare
-
-    specs = [
-        s for s in run_specs(plan) if not only or any(fnmatch.fnmatch(s.name, p) for p in only)
-    ]
-    if not specs:
-        raise ValueError(f"--only {only} matches no run; runs are named like 'stress/safe/seed0'")
-    prepared = prepare(PrepareConfig(data_dir=data_dir, **plan.prepare), progress=False)
-    # A non-default preparation is passed as the model; the default keeps the default config.
-    model = str(prepared) if plan.prepare else ""
-    run_jobs([(s, train_fields(s, plan, runs_dir, data_dir, model)) for s in specs], workers)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="a few short runs on a tiny model")
-    parser.add_argument("--runs", default="runs/stability", help="where run directories live")
-    parser.add_argument("--out", default="benchmarks/results", help="where results are written")
-    parser.add_argument("--data-dir", default=".data", help="cache of the prepared default")
-    parser.add_argument("--workers", type=int, default=2, help="runs trained side by side")
-    parser.add_argument(
-        "--only",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="train only runs matching this glob (repeatable), e.g. 'stress/safe*/*'",
-    )
-    parser.add_argument("--report-only", action="store_true", help="aggregate, train nothing")
+    parser = sweep_arguments(__doc__ or "", "runs/stability", "stress/safe*/*")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
+    checked_workers(parser, args)
     plan = QUICK if args.quick else FULL
     runs_dir = Path(args.runs)
     from benchmarks.stability_render import write_report
 
     try:
         if not args.report_only:
-            sweep(plan, runs_dir, args.data_dir, args.workers, args.only)
+            run_sweep(
+                run_specs(plan),
+                lambda spec, model: train_fields(spec, plan, runs_dir, args.data_dir, model),
+                plan.prepare,
+                args,
+            )
         print(write_report(runs_dir, Path(args.out), plan_name="quick" if args.quick else "full"))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

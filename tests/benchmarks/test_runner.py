@@ -1,0 +1,75 @@
+"""The sweep runner's bookkeeping: which runs are finished, and when a finished run conflicts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from benchmarks import frontier
+from benchmarks.runner import pending
+from reference_trainer.config import TrainConfig, as_dict
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+
+
+def finished(run_dir: Path, config: dict) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / "done.json").write_text(json.dumps({"config": config, "summary": {}}))
+
+
+def test_a_finished_run_is_skipped_and_an_unfinished_one_is_pending(tmp_path: Path) -> None:
+    done = {"run_dir": str(tmp_path / "a"), "lr": 0.01}
+    todo = {"run_dir": str(tmp_path / "b"), "lr": 0.01}
+    finished(tmp_path / "a", as_dict(TrainConfig(**done)))
+    assert pending([(Spec("a"), done), (Spec("b"), todo)]) == [(Spec("b"), todo)]
+
+
+def test_a_finished_run_with_another_config_is_an_error_naming_the_field(tmp_path: Path) -> None:
+    fields = {"run_dir": str(tmp_path / "a"), "lr": 0.01}
+    finished(tmp_path / "a", as_dict(TrainConfig(**{**fields, "lr": 0.001})))
+    with pytest.raises(ValueError, match=r"different config \(\['lr'\]\)"):
+        pending([(Spec("a"), fields)])
+
+
+def test_a_field_added_after_the_run_finished_is_no_conflict_at_its_default(tmp_path: Path) -> None:
+    fields = {"run_dir": str(tmp_path / "a")}
+    saved = as_dict(TrainConfig(**fields))
+    del saved["entropy_target"]  # as written before the field existed
+    finished(tmp_path / "a", saved)
+    assert pending([(Spec("a"), fields)]) == []
+    with pytest.raises(ValueError, match="entropy_target"):  # but not at another value
+        pending([(Spec("a"), {**fields, "entropy_target": 2.0})])
+
+
+def test_frontier_only_pattern_that_matches_nothing_is_an_error(tmp_path: Path, capsys) -> None:
+    code = frontier.main(["--runs", str(tmp_path), "--only", "chess/*", "--out", str(tmp_path)])
+    assert code == 2
+    assert "matches no run" in capsys.readouterr().err
+
+
+def test_every_frontier_variant_is_a_valid_trainer_config_in_every_cell(tmp_path: Path) -> None:
+    specs = frontier.run_specs(frontier.FULL)
+    assert {s.variant for s in specs} == set(frontier.VARIANTS)
+    assert {(s.task, s.regime) for s in specs} == {
+        (t, r) for t in frontier.TASKS for r in frontier.REGIMES
+    }
+    configs = {
+        s.variant: TrainConfig(**frontier.train_fields(s, frontier.FULL, tmp_path, ".data", ""))
+        for s in specs
+        if s.task == "topic" and s.regime == "stress" and s.seed == 0
+    }
+    # Each variant changes what the trainer does: no two of them train the same config.
+    distinct = {
+        json.dumps(as_dict(c), sort_keys=True).replace(c.run_dir, "") for c in configs.values()
+    }
+    assert len(distinct) == len(frontier.VARIANTS)
+    headline_seeds = {s.seed for s in specs if s.variant == "safe"}
+    assert headline_seeds == set(range(frontier.FULL.headline_seeds))
