@@ -20,7 +20,8 @@ from .penalty import dead_band_penalty, dead_band_slope, preview_step_scale
 from .phase import Phase, PhaseDetector
 from .pid import PID
 from .pid_lagrangian import PIDLagrangianKL
-from .safe import SafeConfig, SafeController
+from .safe import SafeController
+from .safe_config import SafeConfig
 from .threshold import AdaptiveThreshold
 from .velocity import RewardVelocity
 

@@ -245,7 +245,7 @@ def _camel(name: str) -> str:
 def _register_builtins() -> None:
     from .classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
     from .pid_lagrangian import PIDLagrangianKL
-    from .safe import SafeConfig
+    from .safe_config import SafeConfig
 
     register(
         "fixed-kl",
@@ -279,7 +279,8 @@ def _register_builtins() -> None:
 
 
 def _safe(**settings: Any) -> Controller:
-    from .safe import SafeConfig, SafeController
+    from .safe import SafeController
+    from .safe_config import SafeConfig
 
     return SafeController(SafeConfig(**settings))
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from ..safe import SafeConfig
+from ..safe_config import SafeConfig
 from .config import PlantConfig
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
