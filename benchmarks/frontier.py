@@ -54,11 +54,12 @@ def _variants() -> dict[str, dict[str, Any]]:
         "controller_settings": {"coef": 0.0},
         "entropy_target": ENTROPY_TARGET,
     }
-    for name in ("adaptive-kl", "pid-lagrangian-kl", "schulman-kl"):
+    for name in ("adaptive-kl", "pid-lagrangian-kl", "schulman-kl", "kl-budget"):
         out[name] = {"algo": name}
         for budget in BUDGETS:
             target = budget * TOKENS_PER_SEQUENCE if name == "adaptive-kl" else budget
-            out[f"{name}-b{budget:g}"] = {"algo": name, "controller_settings": {"target": target}}
+            key = "budget" if name == "kl-budget" else "target"
+            out[f"{name}-b{budget:g}"] = {"algo": name, "controller_settings": {key: target}}
     out["safe"] = {"algo": "safe"}
     for budget in BUDGETS:
         # SAFE's budget is its threshold: the published range (0.1, 0.6) around a base of 0.3,
@@ -70,9 +71,16 @@ def _variants() -> dict[str, dict[str, Any]]:
 
 
 VARIANTS = _variants()
-HEADLINE = (*(beta_name(b) for b in BETAS), "beta0-entropy", "safe", "safe-published")
+HEADLINE = (
+    *(beta_name(b) for b in BETAS),
+    "beta0-entropy",
+    "kl-budget",
+    "safe",
+    "safe-published",
+)
 """Variants run on all ``Plan.headline_seeds`` paired seeds: the β grid (the best β in hindsight
-is chosen from it) and the controllers the report's headline compares with it."""
+is chosen from it) and the controllers the report's headline compares with it (``kl-budget`` is
+issue 13's controller that needs no β)."""
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,12 @@ def _settings(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def kl_limit(config: dict[str, Any], rows: list[dict[str, Any]]) -> np.ndarray | float:
-    """Per token: the per-step threshold of a dead-band controller (logged), else the ``target``
-    of a registered controller (a per-sequence one divided by each step's mean response
-    length), else ``DEFAULT_KL_BUDGET``."""
-    if rows and "threshold" in rows[0]:
-        return np.array([r["threshold"] for r in rows])
+    """Per token: the per-step threshold of a dead-band controller or budget of a budget
+    controller (logged), else the ``target`` of a registered controller (a per-sequence one
+    divided by each step's mean response length), else ``DEFAULT_KL_BUDGET``."""
+    for logged in ("threshold", "budget"):  # a dead band's threshold, a budget controller's
+        if rows and logged in rows[0]:
+            return np.array([r[logged] for r in rows])
     target = _settings(config).get("target")
     if target is None or not _registered(config):
         return DEFAULT_KL_BUDGET

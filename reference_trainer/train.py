@@ -411,6 +411,7 @@ def _decision_fields(decision: Any) -> dict[str, Any]:
     data = decision.as_dict()
     keep = (
         "coef",
+        "budget",
         "threshold",
         "gate",
         "phase",

@@ -8,10 +8,11 @@ controllers it is measured against. The core needs only numpy; torch adapters li
 
 from . import registry
 from ._version import __version__ as __version__
+from .budget_kl import BudgetKL
 from .classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
 from .contract import KL_UNITS, Controller, DeadBandDecision, Decision
 from .critic import soft_min
-from .decision import CoefDecision, SafeDecision
+from .decision import BudgetDecision, CoefDecision, SafeDecision
 from .entropy_target import EntropyTargetController
 from .estimators import kl_per_token
 from .filters import EMA, DualEMA
@@ -31,6 +32,8 @@ __all__ = [
     "PID",
     "AdaptiveKL",
     "AdaptiveThreshold",
+    "BudgetDecision",
+    "BudgetKL",
     "CoefDecision",
     "Controller",
     "DeadBandDecision",

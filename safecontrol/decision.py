@@ -131,3 +131,36 @@ class SafeDecision:
         if all(name in data for name in pid_names):
             data["pid"] = [finite_field(f"{owner}: {name}", data.pop(name)) for name in pid_names]
         return cls(**validated_fields(cls, data, owner))
+
+
+@dataclass(frozen=True)
+class BudgetDecision:
+    """A linear penalty β·KL that also limits each optimizer step (``safecontrol.budget_kl``)."""
+
+    coef: float
+    """β, the KL coefficient to use from now on."""
+    budget: float
+    """The KL budget b in nats per token (0.0 before it is derived from the first entropy)."""
+    max_preview_kl: float
+    """The largest KL one optimizer step may move the policy (``inf`` before the budget exists)."""
+    step: int = 0
+    skipped: int = 0
+
+    def loss_at(self, kl: float) -> float:
+        """β·kl for a finite ``kl``."""
+        return self.coef * finite("kl", kl)
+
+    def slope_at(self, kl: float) -> float:
+        """β, whatever the (finite) ``kl``."""
+        finite("kl", kl)
+        return self.coef
+
+    def step_scale(self, preview_kl: float) -> float:
+        """Scale for a tentative update whose KL to the current policy is ``preview_kl``."""
+        if math.isinf(self.max_preview_kl):
+            non_negative("preview_kl", preview_kl)
+            return 1.0
+        return preview_step_scale(preview_kl, self.max_preview_kl)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -243,6 +243,7 @@ def _camel(name: str) -> str:
 
 # ------------------------------------------------------------------ the built-in controllers
 def _register_builtins() -> None:
+    from .budget_kl import BudgetKL
     from .classic import AdaptiveKL, FixedKL, PPOAdaptiveKL
     from .pid_lagrangian import PIDLagrangianKL
     from .safe_config import SafeConfig
@@ -268,6 +269,12 @@ def _register_builtins() -> None:
         "pid-lagrangian-kl",
         PIDLagrangianKL,
         "A PID Lagrange multiplier on KL ≤ target (Stooke et al. 2020).",
+    )
+    register(
+        "kl-budget",
+        BudgetKL,
+        "Holds a KL budget without a β to choose: a PI Lagrange multiplier on KL ≤ budget, the "
+        "budget a share of the initial entropy, and a step limit (safecontrol.budget_kl).",
     )
     register(
         "safe",

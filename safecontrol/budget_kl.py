@@ -1,0 +1,215 @@
+"""A KL controller that needs no β: it holds a KL budget it derives from the run (issue 13).
+
+The user's question is not "which β" but "how far may the policy move from the reference". This
+controller answers it in the run's own scale and leaves the β search to a Lagrange multiplier::
+
+    b   = max(budget_ratio · H₀, min_budget)         (H₀: the first batch's entropy per token)
+    e_t = KL_t / (setpoint · b) − 1                  (unit-free error)
+    P_t = EMA(e_t)
+    I_t = clip(I_{t−1} + e_t, 0, max_coef / ki)      (anti-windup through the clip)
+    β_t = clip(kp · P_t + ki · I_t, 0, max_coef)
+    max_preview_kl = step_fraction · b               (a trust region on every optimizer step)
+
+- **Budget from entropy.** KL(π‖π_ref) and the reference's entropy H₀ are both nats per token;
+  "spend at most a fifth of the initial entropy on moving away from it" is a statement about the
+  policy, not the task or vocabulary, so one default serves every task. ``budget`` overrides it.
+- **Loose, then tight.** While KL is below the set point the error is negative, the integral
+  stays at 0 and β ≈ 0: the policy learns unhindered (no fixed β can do that and still stop it
+  later). Above, the integral raises β until KL settles at ``setpoint · b``; the set point below 1
+  keeps batch noise inside the 1.1 × b band the budget is judged by.
+- **The step limit.** At a learning rate where one optimizer step moves the policy further than
+  the budget allows, no penalty can hold it (the penalty acts only after the step). The decision
+  therefore carries ``max_preview_kl``: a training loop that previews its steps (the reference
+  trainer's ``preview_steps``) shrinks any step whose KL to the pre-step policy exceeds it.
+
+The error is unit-free, so the gains are too: a sustained excess of 100% over the set point adds
+``ki`` = 0.05 to β per batch, and ``kp`` = 0.5 answers a sudden one at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ._state import require
+from ._validation import all_finite, clamp, non_negative, positive
+from ._validation import decay as check_decay
+from .classic import CoefControllerBase, _batch_shape
+from .decision import BudgetDecision, _construct
+from .filters import EMA, EMAState, check_ema_state
+
+
+class BudgetKLState(NamedTuple):
+    budget: float
+    """b, nats per token; 0.0 until the first update when it is derived from the entropy."""
+    coef: float
+    """β, the KL coefficient to use from now on."""
+    integral: float
+    """I, the accumulated relative excess (≥ 0, ≤ max_coef / ki), before ki."""
+    proportional: float = 0.0
+    """P, the smoothed relative excess of the last update, before kp."""
+    step: int = 0
+    skipped: int = 0
+
+
+class BudgetKLFullState(NamedTuple):
+    controller: BudgetKLState
+    error_ema: EMAState
+    """EMA of the relative excess e (P is its bias-corrected value)."""
+
+
+class BudgetKL(CoefControllerBase[BudgetKLFullState]):
+    """KL coefficient from a PI Lagrangian on the KL budget, the budget from the entropy.
+
+    Args:
+        budget: KL budget b in nats per token (> 0); None: ``budget_ratio`` × the first
+            measured entropy (nats per token).
+        budget_ratio: b / H₀ when ``budget`` is None, in (0, 10] (default 0.2).
+        min_budget: the smallest derived budget, > 0 (default 0.01 nats per token: a nearly
+            deterministic reference still leaves the policy room to learn).
+        setpoint: the share of the budget KL is steered to, in (0, 1] (default 0.8).
+        kp: proportional gain ≥ 0 on the relative excess (default 0.5).
+        ki: integral gain > 0 (default 0.05).
+        p_decay: EMA decay of the proportional term, in (0, 1) (default 0.5).
+        max_coef: the largest β, > 0 (default 10; the integral stops there: anti-windup).
+        step_fraction: ``max_preview_kl`` = step_fraction × b, > 0 (default 0.05).
+        on_nonfinite: "raise" or "skip" a NaN/inf measurement.
+    """
+
+    _record = BudgetKLFullState
+
+    def __init__(
+        self,
+        budget: float | None = None,
+        budget_ratio: float = 0.2,
+        min_budget: float = 0.01,
+        setpoint: float = 0.8,
+        kp: float = 0.5,
+        ki: float = 0.05,
+        p_decay: float = 0.5,
+        max_coef: float = 10.0,
+        step_fraction: float = 0.05,
+        on_nonfinite: str = "raise",
+    ) -> None:
+        super().__init__(on_nonfinite)
+        self.budget = None if budget is None else positive("budget", budget)
+        self.budget_ratio = positive("budget_ratio", budget_ratio)
+        if self.budget_ratio > 10.0:
+            raise ValueError(f"budget_ratio must be <= 10, got {budget_ratio!r}")
+        self.min_budget = positive("min_budget", min_budget)
+        self.setpoint = positive("setpoint", setpoint)
+        if self.setpoint > 1.0:
+            raise ValueError(f"setpoint must be <= 1, got {setpoint!r}")
+        self.kp = non_negative("kp", kp)
+        self.ki = positive("ki", ki)
+        self.p_decay = check_decay("p_decay", p_decay)
+        self.max_coef = positive("max_coef", max_coef)
+        self.step_fraction = positive("step_fraction", step_fraction)
+        self._error_ema = EMA(self.p_decay)
+        initial = BudgetKLState(budget=self.budget or 0.0, coef=0.0, integral=0.0)
+        self._initial = BudgetKLFullState(initial, EMAState())
+        self.reset()
+
+    def update(
+        self,
+        *,
+        kl: float,
+        entropy: float | None = None,
+        reward: float | None = None,
+        n_steps: int | None = None,
+        tokens_per_sequence: float | None = None,
+    ) -> BudgetDecision:
+        """One update per rollout batch with the batch KL per token (and, on the first update
+        without a given ``budget``, the batch entropy per token that sets it)."""
+        _batch_shape(n_steps, tokens_per_sequence)
+        m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
+        if m is None:
+            return self._skip()
+        s = self._state
+        c = s.controller
+        budget = c.budget
+        if budget == 0.0:
+            h = m["entropy"]
+            if h is None:
+                raise ValueError(
+                    "the first update needs the entropy to set the budget (budget_ratio × "
+                    "entropy), got None; pass entropy= or construct with budget="
+                )
+            budget = max(self.budget_ratio * h, self.min_budget)
+        error = m["kl"] / (self.setpoint * budget) - 1.0
+        integral = clamp(c.integral + error, 0.0, self.max_coef / self.ki)
+        error_ema, proportional = self._error_ema._step(s.error_ema, error)
+        coef = clamp(self.kp * proportional + self.ki * integral, 0.0, self.max_coef)
+        if not all_finite(error, integral, proportional, coef):
+            raise ValueError(f"kl {m['kl']!r} overflows the budget controller's state")
+        controller = BudgetKLState(budget, coef, integral, proportional, c.step + 1, c.skipped)
+        self._state = BudgetKLFullState(controller, error_ema)
+        return self.decision
+
+    @property
+    def decision(self) -> BudgetDecision:
+        """The current decision (before the first update: β = 0 and no step limit when the
+        budget is still to be derived)."""
+        c = self._state.controller
+        limit = self.step_fraction * c.budget if c.budget > 0.0 else float("inf")
+        fields = {
+            "coef": c.coef,
+            "budget": c.budget,
+            "max_preview_kl": limit,
+            "step": c.step,
+            "skipped": c.skipped,
+        }
+        return _construct(BudgetDecision, fields)
+
+    @property
+    def coef(self) -> float:
+        return self._state.controller.coef
+
+    def _skip(self) -> BudgetDecision:
+        s = self._state
+        self._state = s._replace(controller=s.controller._replace(skipped=s.controller.skipped + 1))
+        return self.decision
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "budget_ratio": self.budget_ratio,
+            "min_budget": self.min_budget,
+            "setpoint": self.setpoint,
+            "kp": self.kp,
+            "ki": self.ki,
+            "p_decay": self.p_decay,
+            "max_coef": self.max_coef,
+            "step_fraction": self.step_fraction,
+            "on_nonfinite": self.on_nonfinite,
+        }
+
+    def _check_state(self, state: BudgetKLFullState, owner: str) -> None:
+        c = state.controller
+        require(c.budget >= 0.0, owner, "budget", "be >= 0", c.budget)
+        if self.budget is not None:
+            require(c.budget == self.budget, owner, "budget", f"equal {self.budget!r}", c.budget)
+        elif c.step > 0:
+            require(
+                c.budget >= self.min_budget,
+                owner,
+                "budget",
+                f"be >= min_budget = {self.min_budget!r} after an update",
+                c.budget,
+            )
+        require(
+            0.0 <= c.integral <= self.max_coef / self.ki,
+            owner,
+            "integral",
+            f"lie in [0, max_coef / ki = {self.max_coef / self.ki!r}]",
+            c.integral,
+        )
+        expected = clamp(self.kp * c.proportional + self.ki * c.integral, 0.0, self.max_coef)
+        require(
+            c.coef == expected,
+            owner,
+            "coef",
+            f"be clip(kp·proportional + ki·integral, 0, max_coef) = {expected!r}",
+            c.coef,
+        )
+        check_ema_state(state.error_ema, f"{owner}.error_ema")
+        require(state.error_ema.seen == c.step, owner, "error_ema.count", "equal step", c.step)

@@ -1,0 +1,107 @@
+"""BudgetKL: a KL budget held without a β to choose (issue 13's first design)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from safecontrol import BudgetKL, registry
+from safecontrol.testing import PATHOLOGIES, check_controller, plant
+
+BATCH = {"n_steps": 32, "tokens_per_sequence": 16.0}
+
+
+def feed(controller: BudgetKL, kls: list[float], entropy: float = 5.0) -> list[float]:
+    return [controller.update(kl=k, entropy=entropy, **BATCH).coef for k in kls]
+
+
+def test_passes_the_conformance_suite_with_a_derived_and_a_given_budget():
+    check_controller(BudgetKL)
+    check_controller(lambda: BudgetKL(budget=0.3))
+
+
+def test_the_budget_is_a_share_of_the_first_entropy_and_then_fixed():
+    controller = BudgetKL(budget_ratio=0.2)
+    assert controller.decision.budget == 0.0 and math.isinf(controller.decision.max_preview_kl)
+    controller.update(kl=0.0, entropy=5.0, **BATCH)
+    controller.update(kl=0.0, entropy=1.0, **BATCH)  # later entropies do not move it
+    assert controller.decision.budget == pytest.approx(1.0)
+    assert controller.decision.max_preview_kl == pytest.approx(0.05)
+    assert BudgetKL(budget=0.3).update(kl=0.0, **BATCH).budget == 0.3  # given: no entropy needed
+    assert BudgetKL().update(kl=0.0, entropy=0.0, **BATCH).budget == 0.01  # min_budget
+
+
+def test_a_derived_budget_needs_the_first_entropy():
+    with pytest.raises(ValueError, match="needs the entropy"):
+        BudgetKL().update(kl=0.1, **BATCH)
+
+
+def test_loose_below_the_set_point_then_tight_above_it():
+    controller = BudgetKL(budget=1.0, setpoint=0.8)
+    assert feed(controller, [0.1, 0.3, 0.5, 0.7, 0.79]) == [0.0] * 5  # β stays 0: no leash
+    rising = feed(controller, [1.2] * 10)
+    assert all(b > a for a, b in itertools.pairwise(rising))  # the integral climbs
+
+
+def test_the_integral_stops_at_max_coef_and_unwinds_quickly():
+    controller = BudgetKL(budget=0.1, max_coef=2.0, ki=0.05)
+    feed(controller, [10.0] * 500)  # a long runaway far above the budget
+    assert controller.state.controller.integral == pytest.approx(2.0 / 0.05)
+    assert controller.coef == 2.0
+    after = feed(controller, [0.0] * 60)  # relative error −1 per update: 40 updates to unwind
+    assert after[-1] == 0.0 and after.index(0.0) <= 41
+
+
+def test_the_decision_limits_each_step_to_a_share_of_the_budget():
+    decision = BudgetKL(budget=0.4, step_fraction=0.05).update(kl=0.0, **BATCH)
+    assert decision.max_preview_kl == pytest.approx(0.02)
+    assert decision.step_scale(0.01) == 1.0
+    assert decision.step_scale(0.08) == pytest.approx(0.25)
+
+
+def test_state_round_trips_and_a_tampered_coef_is_refused():
+    controller = BudgetKL()
+    feed(controller, [0.5, 1.5, 2.0, 0.4])
+    saved = json.loads(json.dumps(controller.state_dict()))
+    restored = BudgetKL()
+    restored.load_state_dict(saved)
+    assert feed(restored, [1.0, 3.0]) == feed(controller, [1.0, 3.0])
+    saved["state"]["controller"]["coef"] += 0.5
+    fresh = BudgetKL()
+    with pytest.raises(ValueError, match="coef"):
+        fresh.load_state_dict(saved)
+    assert fresh.decision.budget == 0.0  # a refused load changes nothing
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("budget", 0.0), ("budget_ratio", 11.0), ("setpoint", 1.5), ("ki", 0.0), ("max_coef", -1)],
+)
+def test_bad_settings_are_named(name, value):
+    with pytest.raises(ValueError, match=name):
+        BudgetKL(**{name: value})
+
+
+def adherence(kl: np.ndarray, budget: float, warmup: int = 10) -> float:
+    return float(np.mean(kl[warmup:] <= 1.1 * budget))
+
+
+@pytest.mark.parametrize("pathology", sorted(PATHOLOGIES))
+def test_the_budget_holds_on_every_plant_pathology_where_pid_lagrangian_does_not(pathology):
+    """SPEC §7's adherence (KL ≤ 1.1 × budget after a 10-step warm-up) on the surrogate plant,
+    at half, one and two times the preset's learning rate, three seeds each."""
+    preset = PATHOLOGIES[pathology].config
+    ours, theirs = [], []
+    for lr_factor in (0.5, 1.0, 2.0):
+        for seed in range(3):
+            config = preset.replace(seed=seed, lr=preset.lr * lr_factor)
+            trajectory = plant.run(registry.make("kl-budget", budget=0.3), config)
+            ours.append(adherence(np.asarray(trajectory.kl), 0.3))
+            baseline = plant.run(registry.make("pid-lagrangian-kl", target=0.3), config)
+            theirs.append(adherence(np.asarray(baseline.kl), 0.3))
+    assert min(ours) >= 0.93 and np.mean(ours) >= 0.95
+    assert np.mean(ours) > np.mean(theirs) + 0.1

@@ -1,0 +1,55 @@
+"""kl-budget in the reference trainer: its step limit shrinks steps, its budget is judged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tiny_lm import build_tiny
+
+from reference_trainer.config import TrainConfig, build
+from reference_trainer.report import budget_adherence, summary
+from reference_trainer.run import train
+
+SMALL = {"steps": "4", "batch_size": "4", "max_new_tokens": "6", "min_new_tokens": "1"}
+
+
+def run(tiny: Path, run_dir: Path, **changes) -> list[dict]:
+    values = build(TrainConfig, {**SMALL, "threads": "1"}, strings=True).__dict__
+    config = TrainConfig(**{**values, "model": str(tiny), "run_dir": str(run_dir), **changes})
+    train(config, progress=False)
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_budget_controller_shrinks_steps_that_would_exceed_its_step_limit(tmp_path):
+    tiny = build_tiny(tmp_path / "tiny")
+    settings = {"budget": 0.2, "step_fraction": 0.01}  # at most 0.002 nats per step
+    rows = run(tiny, tmp_path / "limited", algo="kl-budget", lr=0.05, controller_settings=settings)
+    assert all(r["budget"] == 0.2 for r in rows)
+    assert min(r["step_scale_min"] for r in rows) < 1.0  # some steps were shrunk
+    unlimited = run(
+        tiny,
+        tmp_path / "free",
+        algo="kl-budget",
+        lr=0.05,
+        preview_steps=False,
+        controller_settings=settings,
+    )
+    assert all(r["step_scale_min"] == 1.0 for r in unlimited)
+    assert rows[-1]["kl_k3"] < unlimited[-1]["kl_k3"]  # smaller steps, less KL
+
+    assert summary(tmp_path / "limited")["budget_adherence"] is None  # no post-warm-up step
+
+
+def test_budget_adherence_counts_post_warm_up_steps_within_the_slack():
+    kl = np.array([9.0, 9.0, 0.1, 0.2, 0.21, 0.23, 0.5])
+    assert budget_adherence(kl, 0.2, warmup=2) == pytest.approx(3 / 5)  # 0.23 > 1.1 × 0.2
+    per_step = np.array([1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 1.0])
+    assert budget_adherence(kl, per_step, warmup=2) == pytest.approx(2 / 5)
+    assert budget_adherence(kl, 0.2, warmup=7) is None
