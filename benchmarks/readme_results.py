@@ -207,7 +207,8 @@ def frontier_section(frontier: dict[str, Any]) -> list[str]:
     lines = [
         "### Every controller against PPO's reward–KL frontier, judged by gold reward",
         "",
-        f"`{meta['commands'][0]}`: {meta['runs_found']} runs ({meta['plan']} plan). Gold "
+        f"`{meta['commands'][0]}`: {meta['runs_found']} of the {meta['runs_planned']} runs of "
+        f"the {meta['plan']} plan (`n`: the seeds behind each number). Gold "
         "regret = final gold − the best fixed β's in hindsight on the same seed, mean with a 95% "
         "bootstrap CI over paired seeds (≥ 0: no β search needed); frontier plots, proxy gaps "
         "and all measures in [`benchmarks/results/frontier.md`](benchmarks/results/frontier.md).",
