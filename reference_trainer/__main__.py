@@ -7,13 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import (
-    PrepareConfig,
-    TrainConfig,
-    build,
-    describe_fields,
-    parse_assignments,
-)
+from .config import PrepareConfig, TrainConfig
+from .config_cli import build, describe_fields, parse_assignments
 from .run_files import read_json
 
 

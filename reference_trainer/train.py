@@ -26,6 +26,7 @@ from safecontrol.torch import (
     polyak_update,
 )
 
+from .batch_metrics import decision_fields, distinct_1, explained_variance
 from .config import TrainConfig, as_dict
 from .kl_control import kl_loss, update_controller
 from .models import frozen_reference, load_policy, make_critics
@@ -33,33 +34,7 @@ from .ppo import clipped_policy_loss, exact_kl_per_token, gae, whiten
 from .rewards import RewardFn, checked_rewards
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
 from .tasks import scorers
-
-
-def token_share(mask: torch.Tensor) -> float:
-    """W · n_local / N_global: what turns this process's masked mean into its share of the global
-    one once DDP averages gradients over the W processes (1.0 in one process)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return 1.0
-    world = dist.get_world_size()
-    n_local = float(mask.sum())
-    n_global = global_means(n=torch.tensor([n_local]))["n"] * world  # mean of one count per rank
-    return world * n_local / max(n_global, 1.0)
-
-
-def global_token_mean(x: torch.Tensor, mask: torch.Tensor, share: float) -> torch.Tensor:
-    """The mean of ``x`` over the masked tokens of *all* processes, differentiably.
-
-    Its value is the exact global mean; its gradient, once DDP has averaged gradients over the
-    W processes, is the gradient of that global mean (``share`` = ``token_share(mask)``). In one
-    process this is the plain masked mean.
-    """
-    weights = mask.to(x.dtype)
-    local_mean = (x * weights).sum() / weights.sum().clamp(min=1.0)
-    if not (dist.is_available() and dist.is_initialized()):
-        return local_mean
-    contribution = local_mean * share
-    value = global_means(x=(x.detach(), mask))["x"]
-    return contribution - contribution.detach() + value
+from .token_means import global_token_mean, token_share
 
 
 class NonFiniteTraining(RuntimeError):
@@ -174,7 +149,7 @@ class Trainer:
         rewards[torch.arange(len(scores)), last] = scores
         advantages, returns = gae(rewards, target_values, mask, c.gamma, c.lam)
         advantages = whiten(advantages, mask)
-        explained_variance = _explained_variance(returns, target_values, mask)
+        value_fit = explained_variance(returns, target_values, mask)
 
         # 6. PPO epochs: clipped policy loss + live KL term − entropy bonus; critic on returns.
         # The policy stays in eval mode: dropout would make the ratio to the rollout's log-probs
@@ -238,11 +213,11 @@ class Trainer:
             "kl_measured": stats["kl"],
             "entropy": stats["entropy"],
             "response_length": extra["response_length"],
-            "distinct_1": _distinct_1(completions),
+            "distinct_1": distinct_1(completions),
             **gold,
             **({} if self.entropy_controller is None else {"entropy_coef": self.ent_coef}),
-            "explained_variance": explained_variance,
-            **_decision_fields(self.decision),
+            "explained_variance": value_fit,
+            **decision_fields(self.decision),
             **{key: float(np.mean(values)) for key, values in logs.items()},
             "step_scale_min": min(logs["step_scale"]),
             **timings,
@@ -405,41 +380,3 @@ def _check_context_length(policy: Any, tokenizer: Any, prompts: list[str], new: 
             f"max_new_tokens={new} plus the longest prompt ({longest} tokens) exceeds the "
             f"model's {limit} positions"
         )
-
-
-def _decision_fields(decision: Any) -> dict[str, Any]:
-    data = decision.as_dict()
-    keep = (
-        "coef",
-        "budget",
-        "threshold",
-        "gate",
-        "phase",
-        "active",
-        "kl_predicted",
-        "penalty",
-        "pid_p",
-        "pid_i",
-        "pid_d",
-        "skipped",
-    )
-    return {k: data[k] for k in keep if k in data}
-
-
-def _explained_variance(
-    returns: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
-) -> float | None:
-    """1 − Var(returns − values) / Var(returns) over the response tokens of all processes: how
-    much of the return the values behind GAE explain (CleanRL's diagnostic); None when the
-    returns do not vary."""
-    error = returns - values
-    m = global_means(y=(returns, mask), y2=(returns**2, mask), e=(error, mask), e2=(error**2, mask))
-    var_returns = m["y2"] - m["y"] ** 2
-    if not var_returns > 0.0:
-        return None
-    return 1.0 - (m["e2"] - m["e"] ** 2) / var_returns
-
-
-def _distinct_1(completions: list[str]) -> float:
-    words = [w for text in completions for w in text.split()]
-    return len(set(words)) / len(words) if words else 0.0

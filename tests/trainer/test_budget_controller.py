@@ -13,7 +13,8 @@ pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny
 
-from reference_trainer.config import TrainConfig, build
+from reference_trainer.config import TrainConfig
+from reference_trainer.config_cli import build
 from reference_trainer.report import budget_adherence, summary
 from reference_trainer.run import train
 

@@ -20,7 +20,8 @@ from tiny_lm import build_tiny  # noqa: E402
 
 from reference_trainer import checkpoint  # noqa: E402
 from reference_trainer.__main__ import main  # noqa: E402
-from reference_trainer.config import TrainConfig, build  # noqa: E402
+from reference_trainer.config import TrainConfig  # noqa: E402
+from reference_trainer.config_cli import build  # noqa: E402
 from reference_trainer.report import summary  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
 from reference_trainer.train import NonFiniteTraining  # noqa: E402
@@ -373,7 +374,7 @@ def test_prepare_without_progress_bars_still_reports_its_stages(tmp_path):
 def test_train_help_lists_every_config_field_with_its_doc_and_default():
     from dataclasses import fields
 
-    from reference_trainer.config import field_docs
+    from safecontrol._docs import field_docs
 
     done = subprocess.run(
         [sys.executable, "-m", "reference_trainer", "train", "--help"],

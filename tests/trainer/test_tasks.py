@@ -16,7 +16,8 @@ pytest.importorskip("transformers")
 from tiny_lm import build_tiny  # noqa: E402
 
 from reference_trainer import reward_model, tasks  # noqa: E402
-from reference_trainer.config import TrainConfig, build  # noqa: E402
+from reference_trainer.config import TrainConfig  # noqa: E402
+from reference_trainer.config_cli import build  # noqa: E402
 from reference_trainer.report import summary  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
 

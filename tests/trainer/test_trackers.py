@@ -12,7 +12,8 @@ pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny  # noqa: E402
 
-from reference_trainer.config import TrainConfig, build  # noqa: E402
+from reference_trainer.config import TrainConfig  # noqa: E402
+from reference_trainer.config_cli import build  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
 from reference_trainer.trackers import NAMESPACES, namespaced, parse_report_to  # noqa: E402
 

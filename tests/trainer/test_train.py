@@ -20,7 +20,8 @@ from tiny_lm import build_tiny  # noqa: E402
 
 from reference_trainer import checkpoint  # noqa: E402
 from reference_trainer.__main__ import main  # noqa: E402
-from reference_trainer.config import TrainConfig, build  # noqa: E402
+from reference_trainer.config import TrainConfig  # noqa: E402
+from reference_trainer.config_cli import build  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
 from safecontrol import registry  # noqa: E402
 
