@@ -156,8 +156,11 @@ class Trainer:
         # noise instead of the update's effect.
         logs: dict[str, list[float]] = {}
         share = token_share(mask)  # the mask is the same in every epoch
-        for _ in range(c.ppo_epochs):
-            new = self._forward(self.policy, rollout)
+        after: ForwardResult | None = None
+        for epoch in range(c.ppo_epochs):
+            # A whole (unscaled) previewed step already ran the forward of the weights this epoch
+            # starts from: reuse it, so the preview costs one forward per iteration, not per epoch.
+            new = after if after is not None else self._forward(self.policy, rollout)
             pg, clip_fraction, approx_kl = clipped_policy_loss(
                 new.logp, old.logp, advantages, mask, c.clip_range
             )
@@ -172,7 +175,8 @@ class Trainer:
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
             self._check_finite("policy loss", loss, "policy gradient norm", grad_norm)
-            scale, preview_kl = self._policy_step(rollout, new)
+            last = epoch == c.ppo_epochs - 1
+            scale, preview_kl, after = self._policy_step(rollout, new, keep_forward=not last)
 
             heads, _ = self.critic(new.hidden.detach())
             value_loss = critic_loss(heads, old_heads, returns, clip=c.value_clip, mask=mask)
@@ -275,27 +279,33 @@ class Trainer:
         with _module(self.policy).disable_adapter():  # LoRA: the base model is the reference
             return self._forward(_module(self.policy), rollout)
 
-    def _policy_step(self, rollout: Rollout, before: ForwardResult) -> tuple[float, float | None]:
-        """Optimizer step, its new weights checked finite; when the decision limits steps (SAFE's
-        preview), shrink it so that KL(before ‖ after) ≤ ``decision.max_preview_kl``.
+    def _policy_step(
+        self, rollout: Rollout, before: ForwardResult, keep_forward: bool = False
+    ) -> tuple[float, float | None, ForwardResult | None]:
+        """Optimizer step, its new weights checked finite; when the decision limits steps (a
+        finite ``max_preview_kl``: SAFE's preview, kl-budget's step limit), shrink it so that
+        KL(before ‖ after) ≤ ``decision.max_preview_kl``.
 
-        Returns (step scale, preview KL in nats/token or None without preview). The preview KL is
-        the exact KL between the two policies' next-token distributions, averaged over the
-        sampled response tokens (``exact_kl_per_token``).
+        Returns (step scale, preview KL in nats/token or None without preview, the forward of
+        the new weights or None). The preview KL is the exact KL between the two policies'
+        next-token distributions, averaged over the sampled response tokens
+        (``exact_kl_per_token``). With ``keep_forward`` the preview's forward is run with
+        gradients and returned when the step was kept whole: it is the next epoch's forward.
         """
         c = self.config
         if not (c.preview_steps and math.isfinite(self.decision.max_preview_kl)):
             self.policy_optimizer.step()
             self._check_finite_parameters("policy", self.policy_params)
-            return 1.0, None
+            return 1.0, None, None
         saved = [p.detach().clone() for p in self.policy_params]
         self.policy_optimizer.step()
         self._check_finite_parameters("policy", self.policy_params)
-        with torch.no_grad():
+        with torch.set_grad_enabled(keep_forward):
             after = self._forward(self.policy, rollout)
+        with torch.no_grad():
             preview = global_means(
                 kl=(
-                    exact_kl_per_token(before.logits.detach(), after.logits),
+                    exact_kl_per_token(before.logits.detach(), after.logits.detach()),
                     rollout.response_mask,
                 )
             )["kl"]
@@ -304,7 +314,7 @@ class Trainer:
             if scale < 1.0:
                 for param, old in zip(self.policy_params, saved, strict=True):
                     param.copy_(old + scale * (param - old))
-        return scale, preview
+        return scale, preview, after if keep_forward and scale == 1.0 else None
 
     def _check_ranks_agree(self, decision: Any) -> None:
         """Every rank must hold the same decision: the controllers saw the same global stats."""

@@ -1,4 +1,4 @@
-"""BudgetKL: a KL budget held without a β to choose (issue 13's first design)."""
+"""BudgetKL: a KL budget and an entropy floor held without a β to choose (issue 13)."""
 
 from __future__ import annotations
 
@@ -24,15 +24,30 @@ def test_passes_the_conformance_suite_with_a_derived_and_a_given_budget():
     check_controller(lambda: BudgetKL(budget=0.3))
 
 
-def test_the_budget_is_a_share_of_the_first_entropy_and_then_fixed():
-    controller = BudgetKL(budget_ratio=0.2)
+def test_the_budget_and_step_limit_are_shares_of_the_first_entropy_and_then_fixed():
+    controller = BudgetKL(budget_ratio=0.2, step_ratio=0.001)
     assert controller.decision.budget == 0.0 and math.isinf(controller.decision.max_preview_kl)
     controller.update(kl=0.0, entropy=5.0, **BATCH)
-    controller.update(kl=0.0, entropy=1.0, **BATCH)  # later entropies do not move it
+    controller.update(kl=0.0, entropy=4.5, **BATCH)  # later entropies do not move them
     assert controller.decision.budget == pytest.approx(1.0)
-    assert controller.decision.max_preview_kl == pytest.approx(0.05)
-    assert BudgetKL(budget=0.3).update(kl=0.0, **BATCH).budget == 0.3  # given: no entropy needed
+    assert controller.decision.max_preview_kl == pytest.approx(0.005)
+    assert controller.state.controller.initial_entropy == 5.0
+    given = BudgetKL(budget=0.3).update(kl=0.0, **BATCH)  # given: no entropy needed
+    assert given.budget == 0.3 and math.isinf(given.max_preview_kl)  # no H₀ yet: no step limit
     assert BudgetKL().update(kl=0.0, entropy=0.0, **BATCH).budget == 0.01  # min_budget
+    assert math.isinf(BudgetKL(step_ratio=None).update(kl=0.0, entropy=5.0, **BATCH).max_preview_kl)
+
+
+def test_an_entropy_drop_beyond_its_share_raises_beta_while_kl_is_within_budget():
+    controller = BudgetKL(budget=10.0, max_entropy_drop=0.2)
+    controller.update(kl=0.0, entropy=5.0, **BATCH)
+    healthy = [controller.update(kl=1.0, entropy=h, **BATCH).coef for h in (4.8, 4.5, 4.1)]
+    assert healthy == [0.0] * 3  # lost < a fifth: no leash
+    collapsing = [controller.update(kl=1.0, entropy=3.0, **BATCH).coef for _ in range(10)]
+    assert all(b > a for a, b in itertools.pairwise(collapsing)) and collapsing[0] > 0.0
+    without = BudgetKL(budget=10.0, max_entropy_drop=None)
+    without.update(kl=0.0, entropy=5.0, **BATCH)
+    assert [without.update(kl=1.0, entropy=3.0, **BATCH).coef for _ in range(10)] == [0.0] * 10
 
 
 def test_a_derived_budget_needs_the_first_entropy():
@@ -56,11 +71,14 @@ def test_the_integral_stops_at_max_coef_and_unwinds_quickly():
     assert after[-1] == 0.0 and after.index(0.0) <= 41
 
 
-def test_the_decision_limits_each_step_to_a_share_of_the_budget():
-    decision = BudgetKL(budget=0.4, step_fraction=0.05).update(kl=0.0, **BATCH)
+def test_the_decision_limits_each_step_to_a_share_of_the_initial_entropy():
+    decision = BudgetKL(budget=0.4, step_ratio=0.004).update(kl=0.0, entropy=5.0, **BATCH)
     assert decision.max_preview_kl == pytest.approx(0.02)
     assert decision.step_scale(0.01) == 1.0
-    assert decision.step_scale(0.08) == pytest.approx(0.25)
+    assert decision.step_scale(0.08) == pytest.approx(0.5)  # KL ∝ step²: back to the limit
+    assert decision.step_scale(2.0) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="preview_kl"):
+        decision.step_scale(-1.0)
 
 
 def test_state_round_trips_and_a_tampered_coef_is_refused():
@@ -79,7 +97,16 @@ def test_state_round_trips_and_a_tampered_coef_is_refused():
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("budget", 0.0), ("budget_ratio", 11.0), ("setpoint", 1.5), ("ki", 0.0), ("max_coef", -1)],
+    [
+        ("budget", 0.0),
+        ("budget_ratio", 11.0),
+        ("setpoint", 1.5),
+        ("ki", 0.0),
+        ("max_coef", -1),
+        ("max_entropy_drop", 1.5),
+        ("max_entropy_drop", 0.0),
+        ("step_ratio", -0.1),
+    ],
 )
 def test_bad_settings_are_named(name, value):
     with pytest.raises(ValueError, match=name):

@@ -17,6 +17,7 @@ from reference_trainer.config import TrainConfig
 from reference_trainer.config_cli import build
 from reference_trainer.report import budget_adherence, summary
 from reference_trainer.run import train
+from reference_trainer.train import Trainer
 
 SMALL = {"steps": "4", "batch_size": "4", "max_new_tokens": "6", "min_new_tokens": "1"}
 
@@ -30,7 +31,7 @@ def run(tiny: Path, run_dir: Path, **changes) -> list[dict]:
 
 def test_the_budget_controller_shrinks_steps_that_would_exceed_its_step_limit(tmp_path):
     tiny = build_tiny(tmp_path / "tiny")
-    settings = {"budget": 0.2, "step_fraction": 0.01}  # at most 0.002 nats per step
+    settings = {"budget": 0.2, "step_ratio": 0.0005}  # at most ~0.003 nats per step
     rows = run(tiny, tmp_path / "limited", algo="kl-budget", lr=0.05, controller_settings=settings)
     assert all(r["budget"] == 0.2 for r in rows)
     assert min(r["step_scale_min"] for r in rows) < 1.0  # some steps were shrunk
@@ -54,3 +55,37 @@ def test_budget_adherence_counts_post_warm_up_steps_within_the_slack():
     per_step = np.array([1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 1.0])
     assert budget_adherence(kl, per_step, warmup=2) == pytest.approx(2 / 5)
     assert budget_adherence(kl, 0.2, warmup=7) is None
+
+
+def test_reusing_the_preview_forward_as_the_next_epoch_forward_changes_nothing(
+    tmp_path, monkeypatch
+):
+    """A whole previewed step's forward is the next epoch's: reused, the run is bit-identical
+    to one that runs that forward again (and one forward per epoch cheaper)."""
+    tiny = build_tiny(tmp_path / "tiny")
+    changes = {"algo": "kl-budget", "ppo_epochs": 3, "lr": 1e-4}  # small steps: kept whole
+    reused = run(tiny, tmp_path / "reused", **changes)
+    assert any(r["step_scale_min"] == 1.0 for r in reused)
+    calls = {"forward": 0}
+    original_step, original_forward = Trainer._policy_step, Trainer._forward
+
+    def never_reuse(self, rollout, before, keep_forward=False):
+        return original_step(self, rollout, before, keep_forward=False)
+
+    def counted(self, model, rollout):
+        calls["forward"] += 1
+        return original_forward(self, model, rollout)
+
+    monkeypatch.setattr(Trainer, "_policy_step", never_reuse)
+    monkeypatch.setattr(Trainer, "_forward", counted)
+    recomputed = run(tiny, tmp_path / "recomputed", **changes)
+    untimed = [
+        [{k: v for k, v in r.items() if not k.startswith(("seconds", "tokens_per"))} for r in rows]
+        for rows in (reused, recomputed)
+    ]
+    assert untimed[0] == untimed[1]
+    monkeypatch.setattr(Trainer, "_policy_step", original_step)
+    recomputing = calls["forward"]
+    calls["forward"] = 0
+    run(tiny, tmp_path / "reused-again", **changes)
+    assert calls["forward"] < recomputing
