@@ -54,15 +54,12 @@ def pending(jobs: list[Job]) -> list[Job]:
         done = Path(fields["run_dir"]) / "done.json"
         if done.is_file():
             saved = json.loads(done.read_text())["config"]
+            # Both resolved through TrainConfig: a field added after the run finished takes its
+            # default, which changes nothing the run did, and a controller's loop settings
+            # (safe's two critic heads) resolve alike whether saved resolved or not.
+            saved_run = json.loads(json.dumps(as_dict(TrainConfig(**saved))))
             wanted = json.loads(json.dumps(as_dict(TrainConfig(**fields))))
-            # A field added to TrainConfig after the run finished is absent from its saved
-            # config; at its default it changes nothing the run did.
-            defaults = json.loads(json.dumps(as_dict(TrainConfig())))
-            changed = sorted(
-                k
-                for k in saved.keys() | wanted.keys()
-                if saved.get(k, defaults.get(k)) != wanted.get(k)
-            )
+            changed = sorted(k for k in saved_run if saved_run[k] != wanted[k])
             if changed:
                 raise ValueError(
                     f"{done.parent} finished with a different config ({changed}); "

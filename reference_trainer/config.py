@@ -164,7 +164,7 @@ class TrainConfig:
     critic_max_grad_norm: float = 0.5
     """Critic gradient-norm clip."""
     critic_heads: int = 0
-    """Value heads; 0: 2 for safe, 1 otherwise."""
+    """Value heads; 0: the controller's (2 for safe and safe-published), else 1."""
     soft_min_alpha: float = 0.3
     """α of the critic's soft-min over heads (SPEC §1.1)."""
     polyak_tau: float = 0.05
@@ -178,10 +178,12 @@ class TrainConfig:
     penalty_mode: str = "hinge"
     """For a dead-band decision (SAFE's): "hinge" applies c·g·max(0, KL − τ)² to the live KL;
     "coef" decision.coef × live KL; "detached" the published code's float penalty, which never
-    reaches the gradient. Other decisions always apply coef × live KL."""
+    reaches the gradient (safe-published's default). Other decisions always apply coef × live
+    KL."""
     preview_steps: bool = True
-    """When the controller limits a step (a finite ``max_preview_kl``, SAFE), scale each
-    optimizer step so its KL to the pre-step policy stays within the limit."""
+    """When the controller limits a step (a finite ``max_preview_kl``: safe, kl-budget), scale
+    each optimizer step so its KL to the pre-step policy stays within the limit (false by
+    default for safe-published, whose published code has no preview)."""
     seed: int = 0
     """Seeds prompts, sampling and initial critics; a run is bit-identical for a seed."""
     threads: int = 2
@@ -208,6 +210,7 @@ class TrainConfig:
                 f"(controllers come from safecontrol.registry: {list(registry.names())})"
             )
         registry.registration(self.algo)  # an unknown name lists the registered ones
+        self._apply_loop_settings()
         _check_positive(
             self,
             (
@@ -272,6 +275,17 @@ class TrainConfig:
             )
         self.make_controller()  # the controller's settings are checked now, before any write
 
+    def _apply_loop_settings(self) -> None:
+        """The controller's registered loop settings (``Registration.loop_settings``: how its
+        decisions are applied in its source, e.g. safe-published's detached penalty) replace
+        the fields left at their defaults; a field set to another value keeps it (an ablation)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, wanted in registry.registration(self.algo).loop_settings.items():
+            # critic_heads = 0 already means "the controller's" (n_critic_heads): left at 0, a
+            # config copied with another algo does not carry SAFE's two heads along.
+            if name != "critic_heads" and getattr(self, name) == defaults[name]:
+                object.__setattr__(self, name, wanted)
+
     def controller_kwargs(self) -> dict[str, Any]:
         """``controller_settings``, plus this run's ``kl_estimator`` for a controller that has
         such a setting (a contradicting one is an error)."""
@@ -303,7 +317,8 @@ class TrainConfig:
 
     @property
     def n_critic_heads(self) -> int:
-        return self.critic_heads or (2 if self.algo == "safe" else 1)
+        loop = registry.registration(self.algo).loop_settings
+        return self.critic_heads or int(loop.get("critic_heads", 1))
 
 
 def _check_field_types(config: Any) -> None:

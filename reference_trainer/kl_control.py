@@ -10,6 +10,7 @@ penalty value, added as a constant.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -38,6 +39,8 @@ def kl_loss(live_kl: torch.Tensor, decision: Any, config: TrainConfig) -> torch.
     if not isinstance(decision, DeadBandDecision):
         return kl_penalty(live_kl, decision)
     if config.penalty_mode == "detached":
-        value = decision.loss_at(float(live_kl.detach()))
-        return live_kl.new_tensor(value)  # the published bug: no gradient ever flows
+        kl = float(live_kl.detach())
+        if not math.isfinite(kl):  # the loss turns non-finite too: the trainer's guard stops it
+            return live_kl.detach()
+        return live_kl.new_tensor(decision.loss_at(kl))  # the published bug: no gradient flows
     return kl_penalty(live_kl, decision, mode=config.penalty_mode)

@@ -2,8 +2,9 @@
 framework integrations read (as optax's ``alias.py`` names its optimizers).
 
     >>> from safecontrol import registry
-    >>> registry.names()
-    ('adaptive-kl', 'fixed-kl', 'pid-lagrangian-kl', 'safe', 'schulman-kl')
+    >>> registry.names()  # doctest: +NORMALIZE_WHITESPACE
+    ('adaptive-kl', 'fixed-kl', 'kl-budget', 'pid-lagrangian-kl', 'safe', 'safe-published',
+     'schulman-kl')
     >>> controller = registry.make("pid-lagrangian-kl", target=0.2)
 
 A registration is a name, a factory and its settings: a frozen dataclass whose every field has a
@@ -42,6 +43,9 @@ class Registration:
     """One line per setting."""
     summary: str
     """What the controller is, with its source (paper or anchor)."""
+    loop_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """How a training loop must apply the decisions to reproduce the source, in the reference
+    trainer's field names (e.g. ``{"penalty_mode": "detached"}``); empty: the loop's defaults."""
 
     def make(self, **overrides: Any) -> Controller:
         """The controller with its default settings, changed by ``overrides``."""
@@ -68,6 +72,7 @@ def register(
     summary: str,
     settings: type | None = None,
     defaults: Mapping[str, Any] | None = None,
+    loop_settings: Mapping[str, Any] | None = None,
 ) -> Registration:
     """Register ``factory`` under ``name``; returns the registration.
 
@@ -79,6 +84,8 @@ def register(
         settings: a frozen dataclass of the settings with documented fields; ``None`` derives
             one from ``factory``'s keyword parameters and its docstring's ``Args:`` section.
         defaults: defaults for the derived settings (required for parameters without one).
+        loop_settings: how a training loop must apply the decisions to reproduce the source
+            (``Registration.loop_settings``).
     """
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"name must be lower-case words joined by dashes, got {name!r}")
@@ -97,7 +104,9 @@ def register(
     unit = getattr(factory, "kl_unit", None)
     if unit is not None and unit not in KL_UNITS:
         raise ValueError(f"{name}: kl_unit must be one of {KL_UNITS}, got {unit!r}")
-    registration = Registration(name, factory, settings, docs, summary.strip())
+    registration = Registration(
+        name, factory, settings, docs, summary.strip(), dict(loop_settings or {})
+    )
     _REGISTRY[name] = registration
     return registration
 
@@ -282,6 +291,16 @@ def _register_builtins() -> None:
         "SAFE (arXiv 2602.04651): entropy-gated dead-band penalty, PID-moved threshold, "
         "preview step scaling; the published constants.",
         settings=SafeConfig,
+        loop_settings={"critic_heads": 2},
+    )
+    register(
+        "safe-published",
+        _safe,
+        "SAFE as the paper's public code runs it (arXiv 2602.04651): the published constants, "
+        "the penalty a detached float that never reaches the gradient, no preview step scaling "
+        "(SPEC's known defects); for reproducing the paper's comparison, not for training.",
+        settings=SafeConfig,
+        loop_settings={"critic_heads": 2, "penalty_mode": "detached", "preview_steps": False},
     )
 
 

@@ -295,7 +295,7 @@ def test_missing_reward_model_path_is_named(tiny, tmp_path):
         )
 
 
-@pytest.mark.parametrize("algo", [n for n in registry.names() if n != "safe"])
+@pytest.mark.parametrize("algo", [n for n in registry.names() if not n.startswith("safe")])
 def test_every_comparison_controller_trains_and_logs_its_coefficient(tiny, tmp_path, algo):
     run_dir = tmp_path / algo
     train(small_config(tiny, run_dir, steps=2, algo=algo), progress=False)
@@ -307,6 +307,28 @@ def test_every_comparison_controller_trains_and_logs_its_coefficient(tiny, tmp_p
     controller.load_state_dict(json.loads(checkpoint.load(run_dir / "checkpoint.pt")["controller"]))
     assert controller.decision.step == 2  # one update per rollout batch
     assert controller.decision.coef == rows[-1]["coef"]
+
+
+def test_safe_published_trains_as_safe_applied_like_the_published_code(tiny, tmp_path):
+    published = small_config(tiny, tmp_path / "published", algo="safe-published")
+    assert (published.penalty_mode, published.preview_steps) == ("detached", False)
+    assert published.n_critic_heads == 2 and small_config(tiny, tmp_path).n_critic_heads == 2
+    spelt = small_config(
+        tiny, tmp_path / "spelt", algo="safe", penalty_mode="detached", preview_steps=False
+    )
+    for config in (published, spelt):
+        train(config, progress=False)
+    untimed = [
+        [
+            {k: v for k, v in json.loads(x).items() if not k.startswith(("seconds", "tokens_per"))}
+            for x in (Path(c.run_dir) / "metrics.jsonl").open()
+        ]
+        for c in (published, spelt)
+    ]
+    assert untimed[0] == untimed[1]
+    ablation = small_config(tiny, tmp_path / "ablation", algo="safe-published", penalty_mode="coef")
+    assert ablation.penalty_mode == "coef"  # a field set to a non-default value keeps it
+    assert small_config(tiny, tmp_path, algo="fixed-kl").n_critic_heads == 1
 
 
 @pytest.mark.parametrize(
