@@ -1,12 +1,16 @@
 """Seconds per PPO iteration of the reference trainer, split by stage, beside TRL's GRPOTrainer.
 
-The default 0.34 M-parameter offline model, 32 prompts × 16 new tokens, 2 threads, PPO with a
-fixed β (``--algo fixed-kl``) and SAFE; median over ``--iterations`` after ``--warmup``. Goal:
-≤ 0.45 s per iteration, controller share < 0.1%. The peer: TRL's ``GRPOTrainer`` (``--peer``, the
-default) on the same model, tokenizer, prompts, VADER reward, threads, β and 32 completions of at
-most 16 tokens per step (16 prompts × 2 generations: GRPO needs groups), one optimizer step per
-generation; its tokens/s are generated completion tokens over the step's wall time, measured in
-the same run, so the ratio of the two is what compares (not the absolute times).
+The default 0.34 M-parameter offline model, 32 prompts × 16 new tokens, 2 threads: PPO with a fixed
+β (``--algo fixed-kl``), SAFE, kl-budget and kl-budget without its preview step limit, measured
+side by side (their iterations interleaved, so every controller sees the same machine load); median
+over ``--iterations`` after ``--warmup``. Each method's cost is its iteration over PPO's, both in
+total and in the training step alone (forward + controller + update: generation time differs only
+because the policies sample different lengths). Goals: ≤ 0.45 s per iteration, controller share <
+0.1%, a method's training step ≤ 1.05 × PPO's (issue 13). The peer: TRL's ``GRPOTrainer``
+(``--peer``, the default) on the same model, tokenizer, prompts, VADER reward, threads, β and 32
+completions of at most 16 tokens per step (16 prompts × 2 generations: GRPO needs groups), one
+optimizer step per generation; its tokens/s are generated completion tokens over the step's wall
+time, measured in the same run, so the ratio of the two is what compares (not the absolute times).
 Writes benchmarks/results/trainer_speed.{json,md}.
 
     python -m benchmarks.trainer_speed            # prepares the default first if needed
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,27 +35,51 @@ from reference_trainer.prepare import prepare
 from reference_trainer.train import Trainer
 
 STAGES = ("generate", "score", "forward", "controller", "update")
-ALGOS = {"ppo": "fixed-kl", "safe": "safe"}
-"""Result label → the trainer's controller (the labels the stability report reads)."""
+ALGOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ppo": ("fixed-kl", {}),
+    "safe": ("safe", {}),
+    "kl-budget": ("kl-budget", {}),
+    "kl-budget-no-preview": ("kl-budget", {"preview_steps": False}),
+}
+"""Result label → the trainer's controller and other settings (the stability report reads the
+"ppo" and "safe" labels)."""
 BATCH, NEW_TOKENS, BETA = 32, 16, 0.05
+STEP_STAGES = ("forward", "controller", "update")
+"""The training step: what a KL method changes (generation and scoring it does not)."""
 
 
-def measure(algo: str, iterations: int, warmup: int, threads: int, data_dir: str) -> dict:
-    with tempfile.TemporaryDirectory() as run_dir:
-        config = TrainConfig(
-            algo=ALGOS[algo],
-            run_dir=run_dir,
-            batch_size=BATCH,
-            max_new_tokens=NEW_TOKENS,
-            threads=threads,
-            data_dir=data_dir,
-        )
-        trainer = Trainer(config)
-        for _ in range(warmup):
-            trainer.iteration()
-        rows = [trainer.iteration() for _ in range(iterations)]
+def measure(iterations: int, warmup: int, threads: int, data_dir: str) -> dict[str, dict]:
+    """Every algo's median seconds per stage, their iterations interleaved round-robin."""
+    with tempfile.TemporaryDirectory() as runs:
+        trainers = {
+            label: Trainer(
+                TrainConfig(
+                    algo=algo,
+                    run_dir=str(Path(runs) / label),
+                    batch_size=BATCH,
+                    max_new_tokens=NEW_TOKENS,
+                    threads=threads,
+                    data_dir=data_dir,
+                    **settings,
+                )
+            )
+            for label, (algo, settings) in ALGOS.items()
+        }
+        rows: dict[str, list[dict]] = {label: [] for label in ALGOS}
+        for i in range(warmup + iterations):
+            for label, trainer in trainers.items():
+                row = trainer.iteration()
+                if i >= warmup:
+                    rows[label].append(row)
+    return {label: summarise(r) for label, r in rows.items()}
+
+
+def summarise(rows: list[dict]) -> dict[str, float]:
     result = {stage: statistics.median(r[f"seconds_{stage}"] for r in rows) for stage in STAGES}
     result["total"] = statistics.median(r["seconds_total"] for r in rows)
+    result["training_step"] = statistics.median(
+        sum(r[f"seconds_{stage}"] for stage in STEP_STAGES) for r in rows
+    )
     result["controller_share"] = statistics.median(
         r["seconds_controller"] / r["seconds_total"] for r in rows
     )
@@ -138,10 +167,10 @@ def main() -> None:
 
     prepare_config = PrepareConfig(data_dir=args.data_dir, threads=args.threads)
     prepare(prepare_config, progress=False)
-    results = {
-        algo: measure(algo, args.iterations, args.warmup, args.threads, args.data_dir)
-        for algo in ALGOS
-    }
+    results = measure(args.iterations, args.warmup, args.threads, args.data_dir)
+    for r in results.values():
+        r["total_over_ppo"] = r["total"] / results["ppo"]["total"]
+        r["training_step_over_ppo"] = r["training_step"] / results["ppo"]["training_step"]
     peer = (
         None
         if args.no_peer
@@ -173,14 +202,16 @@ def main() -> None:
         f"Command: `{meta['command']}` ({meta['date']}, {meta['machine']}, torch {meta['torch']}).",
         "32 prompts × 16 new tokens, 2 PPO epochs, the offline default model.",
         "",
-        "| algo | " + " | ".join(STAGES) + " | total | controller share | tokens/s |",
-        "|---|" + "---|" * (len(STAGES) + 3),
+        "| algo | " + " | ".join(STAGES) + " | total | × PPO | training step | × PPO | "
+        "controller share | tokens/s |",
+        "|---|" + "---|" * (len(STAGES) + 7),
     ]
     for algo, r in results.items():
         stages = " | ".join(f"{r[s]:.4f}" for s in STAGES)
         lines.append(
-            f"| {algo} | {stages} | {r['total']:.3f} | {100 * r['controller_share']:.3f}%"
-            f" | {r['tokens_per_second']:.0f} |"
+            f"| {algo} | {stages} | {r['total']:.3f} | {r['total_over_ppo']:.3f} | "
+            f"{r['training_step']:.3f} | {r['training_step_over_ppo']:.3f} | "
+            f"{100 * r['controller_share']:.3f}% | {r['tokens_per_second']:.0f} |"
         )
     if peer is not None:
         lines += [

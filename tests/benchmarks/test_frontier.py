@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks import frontier, readme_results
+from benchmarks import frontier_render as render
 from benchmarks import frontier_report as report
 from benchmarks.intervals import bootstrap_mean_ci
 
@@ -179,6 +180,36 @@ def test_pick_prefers_a_controller_that_matches_the_best_beta_everywhere(tmp_pat
     assert answer["pick"] == "steady"
     assert answer["pick_worst_regime_regret"] == pytest.approx(-0.01)
     assert answer["too_few_seeds"] is False
+
+
+def test_issue_13_goal_needs_every_cell_within_tolerance_half_above_zero_and_the_budget_held(
+    tmp_path: Path,
+) -> None:
+    # kl-budget beats the best β by 0.05 in standard and trails it by 0.01 in stress; in stress
+    # it also has one proxy crash the best β does not, so the goal fails there and overall.
+    for regime, lead, crashes in (("standard", 0.05, 0), ("stress", -0.01, 1)):
+        write_beta_grid(tmp_path, regime=regime)
+        for seed in range(3):
+            gold = 0.5 + SEED_OFFSET[seed] + lead
+            write_run(
+                tmp_path,
+                "sentiment",
+                regime,
+                report.NO_BETA,
+                seed,
+                gold_final=gold,
+                budget_adherence=0.97,
+                crashes=crashes if seed == 0 else 0,
+            )
+    results = report.aggregate(report.load_runs(tmp_path))
+    goal = results["goal"]
+    rows = {r["regime"]: r for r in goal["cells"]}
+    assert rows["standard"]["above_zero"] and rows["standard"]["crashes_ok"]
+    assert rows["stress"]["ci_low_ok"] and not rows["stress"]["above_zero"]
+    assert not rows["stress"]["crashes_ok"] and rows["stress"]["adherence_ok"]
+    assert goal["cells_above_zero"] == 1 and goal["met"] is False
+    table = "\n".join(render.goal_table(goal, report.REGRET_TOLERANCE))
+    assert "(not met)" in table and "| sentiment | stress | 3 |" in table
 
 
 def test_partial_sweep_reports_what_finished(tmp_path: Path) -> None:
