@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from safecontrol import BudgetKL, registry
 from safecontrol.testing import PATHOLOGIES, check_controller, plant
@@ -132,3 +134,47 @@ def test_the_budget_holds_on_every_plant_pathology_where_pid_lagrangian_does_not
             theirs.append(adherence(np.asarray(baseline.kl), 0.3))
     assert min(ours) >= 0.93 and np.mean(ours) >= 0.95
     assert np.mean(ours) > np.mean(theirs) + 0.1
+
+
+# ------------------------------------------------------------------ properties (hypothesis)
+kl_values = st.floats(0.0, 50.0, allow_nan=False)
+entropies = st.floats(0.5, 8.0, allow_nan=False)
+streams = st.lists(st.tuples(kl_values, entropies), min_size=1, max_size=60)
+
+
+@given(streams)
+def test_beta_and_the_integral_stay_in_their_clips_and_the_step_limit_is_fixed(stream):
+    controller = BudgetKL(max_coef=3.0, ki=0.1)
+    for kl, entropy in stream:
+        decision = controller.update(kl=kl, entropy=entropy, **BATCH)
+        assert 0.0 <= decision.coef <= 3.0
+        assert 0.0 <= controller.state.controller.integral <= 3.0 / 0.1
+        assert decision.max_preview_kl == pytest.approx(0.001 * stream[0][1])
+        assert decision.budget == pytest.approx(max(0.35 * stream[0][1], 0.01))
+
+
+@given(streams, st.floats(0.0, 5.0), st.floats(0.0, 0.5))
+def test_more_kl_or_less_entropy_never_lowers_beta(stream, extra_kl, entropy_loss):
+    """β is monotone in each measurement: a run that is further from the reference or has
+    lost more entropy, batch for batch, is never leashed less."""
+    calm, hot = BudgetKL(budget=1.0), BudgetKL(budget=1.0)
+    first_entropy = stream[0][1]
+    for i, (kl, entropy) in enumerate(stream):
+        worse = entropy if i == 0 else entropy * (1.0 - entropy_loss)  # same H₀
+        a = calm.update(kl=kl, entropy=entropy, **BATCH).coef
+        b = hot.update(kl=kl + extra_kl, entropy=worse, **BATCH).coef
+        assert b >= a - 1e-12
+    assert hot.state.controller.initial_entropy == calm.state.controller.initial_entropy
+    assert first_entropy == calm.state.controller.initial_entropy
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.0, 0.74), st.floats(0.81, 2.0)), min_size=1, max_size=60),
+    st.floats(1.0, 6.0),
+)
+def test_inside_both_limits_beta_stays_zero(stream, h0):
+    """KL below the set point and entropy above its floor on every batch: no leash at all."""
+    controller = BudgetKL(budget=1.0, setpoint=0.75, max_entropy_drop=0.2)
+    controller.update(kl=0.0, entropy=h0, **BATCH)
+    for kl, entropy_ratio in stream:
+        assert controller.update(kl=kl, entropy=entropy_ratio * h0, **BATCH).coef == 0.0
