@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.frontier import BUDGETS, ENTROPY_TARGET
+from benchmarks.frontier_goal import goal_table
 from benchmarks.frontier_report import REGRET_TOLERANCE, SAFE, SAFE_PUBLISHED
 from benchmarks.stability_render import fmt, with_ci
 
@@ -308,33 +309,6 @@ def _method(results: dict[str, Any]) -> list[str]:
         "(runs with any). *distinct-1*: of the last 10 iterations' samples.",
         "",
     ]
-
-
-def goal_table(goal: dict[str, Any], tolerance: float) -> list[str]:
-    """Issue 13's goal for the controller that needs no β, one row per task × regime."""
-    name, rows = goal["controller"], goal["cells"]
-    if not rows:
-        return [f"`{name}` has no paired run beside a fixed β yet: its goal is not judged."]
-    verdict = "met" if goal["met"] else "not met"
-    lines = [
-        f"**`{name}` against issue 13's goal** ({verdict}): gold regret CI lower bound ≥ "
-        f"−{tolerance:g} on every cell and > 0 on at least half ({goal['cells_above_zero']} of "
-        f"{len(rows)}); never more proxy or gold crashes than the best β; no entropy collapse; "
-        "KL ≤ 1.1 × budget on ≥ 95% of post-warm-up steps.",
-        "",
-        "| task | regime | n | gold regret [95% CI] | CI low ≥ −tol | CI > 0 | crashes ≤ best β "
-        "| collapse steps | adherence |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        adherence = "–" if r["adherence"] is None else f"{r['adherence']:.2f}"
-        lines.append(
-            f"| {r['task']} | {r['regime']} | {r['n']} | "
-            f"{regret_text({'mean': r['regret'], 'ci': r['ci'], 'n': r['n']})} | "
-            f"{_yes_no(r['ci_low_ok'])} | {_yes_no(r['above_zero'])} | "
-            f"{_yes_no(r['crashes_ok'])} | {fmt(r['collapse_steps'])} | {adherence} |"
-        )
-    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -55,10 +55,6 @@ MEASURES = (
     "wall_seconds",
 )
 SAFE_PUBLISHED, SAFE = "safe-published", "safe"
-NO_BETA = "kl-budget"
-"""Issue 13's controller that needs no β, judged against that issue's goal (``goal_check``)."""
-ADHERENCE_GOAL = 0.95
-"""Issue 13: KL within 1.1 × the budget on at least this share of post-warm-up steps."""
 
 Runs = dict[tuple[str, str], dict[str, dict[int, dict[str, Any]]]]
 """{(task, regime): {variant: {seed: {"summary", "config"}}}}."""
@@ -294,51 +290,10 @@ def aggregate(runs: Runs) -> dict[str, Any]:
         runs, key=lambda k: (_rank(k[0], TASKS), _rank(k[1], tuple(REGIMES)))
     ):
         cells.setdefault(task, {})[regime] = cell_results(runs[(task, regime)])
+    from benchmarks.frontier_goal import goal_check
+
     answers = {task: task_answer(by_regime) for task, by_regime in cells.items()}
     return {"cells": cells, "answers": answers, "goal": goal_check(cells)}
-
-
-def goal_check(cells: dict[str, dict[str, Any]], name: str = NO_BETA) -> dict[str, Any]:
-    """Issue 13's goal for ``name``, per task × regime and overall: gold regret CI lower bound
-    ≥ −tolerance everywhere and > 0 on at least half the cells; never more proxy or gold crashes
-    than the best β; no entropy collapse; mean adherence ≥ ``ADHERENCE_GOAL``."""
-    rows = []
-    for task, by_regime in cells.items():
-        for regime, cell in by_regime.items():
-            entry, best = cell["variants"].get(name), cell["best_beta"]
-            if entry is None or best is None or entry["gold_regret"] is None:
-                continue
-            regret, theirs = entry["gold_regret"], cell["variants"][best]["crashes"]
-            adherence = entry["metrics"]["budget_adherence"]["mean"]
-            collapse = entry["metrics"]["entropy_collapse_steps"]["mean"]
-            rows.append(
-                {
-                    "task": task,
-                    "regime": regime,
-                    "n": regret["n"],
-                    "regret": regret["mean"],
-                    "ci": regret["ci"],
-                    "ci_low_ok": regret["lower_at_least_minus_tolerance"],
-                    "above_zero": regret["above_zero"],
-                    "crashes_ok": all(
-                        entry["crashes"][k]["total"] <= theirs[k]["total"] for k in theirs
-                    ),
-                    "collapse_steps": collapse,
-                    "adherence": adherence,
-                    "adherence_ok": None if adherence is None else adherence >= ADHERENCE_GOAL,
-                }
-            )
-    above = sum(bool(r["above_zero"]) for r in rows)
-    met = bool(rows) and all(
-        r["ci_low_ok"] and r["crashes_ok"] and not r["collapse_steps"] and r["adherence_ok"]
-        for r in rows
-    )
-    return {
-        "controller": name,
-        "cells": rows,
-        "cells_above_zero": above,
-        "met": met and 2 * above >= len(rows),
-    }
 
 
 # ------------------------------------------------------------------ writing

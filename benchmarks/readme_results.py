@@ -192,7 +192,8 @@ def rerun_section(rerun: dict[str, Any]) -> list[str]:
 def frontier_section(frontier: dict[str, Any]) -> list[str]:
     """Gold regret of every controller against the best fixed β, per task × regime, and the
     generated answer per task (``python -m benchmarks.frontier``)."""
-    from benchmarks.frontier_render import goal_table, regret_text
+    from benchmarks.frontier_goal import goal_table
+    from benchmarks.frontier_render import regret_text
 
     cells, meta = frontier["cells"], frontier["meta"]
     columns = [(task, regime) for task, by in cells.items() for regime in by]

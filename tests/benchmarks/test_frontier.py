@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import frontier, readme_results
-from benchmarks import frontier_render as render
+from benchmarks import frontier, frontier_goal, readme_results
 from benchmarks import frontier_report as report
 from benchmarks.intervals import bootstrap_mean_ci
 
@@ -195,7 +194,7 @@ def test_issue_13_goal_needs_every_cell_within_tolerance_half_above_zero_and_the
                 tmp_path,
                 "sentiment",
                 regime,
-                report.NO_BETA,
+                frontier_goal.NO_BETA,
                 seed,
                 gold_final=gold,
                 budget_adherence=0.97,
@@ -208,7 +207,7 @@ def test_issue_13_goal_needs_every_cell_within_tolerance_half_above_zero_and_the
     assert rows["stress"]["ci_low_ok"] and not rows["stress"]["above_zero"]
     assert not rows["stress"]["crashes_ok"] and rows["stress"]["adherence_ok"]
     assert goal["cells_above_zero"] == 1 and goal["met"] is False
-    table = "\n".join(render.goal_table(goal, report.REGRET_TOLERANCE))
+    table = "\n".join(frontier_goal.goal_table(goal, report.REGRET_TOLERANCE))
     assert "(not met)" in table and "| sentiment | stress | 3 |" in table
 
 
