@@ -202,6 +202,12 @@ def answer_paragraph(task: str, results: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def overall_sentence(overall: dict[str, Any]) -> str:
+    """The pick over every task × learning rate: one default for a task the user cannot name."""
+    line = answer_lines({"answers": {"": overall}})[""].replace("worst-regime", "worst-cell")
+    return f"**Across every task and learning rate** (one default, the task unknown): {line}."
+
+
 def answer_lines(results: dict[str, Any]) -> dict[str, str]:
     """One console line per task."""
     out = {}
@@ -325,7 +331,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     lines += [f"- **{t}.** {answer_paragraph(t, results)}" for t in results["cells"]]
-    lines += ["", *goal_table(results["goal"], results["meta"]["regret_tolerance"]), ""]
+    lines += ["", overall_sentence(results["overall"]), ""]
+    lines += [*goal_table(results["goal"], results["meta"]["regret_tolerance"]), ""]
     for task, by_regime in results["cells"].items():
         for regime, cell in by_regime.items():
             best = cell["best_beta"]

@@ -193,7 +193,7 @@ def frontier_section(frontier: dict[str, Any]) -> list[str]:
     """Gold regret of every controller against the best fixed β, per task × regime, and the
     generated answer per task (``python -m benchmarks.frontier``)."""
     from benchmarks.frontier_goal import goal_table
-    from benchmarks.frontier_render import regret_text
+    from benchmarks.frontier_render import overall_sentence, regret_text
 
     cells, meta = frontier["cells"], frontier["meta"]
     columns = [(task, regime) for task, by in cells.items() for regime in by]
@@ -237,6 +237,8 @@ def frontier_section(frontier: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines.append("")
     lines += [f"- **{task}.** {answer['text']}" for task, answer in frontier["answers"].items()]
+    if "overall" in frontier:
+        lines += ["", overall_sentence(frontier["overall"])]
     if "goal" in frontier:
         lines += ["", *goal_table(frontier["goal"], meta["regret_tolerance"])]
     return [*lines, ""]

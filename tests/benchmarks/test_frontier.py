@@ -171,7 +171,11 @@ def test_pick_prefers_a_controller_that_matches_the_best_beta_everywhere(tmp_pat
             for seed, regret in enumerate(by_regime[regime]):
                 gold = 0.5 + SEED_OFFSET[seed] + regret
                 write_run(tmp_path, "sentiment", regime, name, seed, gold_final=gold)
-    answer = report.aggregate(report.load_runs(tmp_path))["answers"]["sentiment"]
+    results = report.aggregate(report.load_runs(tmp_path))
+    answer = results["answers"]["sentiment"]
+    # Over every task × regime (here one task) the same rule picks the same controller.
+    assert results["overall"]["pick"] == "steady"
+    assert set(results["overall"]["per_regime"]) == {"sentiment/standard", "sentiment/stress"}
     assert answer["per_regime"]["standard"]["pick"] == "erratic"
     assert answer["per_regime"]["stress"]["pick"] == "noisy"
     assert answer["match_best_beta_everywhere"] == ["steady"]
