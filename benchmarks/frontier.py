@@ -116,8 +116,8 @@ class Plan:
 
 FULL = Plan()
 QUICK = Plan(
-    variants=(beta_name(0.01), beta_name(0.3), "beta0-entropy", "safe"),
-    headline=(beta_name(0.01), beta_name(0.3), "safe"),
+    variants=(beta_name(0.01), beta_name(0.3), "beta0-entropy", "kl-budget", "safe"),
+    headline=(beta_name(0.01), beta_name(0.3), "kl-budget", "safe"),
     seeds=1,
     headline_seeds=1,
     steps=6,

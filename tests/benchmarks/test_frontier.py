@@ -293,10 +293,12 @@ def test_quick_sweep_trains_reports_and_feeds_the_readme(tmp_path: Path) -> None
             assert found["best_beta"] in {frontier.beta_name(b) for b in frontier.BETAS}
             assert (out / f"frontier_{task}_{regime}.png").stat().st_size > 1000
         assert results["answers"][task]["text"]
+    assert {r["task"] for r in results["goal"]["cells"]} == set(frontier.TASKS)
     markdown = (out / "frontier.md").read_text()
     assert "--quick" in markdown and "## Answers" in markdown
     section = "\n".join(readme_results.frontier_section(results))
     for task in frontier.TASKS:
         assert f"{task} / stress" in section and f"**{task}.**" in section
+    assert "Across every task" in section and "against issue 13's goal" in section
     # build() picks frontier.json up from a results directory beside the others.
     assert "reward–KL frontier" in readme_results.build(out)
