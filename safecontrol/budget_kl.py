@@ -12,7 +12,7 @@ controller answers it in the run's own scale and leaves the β search to a Lagra
     P_t = EMA(e_t)
     I_t = clip(I_{t−1} + e_t, 0, max_coef / ki)           (anti-windup through the clip)
     β_t = clip(kp · P_t + ki · I_t, 0, max_coef)
-    max_preview_kl = step_ratio · H₀                      (a trust region on every step)
+    max_preview_kl = step_ratio · min(H₀, b / budget_ratio)   (a trust region on each step)
 
 - **Two limits, one multiplier.** The KL budget is the user's leash ("at most b nats per token
   from the reference"). The entropy floor is what the run measures of over-optimisation: a policy
@@ -30,7 +30,9 @@ controller answers it in the run's own scale and leaves the β search to a Lagra
   a budget can absorb, no penalty can hold it (the penalty acts only after the step). The
   decision therefore carries ``max_preview_kl``: a training loop that previews its steps (the
   reference trainer's ``preview_steps``) shrinks any step whose KL to the pre-step policy exceeds
-  it, which bounds the effective learning rate whatever the optimizer's.
+  it, which bounds the effective learning rate whatever the optimizer's. A step may spend the
+  same share of any budget as of the derived one (step_ratio / budget_ratio ≈ 0.3%), so a budget
+  tighter than the derived one gets proportionally smaller steps.
 
 The error is unit-free, so the gains are too: a sustained excess of 100% over the set point adds
 ``ki`` = 0.05 to β per batch, and ``kp`` = 0.5 answers a sudden one at once.
@@ -86,8 +88,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         ki: integral gain > 0 (default 0.05).
         p_decay: EMA decay of the proportional term, in (0, 1) (default 0.5).
         max_coef: the largest β, > 0 (default 10; the integral stops there: anti-windup).
-        step_ratio: ``max_preview_kl`` = step_ratio × H₀, the largest KL (nats per token) one
-            optimizer step may move the policy, > 0 (default 0.001); None: no step limit.
+        step_ratio: ``max_preview_kl`` = step_ratio × min(H₀, b / budget_ratio), the largest KL
+            (nats per token) one optimizer step may move the policy, > 0 (default 0.001); None:
+            no step limit.
         on_nonfinite: "raise" or "skip" a NaN/inf measurement.
     """
 
@@ -177,8 +180,8 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         """The current decision (before the first entropy is measured: no step limit)."""
         c = self._state.controller
         h0, limit = c.initial_entropy, float("inf")
-        if self.step_ratio is not None and h0 is not None and h0 > 0.0:
-            limit = self.step_ratio * h0
+        if self.step_ratio is not None and h0 is not None and h0 > 0.0 and c.budget > 0.0:
+            limit = self.step_ratio * min(h0, c.budget / self.budget_ratio)
         fields = {
             "coef": c.coef,
             "budget": c.budget,

@@ -73,9 +73,14 @@ def test_the_integral_stops_at_max_coef_and_unwinds_quickly():
     assert after[-1] == 0.0 and after.index(0.0) <= 41
 
 
-def test_the_decision_limits_each_step_to_a_share_of_the_initial_entropy():
+def test_the_decision_limits_each_step_to_a_share_of_the_initial_entropy_or_budget():
+    loose = BudgetKL(budget=4.0, budget_ratio=0.4, step_ratio=0.004)
+    assert loose.update(kl=0.0, entropy=5.0, **BATCH).max_preview_kl == pytest.approx(0.02)
+    tight = BudgetKL(budget=0.2, budget_ratio=0.4, step_ratio=0.004)  # a tenth of the derived
+    assert tight.update(kl=0.0, entropy=5.0, **BATCH).max_preview_kl == pytest.approx(0.002)
     decision = BudgetKL(budget=0.4, step_ratio=0.004).update(kl=0.0, entropy=5.0, **BATCH)
-    assert decision.max_preview_kl == pytest.approx(0.02)
+    assert decision.max_preview_kl == pytest.approx(0.004 * 0.4 / 0.35)
+    decision = loose.decision
     assert decision.step_scale(0.01) == 1.0
     assert decision.step_scale(0.08) == pytest.approx(0.5)  # KL ∝ step²: back to the limit
     assert decision.step_scale(2.0) == pytest.approx(0.1)
