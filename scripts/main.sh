@@ -2,7 +2,8 @@
 # The main job on the embedded default: prepare the offline default (tokenizer, small causal LM,
 # supervised pre-training; cached) and train it with the reference trainer under kl-budget (the
 # controller that needs no β: a KL budget and an entropy floor set by the initial entropy, and a
-# per-step KL limit; the best mean gold regret over the frontier's six cells,
+# per-step KL limit; of the controllers at their defaults, the best mean gold regret over the
+# frontier's six cells,
 # benchmarks/results/frontier.md) on the sentiment
 # task (VADER proxy, gold logged beside it), then write the report. Running it again resumes or
 # re-reports the same run. Extra arguments go to `train` (e.g. --set steps=50). The controller comparison on the surrogate plant is
