@@ -74,7 +74,7 @@ def goal_table(goal: dict[str, Any], tolerance: float) -> list[str]:
         f"**`{name}` against issue 13's goal** ({verdict}): gold regret CI lower bound ≥ "
         f"−{tolerance:g} on every cell and > 0 on at least half ({goal['cells_above_zero']} of "
         f"{len(rows)}); never more proxy or gold crashes than the best β; no entropy collapse; "
-        "KL ≤ 1.1 × budget on ≥ 95% of post-warm-up steps.",
+        f"KL ≤ 1.1 × budget on ≥ {ADHERENCE_GOAL:.0%} of post-warm-up steps.",
         "",
         "| task | regime | n | gold regret [95% CI] | CI low ≥ −tol | CI > 0 | crashes ≤ best β "
         "| collapse steps | adherence |",

@@ -204,7 +204,7 @@ def main() -> None:
         "",
         "| algo | " + " | ".join(STAGES) + " | total | × PPO | training step | × PPO | "
         "controller share | tokens/s |",
-        "|---|" + "---|" * (len(STAGES) + 7),
+        "|---|" + "---|" * (len(STAGES) + 6),
     ]
     for algo, r in results.items():
         stages = " | ".join(f"{r[s]:.4f}" for s in STAGES)

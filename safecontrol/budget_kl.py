@@ -119,11 +119,11 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         self.setpoint = positive("setpoint", setpoint)
         if self.setpoint > 1.0:
             raise ValueError(f"setpoint must be <= 1, got {setpoint!r}")
-        self.max_entropy_drop = max_entropy_drop
-        if max_entropy_drop is not None:
-            positive("max_entropy_drop", max_entropy_drop)
-            if max_entropy_drop > 1.0:
-                raise ValueError(f"max_entropy_drop must be <= 1, got {max_entropy_drop!r}")
+        self.max_entropy_drop = (
+            None if max_entropy_drop is None else positive("max_entropy_drop", max_entropy_drop)
+        )
+        if self.max_entropy_drop is not None and self.max_entropy_drop > 1.0:
+            raise ValueError(f"max_entropy_drop must be <= 1, got {max_entropy_drop!r}")
         self.kp = non_negative("kp", kp)
         self.ki = positive("ki", ki)
         self.p_decay = check_decay("p_decay", p_decay)
