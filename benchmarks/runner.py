@@ -45,9 +45,19 @@ def _train_one(job: Job) -> tuple[str, float]:
     return spec.name, seconds
 
 
+def _resolved(config: Any) -> dict[str, Any]:
+    """A TrainConfig as JSON, ``critic_heads`` as the count the run trains (0 means the
+    controller's own: safe's 2 saved as 0 and as 2 are the same run)."""
+    from reference_trainer.config import as_dict
+
+    out: dict[str, Any] = json.loads(json.dumps(as_dict(config)))
+    out["critic_heads"] = config.n_critic_heads
+    return out
+
+
 def pending(jobs: list[Job]) -> list[Job]:
     """The jobs still to do; a finished run whose config differs from its job is an error."""
-    from reference_trainer.config import TrainConfig, as_dict
+    from reference_trainer.config import TrainConfig
 
     todo = []
     for spec, fields in jobs:
@@ -57,8 +67,8 @@ def pending(jobs: list[Job]) -> list[Job]:
             # Both resolved through TrainConfig: a field added after the run finished takes its
             # default, which changes nothing the run did, and a controller's loop settings
             # (safe's two critic heads) resolve alike whether saved resolved or not.
-            saved_run = json.loads(json.dumps(as_dict(TrainConfig(**saved))))
-            wanted = json.loads(json.dumps(as_dict(TrainConfig(**fields))))
+            saved_run = _resolved(TrainConfig(**saved))
+            wanted = _resolved(TrainConfig(**fields))
             changed = sorted(k for k in saved_run if saved_run[k] != wanted[k])
             if changed:
                 raise ValueError(

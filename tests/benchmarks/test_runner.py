@@ -73,3 +73,15 @@ def test_every_frontier_variant_is_a_valid_trainer_config_in_every_cell(tmp_path
     assert len(distinct) == len(frontier.VARIANTS)
     headline_seeds = {s.seed for s in specs if s.variant == "safe"}
     assert headline_seeds == set(range(frontier.FULL.headline_seeds))
+
+
+def test_the_controllers_critic_heads_saved_as_zero_or_as_its_count_are_the_same_run(
+    tmp_path: Path,
+) -> None:
+    # safe-published's frontier variant spells out its two heads; its first runs saved 0 ("the
+    # controller's"), which trains the same two heads.
+    fields = {"run_dir": str(tmp_path / "a"), "algo": "safe", "critic_heads": 2}
+    finished(tmp_path / "a", as_dict(TrainConfig(**{**fields, "critic_heads": 0})))
+    assert pending([(Spec("a"), fields)]) == []
+    with pytest.raises(ValueError, match="critic_heads"):  # but one head is another run
+        pending([(Spec("a"), {**fields, "critic_heads": 1})])
