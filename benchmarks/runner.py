@@ -46,12 +46,14 @@ def _train_one(job: Job) -> tuple[str, float]:
 
 
 def _resolved(config: Any) -> dict[str, Any]:
-    """A TrainConfig as JSON, ``critic_heads`` as the count the run trains (0 means the
-    controller's own: safe's 2 saved as 0 and as 2 are the same run)."""
+    """A TrainConfig as JSON, the controller's loop settings as the run trains them
+    (``critic_heads`` 0 means the controller's own: safe's 2 saved as 0 and as 2 are the same
+    run; so does ``step_limit`` "auto")."""
     from reference_trainer.config import as_dict
 
     out: dict[str, Any] = json.loads(json.dumps(as_dict(config)))
     out["critic_heads"] = config.n_critic_heads
+    out["step_limit"] = config.resolved_step_limit
     return out
 
 

@@ -25,6 +25,10 @@ RENAMED_ALGORITHMS = {
 }
 """Names the trainer used before its controllers came from ``safecontrol.registry``."""
 PENALTY_MODES = ("hinge", "coef", "detached")
+STEP_LIMITS = ("preview", "predicted")
+LAZY_LOOP_SETTINGS = ("critic_heads", "step_limit")
+"""Fields whose default means "the controller's", resolved when used (``n_critic_heads``,
+``resolved_step_limit``), never replaced by its loop settings."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,14 @@ class TrainConfig:
     """When the controller limits a step (a finite ``max_preview_kl``: safe, kl-budget), scale
     each optimizer step so its KL to the pre-step policy stays within the limit (false by
     default for safe-published, whose published code has no preview)."""
+    step_limit: str = "auto"
+    """How ``preview_steps`` finds a step's KL (``reference_trainer/step_limit.py``). "preview":
+    run the stepped policy's forward after every optimizer step (SAFE's preview: one more
+    forward per epoch). "predicted": predict it as the last measured KL per squared step length
+    × this step's squared length, shrink the step before it is used, and measure it at the
+    next epoch's forward, which runs anyway (redone, shrunk, only when the step overshot its
+    limit by more than half): limiting steps then costs no forward of its own. "auto": the
+    controller's (kl-budget: "predicted"), else "preview" (``resolved_step_limit``)."""
     seed: int = 0
     """Seeds prompts, sampling and initial critics; a run is bit-identical for a seed."""
     threads: int = 2
@@ -269,6 +281,10 @@ class TrainConfig:
                 f"ent_coef={self.ent_coef!r} is the entropy controller's initial coefficient and "
                 "must lie in its range [0, 0.1]"
             )
+        if self.step_limit not in ("auto", *STEP_LIMITS):
+            raise ValueError(
+                f"step_limit must be 'auto' or one of {STEP_LIMITS}, got {self.step_limit!r}"
+            )
         if self.penalty_mode not in PENALTY_MODES:
             raise ValueError(
                 f"penalty_mode must be one of {PENALTY_MODES}, got {self.penalty_mode!r}"
@@ -281,9 +297,10 @@ class TrainConfig:
         the fields left at their defaults; a field set to another value keeps it (an ablation)."""
         defaults = {f.name: f.default for f in fields(self)}
         for name, wanted in registry.registration(self.algo).loop_settings.items():
-            # critic_heads = 0 already means "the controller's" (n_critic_heads): left at 0, a
-            # config copied with another algo does not carry SAFE's two heads along.
-            if name != "critic_heads" and getattr(self, name) == defaults[name]:
+            # critic_heads = 0 and step_limit = "auto" already mean "the controller's"
+            # (n_critic_heads, resolved_step_limit): left so, a config copied with another algo
+            # does not carry SAFE's two heads or kl-budget's predicted steps along.
+            if name not in LAZY_LOOP_SETTINGS and getattr(self, name) == defaults[name]:
                 object.__setattr__(self, name, wanted)
 
     def controller_kwargs(self) -> dict[str, Any]:
@@ -319,6 +336,13 @@ class TrainConfig:
     def n_critic_heads(self) -> int:
         loop = registry.registration(self.algo).loop_settings
         return self.critic_heads or int(loop.get("critic_heads", 1))
+
+    @property
+    def resolved_step_limit(self) -> str:
+        """``step_limit``, "auto" resolved: the controller's, else "preview"."""
+        if self.step_limit != "auto":
+            return self.step_limit
+        return str(registry.registration(self.algo).loop_settings.get("step_limit", "preview"))
 
 
 def _check_field_types(config: Any) -> None:

@@ -284,6 +284,7 @@ def _register_builtins() -> None:
         BudgetKL,
         "Holds a KL budget without a β to choose: a PI Lagrange multiplier on KL ≤ budget, the "
         "budget a share of the initial entropy, and a step limit (safecontrol.budget_kl).",
+        loop_settings={"step_limit": "predicted"},
     )
     register(
         "safe",

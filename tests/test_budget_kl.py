@@ -65,12 +65,28 @@ def test_loose_below_the_set_point_then_tight_above_it():
 
 
 def test_the_integral_stops_at_max_coef_and_unwinds_quickly():
-    controller = BudgetKL(budget=0.1, max_coef=2.0, ki=0.05)
-    feed(controller, [10.0] * 500)  # a long runaway far above the budget
+    controller = BudgetKL(budget=1.75, max_coef=2.0, ki=0.05)  # the derived budget at H₀ = 5
+    feed(controller, [100.0] * 500)  # a long runaway far above the budget
     assert controller.state.controller.integral == pytest.approx(2.0 / 0.05)
     assert controller.coef == 2.0
     after = feed(controller, [0.0] * 60)  # relative error −1 per update: 40 updates to unwind
     assert after[-1] == 0.0 and after.index(0.0) <= 41
+    tight = BudgetKL(budget=0.1, max_coef=2.0, ki=0.05)  # gain √17.5: it winds up to less
+    feed(tight, [10.0] * 500)
+    assert tight.state.controller.integral == pytest.approx(2.0 / 0.05 / math.sqrt(17.5))
+    assert tight.coef == 2.0 and feed(tight, [0.0] * 11)[-1] == 0.0
+
+
+def test_a_tighter_budget_answers_the_same_relative_excess_with_more_beta():
+    """β·KL pulls back with ‖∇KL‖ ∝ √KL: a budget b needs √(derived / b) times the β."""
+    relative = [0.0, 1.2, 1.5, 1.1, 1.3]  # KL over the set point, the same share of each budget
+    derived = feed(BudgetKL(), [r * 0.75 * 1.75 for r in relative])
+    given = feed(BudgetKL(budget=1.75), [r * 0.75 * 1.75 for r in relative])
+    assert given == derived  # the derived budget given by hand: gain 1
+    for budget in (0.1, 7.0):
+        coefs = feed(BudgetKL(budget=budget), [r * 0.75 * budget for r in relative])
+        ratio = math.sqrt(1.75 / budget)
+        assert coefs == pytest.approx([c * ratio for c in derived], rel=1e-9)
 
 
 def test_the_decision_limits_each_step_to_a_share_of_the_initial_entropy_or_budget():

@@ -63,7 +63,8 @@ def test_reusing_the_preview_forward_as_the_next_epoch_forward_changes_nothing(
     """A whole previewed step's forward is the next epoch's: reused, the run is bit-identical
     to one that runs that forward again (and one forward per epoch cheaper)."""
     tiny = build_tiny(tmp_path / "tiny")
-    changes = {"algo": "kl-budget", "ppo_epochs": 3, "lr": 1e-4}  # small steps: kept whole
+    # small steps: kept whole; every step previewed (a predicted one has no forward to reuse)
+    changes = {"algo": "kl-budget", "step_limit": "preview", "ppo_epochs": 3, "lr": 1e-4}
     reused = run(tiny, tmp_path / "reused", **changes)
     assert any(r["step_scale_min"] == 1.0 for r in reused)
     calls = {"forward": 0}
