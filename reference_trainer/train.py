@@ -169,8 +169,8 @@ class Trainer:
             # starts from: reuse it, so the preview costs one forward per iteration, not per epoch.
             new = after if after is not None else self._forward(self.policy, rollout)
             if unchecked is not None:  # the last epoch's predicted step, measured now
-                new, shrink = self._checked(rollout, new, unchecked)
-                logs["step_scale"][-1] *= shrink
+                new, shrunk = self._checked(rollout, new, unchecked)
+                logs["step_scale"][-1] *= shrunk
             pg, clip_fraction, approx_kl = clipped_policy_loss(
                 new.logp, old.logp, advantages, mask, c.clip_range
             )
