@@ -50,10 +50,13 @@ def test_tensorboard_events_hold_every_metric_under_its_namespace(tiny, tmp_path
 
 
 def test_an_offline_wandb_run_holds_the_namespaced_metrics(tiny, tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    wandb = pytest.importorskip("wandb")
     rows = run(tiny, tmp_path / "run", "wandb")
+    # run.finish() can return before wandb's service process has written its record log to
+    # disk (CI saw only the 7-byte header); teardown waits for that process to exit.
+    wandb.teardown()
     (log,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
     records = log.read_bytes()  # wandb's record log: keys and JSON values as written
     for key in namespaced(rows[-1]):
