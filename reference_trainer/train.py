@@ -30,10 +30,10 @@ from .batch_metrics import decision_fields, distinct_1, explained_variance
 from .config import TrainConfig, as_dict
 from .kl_control import kl_loss, update_controller
 from .models import frozen_reference, load_policy, make_critics
-from .ppo import clipped_policy_loss, exact_kl_per_token, gae, whiten
+from .ppo import clipped_policy_loss, gae, whiten
 from .rewards import RewardFn, checked_rewards
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
-from .step_limit import MAX_SHRINKS, STEP_SLACK, UncheckedStep, shrink, squared_distance
+from .step_limit import LimitedStep, StepLimiter, UncheckedStep
 from .tasks import scorers
 from .token_means import global_token_mean, token_share
 
@@ -76,11 +76,12 @@ class Trainer:
         self.policy, self.critic = policy, critic
         self.controller = config.make_controller()
         self.decision = self.controller.decision
-        self.step_curvature: float | None = None
-        """KL per squared step length of the last measured step (``step_limit="predicted"``)."""
-        self.curvature_step = -1
-        """The iteration (``self.step``) that measured it: an unchecked step (an iteration's
-        last) is predicted only from this iteration's measurement."""
+        self.step_limiter = StepLimiter(
+            self.policy_params,
+            predicted=config.resolved_step_limit == "predicted",
+            forward=lambda rollout: self._forward(self.policy, rollout),
+            check_finite=self._check_finite,
+        )
         proxy, self.gold_fn = scorers(config, self.prompts)
         self.reward_fn = reward_fn or proxy
         self.entropy_controller = config.make_entropy_controller()
@@ -169,7 +170,9 @@ class Trainer:
             # starts from: reuse it, so the preview costs one forward per iteration, not per epoch.
             new = after if after is not None else self._forward(self.policy, rollout)
             if unchecked is not None:  # the last epoch's predicted step, measured now
-                new, shrunk = self._checked(rollout, new, unchecked)
+                new, shrunk = self.step_limiter.checked(
+                    self.decision, rollout, new, unchecked, self.step
+                )
                 logs["step_scale"][-1] *= shrunk
             pg, clip_fraction, approx_kl = clipped_policy_loss(
                 new.logp, old.logp, advantages, mask, c.clip_range
@@ -293,78 +296,20 @@ class Trainer:
 
     def _policy_step(
         self, rollout: Rollout, before: ForwardResult, keep_forward: bool = False
-    ) -> tuple[float, float | None, ForwardResult | None, UncheckedStep | None]:
+    ) -> LimitedStep:
         """Optimizer step, its new weights checked finite; when the decision limits steps (a
-        finite ``max_preview_kl``: SAFE's preview, kl-budget's step limit), shrink it so that
-        KL(before ‖ after) ≤ ``decision.max_preview_kl``.
-
-        Returns (step scale, the step's KL in nats/token or None without a limit, the forward
-        of the new weights or None, the step to measure at the next forward or None). The KL is
-        the exact KL between the two policies' next-token distributions, averaged over the
-        sampled response tokens (``exact_kl_per_token``): previewed (``step_limit`` "preview"
-        and a predicted run's first step) or predicted from ``step_curvature``. With
-        ``keep_forward`` a preview's forward is run with gradients and returned when the step
-        was kept whole: it is the next epoch's forward; a predicted step is returned to be
-        measured there.
-        """
-        c = self.config
-        if not (c.preview_steps and math.isfinite(self.decision.max_preview_kl)):
+        finite ``max_preview_kl``: SAFE's preview, kl-budget's step limit), ``step_limiter``
+        shrinks it so that KL(before ‖ after) ≤ ``decision.max_preview_kl``."""
+        if not (self.config.preview_steps and math.isfinite(self.decision.max_preview_kl)):
             self.policy_optimizer.step()
             self._check_finite_parameters("policy", self.policy_params)
-            return 1.0, None, None, None
+            return LimitedStep(1.0, None, None, None)
         saved = [p.detach().clone() for p in self.policy_params]
         self.policy_optimizer.step()
         self._check_finite_parameters("policy", self.policy_params)
-        predicted = c.resolved_step_limit == "predicted"
-        length_sq = squared_distance(self.policy_params, saved) if predicted else 0.0
-        fresh = keep_forward or self.curvature_step == self.step  # else preview (1 epoch)
-        if predicted and self.step_curvature is not None and fresh:
-            step_kl = self.step_curvature * length_sq
-            scale = self.decision.step_scale(step_kl)
-            shrink(self.policy_params, saved, scale)
-            unchecked = UncheckedStep(before, saved, scale**2 * length_sq)
-            return scale, step_kl, None, unchecked if keep_forward else None
-        with torch.set_grad_enabled(keep_forward):
-            after = self._forward(self.policy, rollout)
-        step_kl = self._step_kl(rollout, before, after)
-        if predicted:
-            self._measured(step_kl, length_sq)
-        scale = self.decision.step_scale(step_kl)
-        shrink(self.policy_params, saved, scale)
-        return scale, step_kl, after if keep_forward and scale == 1.0 else None, None
-
-    def _checked(
-        self, rollout: Rollout, new: ForwardResult, step: UncheckedStep
-    ) -> tuple[ForwardResult, float]:
-        """Measure a predicted step at the forward of the weights it reached (and so the next
-        prediction's KL per squared length); one that overshot its limit by more than
-        ``STEP_SLACK`` is shrunk, its forward redone and measured again (at most
-        ``MAX_SHRINKS`` times). Returns (the forward to use, the step's extra shrink factor)."""
-        limit, factor = self.decision.max_preview_kl, 1.0
-        for shrinks in range(MAX_SHRINKS + 1):
-            step_kl = self._step_kl(rollout, step.before, new)
-            self._measured(step_kl, step.length_sq * factor**2)
-            if step_kl <= STEP_SLACK * limit or shrinks == MAX_SHRINKS:
-                break
-            more = self.decision.step_scale(step_kl)
-            shrink(self.policy_params, step.saved, more)
-            factor *= more
-            new = self._forward(self.policy, rollout)
-        return new, factor
-
-    def _measured(self, step_kl: float, length_sq: float) -> None:
-        if length_sq > 0.0:  # a zero step (zero gradient) says nothing of the curvature
-            self.step_curvature, self.curvature_step = step_kl / length_sq, self.step
-
-    def _step_kl(self, rollout: Rollout, before: ForwardResult, after: ForwardResult) -> float:
-        """KL(before ‖ after) per response token, exact over the vocabulary, all processes
-        (computed on the response tokens alone: padding is a third of the positions)."""
-        mask = rollout.response_mask
-        with torch.no_grad():
-            kl = exact_kl_per_token(before.logits.detach()[mask], after.logits.detach()[mask])
-            step_kl = global_means(kl=kl)["kl"]
-        self._check_finite("KL of the policy step", step_kl)
-        return step_kl
+        return self.step_limiter.limit(
+            self.decision, rollout, before, saved, self.step, keep_forward
+        )
 
     def _check_ranks_agree(self, decision: Any) -> None:
         """Every rank must hold the same decision: the controllers saw the same global stats."""
@@ -401,7 +346,7 @@ class Trainer:
                 if self.entropy_controller is None
                 else {"entropy_controller": json.dumps(self.entropy_controller.state_dict())}
             ),
-            "step_curvature": self.step_curvature,
+            **self.step_limiter.state_dict(),
             "prompt_sampler": json.dumps(self.prompt_sampler.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
             "python_rng": json.dumps(random.getstate()),
@@ -418,7 +363,7 @@ class Trainer:
         if self.entropy_controller is not None:
             self.entropy_controller.load_state_dict(json.loads(state["entropy_controller"]))
             self.ent_coef = self.entropy_controller.decision.coef
-        self.step_curvature = state.get("step_curvature")  # absent: saved before it existed
+        self.step_limiter.load_state_dict(state)
         self.prompt_sampler.bit_generator.state = json.loads(state["prompt_sampler"])
         python_state = json.loads(state["python_rng"])
         random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))

@@ -16,7 +16,7 @@ from reference_trainer.config import TrainConfig  # noqa: E402
 from reference_trainer.config_cli import build  # noqa: E402
 from reference_trainer.ppo import exact_kl_per_token  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
-from reference_trainer.step_limit import STEP_SLACK  # noqa: E402
+from reference_trainer.step_limit import STEP_SLACK, StepLimiter  # noqa: E402
 from reference_trainer.train import Trainer  # noqa: E402
 
 SMALL = {"steps": "4", "batch_size": "4", "max_new_tokens": "6", "min_new_tokens": "1"}
@@ -63,17 +63,17 @@ def test_kl_budget_predicts_its_steps_and_safe_previews_them():
 def test_every_checked_predicted_step_ends_within_the_slack_of_its_limit(
     tiny, tmp_path, monkeypatch
 ):
-    original = Trainer._checked
+    original = StepLimiter.checked
     seen: list[tuple[float, float, float]] = []
 
-    def measured(self, rollout, new, step):
-        forward, factor = original(self, rollout, new, step)
+    def measured(self, decision, rollout, new, step, iteration):
+        forward, factor = original(self, decision, rollout, new, step, iteration)
         kl = exact_kl_per_token(step.before.logits.detach(), forward.logits.detach())
         final = float(kl[rollout.response_mask].mean())
-        seen.append((final, self.decision.max_preview_kl, factor))
+        seen.append((final, decision.max_preview_kl, factor))
         return forward, factor
 
-    monkeypatch.setattr(Trainer, "_checked", measured)
+    monkeypatch.setattr(StepLimiter, "checked", measured)
     train(config(tiny, tmp_path / "run", **BINDING), progress=False)
     rows = deterministic(tmp_path / "run")
     assert min(r["step_scale_min"] for r in rows) < 0.5  # the limit binds: steps are shrunk
@@ -109,3 +109,14 @@ def test_a_resumed_run_predicts_from_the_saved_curvature(tiny, tmp_path):
     train(config(tiny, tmp_path / "part", **BINDING, steps=2), progress=False)
     train(config(tiny, tmp_path / "part", **BINDING), resume=True, progress=False)
     assert deterministic(tmp_path / "part") == deterministic(tmp_path / "whole")
+
+
+def test_a_saved_curvature_is_checked_and_an_old_checkpoint_has_none():
+    limiter = StepLimiter([], predicted=True, forward=None, check_finite=None)
+    limiter.load_state_dict({"step_curvature": 2.5})
+    assert limiter.state_dict() == {"step_curvature": 2.5}
+    limiter.load_state_dict({})  # saved before the predicted limit existed: preview first
+    assert limiter.curvature is None
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(ValueError, match=rf"step_curvature .* got {bad!r}"):
+            limiter.load_state_dict({"step_curvature": bad})
