@@ -36,8 +36,15 @@ controller answers it in the run's own scale and leaves the β search to a Lagra
   tighter than the derived one gets proportionally smaller steps.
 
 The error is unit-free, so the gains are too: a sustained excess of 100% over the set point adds
-``ki`` = 0.05 to β per batch, and ``kp`` = 0.5 answers a sudden one at once, at the derived
-budget. A given budget b scales both by g: near the reference KL ≈ ½ δᵀFδ, so the pull of β·KL
+``ki`` = 0.05 to β per batch, and ``kp`` = 2 answers a sudden one at once, at the derived budget.
+The proportional term is what damps the loop. β moves KL only through the steps it shapes, so KL
+integrates β's effect, and a loop led by its integral cycles: with kp 0.5 on an EMA of decay 0.5,
+KL passed 1.1 × the budget in bursts every ~11 batches (peaks 1.3–1.45 b; 0.91–0.95 of the
+frontier's steps within 1.1 b in four of its 18 budget × cell pairs). kp 2 on a quicker EMA (0.2)
+answers KL's rise before it overshoots (seed 0 of five budget × cell pairs: 0.98–1.0, before
+0.91–0.99; ``tests/test_budget_kl.py`` shows the cycle on an integrating plant).
+
+A given budget b scales both gains by g: near the reference KL ≈ ½ δᵀFδ, so the pull of β·KL
 back toward it grows as ‖∇KL‖ ∝ √KL, and holding a tighter budget needs proportionally more β
 (before the scaling, budget 0.1 nats per token was held on 86–95% of the frontier's steps).
 """
@@ -88,9 +95,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         setpoint: the share of the budget KL is steered to, in (0, 1] (default 0.75).
         max_entropy_drop: the share of H₀ the policy may lose before β rises, in (0, 1]
             (default 0.2); None: no entropy floor.
-        kp: proportional gain ≥ 0 on the relative excess (default 0.5).
+        kp: proportional gain ≥ 0 on the relative excess (default 2).
         ki: integral gain > 0 (default 0.05).
-        p_decay: EMA decay of the proportional term, in (0, 1) (default 0.5).
+        p_decay: EMA decay of the proportional term, in (0, 1) (default 0.2).
         max_coef: the largest β, > 0 (default 10; the integral stops there: anti-windup).
         step_ratio: ``max_preview_kl`` = step_ratio × min(H₀, b / budget_ratio), the largest KL
             (nats per token) one optimizer step may move the policy, > 0 (default 0.001); None:
@@ -107,9 +114,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         min_budget: float = 0.01,
         setpoint: float = 0.75,
         max_entropy_drop: float | None = 0.2,
-        kp: float = 0.5,
+        kp: float = 2.0,
         ki: float = 0.05,
-        p_decay: float = 0.5,
+        p_decay: float = 0.2,
         max_coef: float = 10.0,
         step_ratio: float | None = 0.001,
         on_nonfinite: str = "raise",

@@ -89,6 +89,32 @@ def test_a_tighter_budget_answers_the_same_relative_excess_with_more_beta():
         assert coefs == pytest.approx([c * ratio for c in derived], rel=1e-9)
 
 
+def integrating_plant(controller: BudgetKL, drift: float, pull: float) -> np.ndarray:
+    """KL as the trainer shows it: it integrates the steps, each adding ``drift`` nats and
+    losing ``pull`` · β · KL, with β acting one batch late (the rollout that measures a step's
+    KL follows it), measured with 10% noise. Returns the measured KL of 100 batches."""
+    rng = np.random.default_rng(0)
+    kl, coefs, measured = 0.0, [0.0], []
+    for _ in range(100):
+        measured.append(kl * (1.0 + 0.1 * rng.standard_normal()))
+        coefs.append(controller.update(kl=max(measured[-1], 0.0), entropy=5.0, **BATCH).coef)
+        kl = max(kl + drift - pull * coefs[-2] * kl, 0.0)
+    return np.asarray(measured)
+
+
+def test_the_proportional_term_damps_the_cycle_an_integral_led_loop_falls_into():
+    """The default gains (kp 2 on an EMA of decay 0.2) hold KL within 1.1 × the budget on an
+    integrating KL plant where kp 0.5 on an EMA of 0.5 (the first defaults) cycled past it, as
+    they did in the frontier sweep."""
+    old, new = [], []
+    for drift, pull in itertools.product((0.05, 0.1), (0.1, 0.27)):
+        new.append(adherence(integrating_plant(BudgetKL(budget=1.0), drift, pull), 1.0))
+        damped_less = BudgetKL(budget=1.0, kp=0.5, p_decay=0.5)
+        old.append(adherence(integrating_plant(damped_less, drift, pull), 1.0))
+    assert min(new) >= 0.95
+    assert min(old) < 0.9 and np.mean(new) > np.mean(old)
+
+
 def test_the_decision_limits_each_step_to_a_share_of_the_initial_entropy_or_budget():
     loose = BudgetKL(budget=4.0, budget_ratio=0.4, step_ratio=0.004)
     assert loose.update(kl=0.0, entropy=5.0, **BATCH).max_preview_kl == pytest.approx(0.02)
