@@ -122,13 +122,22 @@ def train_fields(
 
 def main(argv: list[str] | None = None) -> int:
     parser = sweep_arguments(__doc__ or "", "runs/stability", "stress/safe*/*")
+    parser.add_argument(
+        "--refresh-overhead",
+        action="store_true",
+        help="recompute only the overhead claim of --out's stability.json from its overhead.json "
+        "and trainer_speed.json (no runs needed)",
+    )
     args = parser.parse_args(argv)
     checked_workers(parser, args)
     plan = QUICK if args.quick else FULL
     runs_dir = Path(args.runs)
-    from benchmarks.stability_render import write_report
+    from benchmarks.stability_render import refresh_overhead, write_report
 
     try:
+        if args.refresh_overhead:
+            print(refresh_overhead(Path(args.out)))
+            return 0
         if not args.report_only:
             run_sweep(
                 run_specs(plan),

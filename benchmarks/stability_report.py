@@ -282,6 +282,20 @@ def _negligible(crashes: dict[str, Any]) -> bool:
     return upper is not None and upper < NEGLIGIBLE_CRASHES
 
 
+OVERHEAD_CLAIM = "minimal computational overhead"
+
+
+def refreshed_overhead_claim(
+    stored: dict[str, Any],
+    overhead: dict[str, Any] | None,
+    trainer_speed: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``stored`` (a report's overhead claim) recomputed from newer overhead and trainer-speed
+    results, keeping its sweep wall times (per regime, as the report stored them)."""
+    wall = {r: {**c, "verdict": c["test"]} for r, c in stored["per_regime"].items()}
+    return overhead_claim(wall, overhead, trainer_speed)
+
+
 def overhead_claim(
     wall: dict[str, dict[str, Any]],
     overhead: dict[str, Any] | None,
@@ -291,7 +305,7 @@ def overhead_claim(
     PPO's (trainer_speed.json, measured on a quiet machine: the sweep's wall times share two
     cores between two runs and are only indicative)."""
     entry: dict[str, Any] = {
-        "claim": "minimal computational overhead",
+        "claim": OVERHEAD_CLAIM,
         "per_regime": {
             r: {"wall_relative_to_ppo": c["relative"], **_brief(c)} for r, c in wall.items()
         },

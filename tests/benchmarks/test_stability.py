@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,38 @@ def test_the_overhead_claim_reads_safes_row_of_the_committed_overhead_results() 
     claim = report.overhead_claim({}, overhead, speed)
     assert claim["controller_us_per_update"] == overhead["controllers"]["safe"]["median_us"]
     assert claim["verdict"] in ("confirmed", "mixed", "refuted")
+
+
+def test_the_committed_overhead_claim_is_that_of_the_committed_speed_results() -> None:
+    results = Path(report.__file__).parent / "results"
+    speed = json.loads((results / "trainer_speed.json").read_text())
+    (claim,) = [
+        c
+        for c in json.loads((results / "stability.json").read_text())["claims"]
+        if c["claim"] == report.OVERHEAD_CLAIM
+    ]
+    iteration = {algo: speed["results"][algo]["total"] for algo in ("ppo", "safe")}
+    assert claim["iteration_seconds"] == iteration
+
+
+def test_refresh_overhead_rewrites_only_the_overhead_claim(tmp_path: Path) -> None:
+    results = Path(report.__file__).parent / "results"
+    for name in ("stability.json", "overhead.json", "trainer_speed.json"):
+        shutil.copy(results / name, tmp_path / name)
+    speed = json.loads((tmp_path / "trainer_speed.json").read_text())
+    speed["results"]["safe"]["total"] = 2.0 * speed["results"]["ppo"]["total"]
+    (tmp_path / "trainer_speed.json").write_text(json.dumps(speed))
+    before = json.loads((tmp_path / "stability.json").read_text())
+    assert stability.main(["--refresh-overhead", "--out", str(tmp_path)]) == 0
+    after = json.loads((tmp_path / "stability.json").read_text())
+    pairs = zip(before["claims"], after["claims"], strict=True)
+    changed = [i for i, (a, b) in enumerate(pairs) if a != b]
+    assert [after["claims"][i]["claim"] for i in changed] == [report.OVERHEAD_CLAIM]
+    claim = after["claims"][changed[0]]
+    assert claim["method_overhead"] == pytest.approx(1.0)
+    assert claim["verdict"] == "mixed"  # the update is negligible, the iteration is not
+    assert {k: v for k, v in after.items() if k != "claims"} == {
+        k: v for k, v in before.items() if k != "claims"
+    }
+    assert "costs +100% against PPO's" in (tmp_path / "stability.md").read_text()
+    assert stability.main(["--refresh-overhead", "--out", str(tmp_path / "none")]) == 2
