@@ -64,7 +64,7 @@ def goal_check(cells: dict[str, dict[str, Any]], name: str = NO_BETA) -> dict[st
 
 def goal_table(goal: dict[str, Any], tolerance: float) -> list[str]:
     """Issue 13's goal for the controller that needs no β, one row per task × regime."""
-    from benchmarks.frontier_render import _yes_no, regret_text  # it renders with this
+    from benchmarks.frontier_answer import regret_text, yes_no
 
     name, rows = goal["controller"], goal["cells"]
     if not rows:
@@ -85,7 +85,7 @@ def goal_table(goal: dict[str, Any], tolerance: float) -> list[str]:
         lines.append(
             f"| {r['task']} | {r['regime']} | {r['n']} | "
             f"{regret_text({'mean': r['regret'], 'ci': r['ci'], 'n': r['n']})} | "
-            f"{_yes_no(r['ci_low_ok'])} | {_yes_no(r['above_zero'])} | "
-            f"{_yes_no(r['crashes_ok'])} | {fmt(r['collapse_steps'])} | {adherence} |"
+            f"{yes_no(r['ci_low_ok'])} | {yes_no(r['above_zero'])} | "
+            f"{yes_no(r['crashes_ok'])} | {fmt(r['collapse_steps'])} | {adherence} |"
         )
     return lines

@@ -2,7 +2,8 @@
 regime (proxy–KL and gold–KL panels: PPO's fixed-β frontier and every controller's mean point with
 95% bootstrap CIs over seeds in both axes).
 
-Every number in the text is read from the aggregate; the plain answers are generated from it.
+Every number in the text is read from the aggregate; the answers in words are generated from it
+(``frontier_answer.py``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.frontier import BUDGETS, ENTROPY_TARGET
+from benchmarks.frontier_answer import (
+    answer_paragraph,
+    gap_text,
+    overall_sentence,
+    plain_answer,
+    regret_text,
+    yes_no,
+)
 from benchmarks.frontier_goal import goal_table
-from benchmarks.frontier_report import REGRET_TOLERANCE, SAFE, SAFE_PUBLISHED
+from benchmarks.frontier_report import REGRET_TOLERANCE
 from benchmarks.stability_render import fmt, with_ci
 
 PANELS = (("reward_final", "final proxy reward"), ("gold_final", "final gold reward"))
@@ -105,127 +114,7 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
-# ------------------------------------------------------------------ text
-def _signed(value: float | None) -> str:
-    return "–" if value is None else ("+" if value >= 0 else "") + fmt(value)
-
-
-def regret_text(regret: dict[str, Any] | None) -> str:
-    if regret is None:
-        return "–"
-    ci = regret["ci"]
-    bounds = " (1 seed, no CI)" if ci is None else f" [{_signed(ci[0])}, {_signed(ci[1])}]"
-    return f"{_signed(regret['mean'])}{bounds}"
-
-
-def _gap_text(gap: dict[str, Any]) -> str:
-    return _signed(gap["gap"]) if gap["status"] == "inside" else gap["status"]
-
-
-def _yes_no(value: bool | None) -> str:
-    return "–" if value is None else "yes" if value else "no"
-
-
-def _position(entry: dict[str, Any]) -> str:
-    gap, kl = entry["proxy_gap"], entry["metrics"]["kl_final"]["mean"]
-    if gap["status"] == "outside":
-        return f"outside the β grid's KL range (KL {fmt(kl)}), so off the known frontier"
-    if gap["status"] != "inside":
-        return f"not placed against the frontier ({gap['status']})"
-    side = "above" if gap["gap"] > 0 else "below"
-    return f"{fmt(abs(gap['gap']))} {side} the proxy frontier at its KL ({fmt(kl)})"
-
-
-def _regret_sentence(regret: dict[str, Any] | None) -> str:
-    if regret is None:
-        return "no gold regret (no seed shared with the best β)"
-    if regret["ci"] is None:
-        return f"gold regret {_signed(regret['mean'])} on one paired seed (no CI)"
-    verdict = "≥" if regret["lower_at_least_minus_tolerance"] else "<"
-    return (
-        f"gold regret {regret_text(regret)} over {regret['n']} paired seeds "
-        f"(CI lower bound {verdict} −{REGRET_TOLERANCE:g})"
-    )
-
-
-def answer_paragraph(task: str, results: dict[str, Any]) -> str:
-    """The plain answer for one task, generated from the aggregate."""
-    answer, cells = results["answers"][task], results["cells"][task]
-    parts = []
-    for regime, cell in cells.items():
-        best, pick = cell["best_beta"], answer["per_regime"][regime]["pick"]
-        if best is None:
-            parts.append(f"In *{regime}* no fixed-β run has finished: no regret yet.")
-            continue
-        gold = cell["variants"][best]["metrics"]["gold_final"]
-        text = (
-            f"In *{regime}* (lr {cell['lr']:g}) the best fixed β in hindsight is "
-            f"{cell['variants'][best]['beta']:g} (final gold {fmt(gold['mean'])}, "
-            f"n = {gold['n']})"
-        )
-        if pick is not None:
-            regret = cell["variants"][pick]["gold_regret"]
-            text += f"; the controller with the highest (best) gold regret is `{pick}`: "
-            text += _regret_sentence(regret)
-        parts.append(text + ".")
-    matching, pick = answer["match_best_beta_everywhere"], answer["pick"]
-    if matching:
-        parts.append(
-            f"Regret CI lower bound ≥ −{REGRET_TOLERANCE:g} in every regime: "
-            + ", ".join(f"`{n}`" for n in matching)
-            + "."
-        )
-    elif pick is None:
-        parts.append("No controller has a paired gold regret in every regime yet.")
-    elif answer["too_few_seeds"]:
-        parts.append("Too few paired seeds for a regret CI: no controller can be cleared yet.")
-    else:
-        parts.append(
-            f"No controller's regret CI lower bound is ≥ −{REGRET_TOLERANCE:g} in every regime."
-        )
-    if pick is not None:
-        parts.append(
-            f"**Pick `{pick}`** on this task (the highest mean regret in its worst regime, "
-            f"{_signed(answer['pick_worst_regime_regret'])}"
-            + (", among those)." if matching else ").")
-        )
-    for name, label in ((SAFE_PUBLISHED, "SAFE's published constants"), (SAFE, "SAFE here")):
-        found = [(r, c["variants"][name]) for r, c in cells.items() if name in c["variants"]]
-        if found:
-            parts.append(
-                f"{label} (`{name}`): "
-                + "; ".join(
-                    f"in {r} {_position(e)}, {_regret_sentence(e['gold_regret'])}" for r, e in found
-                )
-                + "."
-            )
-    return " ".join(parts)
-
-
-def overall_sentence(overall: dict[str, Any]) -> str:
-    """The pick over every task × learning rate: one default for a task the user cannot name."""
-    line = answer_lines({"answers": {"": overall}})[""].replace("worst-regime", "worst-cell")
-    return f"**Across every task and learning rate** (one default, the task unknown): {line}."
-
-
-def answer_lines(results: dict[str, Any]) -> dict[str, str]:
-    """One console line per task."""
-    out = {}
-    for task, answer in results["answers"].items():
-        pick, matching = answer["pick"], answer["match_best_beta_everywhere"]
-        cleared = (
-            "too few paired seeds for a CI"
-            if answer["too_few_seeds"]
-            else f"within −{REGRET_TOLERANCE:g} everywhere: {', '.join(matching) or 'none'}"
-        )
-        out[task] = (
-            "no controller with a paired regret in every regime yet"
-            if pick is None
-            else f"pick {pick} (worst-regime mean gold regret "
-            f"{_signed(answer['pick_worst_regime_regret'])}; {cleared})"
-        )
-    return out
-
+# ------------------------------------------------------------------ markdown
 
 COLUMNS = (
     "variant",
@@ -258,11 +147,11 @@ def _row(name: str, entry: dict[str, Any], best: str | None) -> str:
         with_ci(m["reward_final"]),
         with_ci(m["gold_final"]),
         "0 (itself)" if name == best else regret_text(regret),
-        _yes_no(
+        yes_no(
             None if regret is None or name == best else regret["lower_at_least_minus_tolerance"]
         ),
-        _gap_text(entry["proxy_gap"]),
-        _gap_text(entry["gold_gap"]),
+        gap_text(entry["proxy_gap"]),
+        gap_text(entry["gold_gap"]),
         fmt(m["budget_adherence"]["mean"], 2),
         crash,
         fmt(m["entropy_min"]["mean"]),
@@ -328,6 +217,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *_method(results),
         "## Answers",
+        "",
+        plain_answer(results),
         "",
     ]
     lines += [f"- **{t}.** {answer_paragraph(t, results)}" for t in results["cells"]]

@@ -335,6 +335,7 @@ def _model(runs: Runs) -> dict[str, Any] | None:
 def write_report(runs_dir: Path, out_dir: Path, quick: bool) -> str:
     """Aggregate ``runs_dir`` into ``out_dir`` (frontier.json, frontier.md, one PNG per task ×
     regime); returns a few lines for the console."""
+    from benchmarks import frontier_answer as answers
     from benchmarks import frontier_render as render
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -362,11 +363,11 @@ def write_report(runs_dir: Path, out_dir: Path, quick: bool) -> str:
     }
     results["plots"] = [p.name for p in render.plot(results, out_dir)]
     for task, answer in results["answers"].items():
-        answer["text"] = render.answer_paragraph(task, results)
+        answer["text"] = answers.answer_paragraph(task, results)
     # Keys stay in the sweep's order (tasks, regimes, variants), which readers display as is.
     results = strict(results)
     (out_dir / "frontier.json").write_text(json.dumps(results, indent=1, allow_nan=False) + "\n")
     (out_dir / "frontier.md").write_text(render.markdown(results))
     lines = [f"frontier: {len(found)} of {len(planned)} planned runs → {out_dir}/frontier.md"]
-    lines += [f"  {task}: {text}" for task, text in render.answer_lines(results).items()]
+    lines += [f"  {task}: {text}" for task, text in answers.answer_lines(results).items()]
     return "\n".join(lines)

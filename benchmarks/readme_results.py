@@ -192,8 +192,8 @@ def rerun_section(rerun: dict[str, Any]) -> list[str]:
 def frontier_section(frontier: dict[str, Any]) -> list[str]:
     """Gold regret of every controller against the best fixed β, per task × regime, and the
     generated answer per task (``python -m benchmarks.frontier``)."""
+    from benchmarks.frontier_answer import overall_sentence, plain_answer, regret_text
     from benchmarks.frontier_goal import goal_table
-    from benchmarks.frontier_render import overall_sentence, regret_text
 
     cells, meta = frontier["cells"], frontier["meta"]
     columns = [(task, regime) for task, by in cells.items() for regime in by]
@@ -213,6 +213,8 @@ def frontier_section(frontier: dict[str, Any]) -> list[str]:
         "regret = final gold − the best fixed β's in hindsight on the same seed, mean with a 95% "
         "bootstrap CI over paired seeds (≥ 0: no β search needed); frontier plots, proxy gaps "
         "and all measures in [`benchmarks/results/frontier.md`](benchmarks/results/frontier.md).",
+        "",
+        plain_answer(frontier),
         "",
         "| controller | " + " | ".join(f"{t} / {r}" for t, r in columns) + " |",
         "|---" * (len(columns) + 1) + "|",

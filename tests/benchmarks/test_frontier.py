@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import frontier, frontier_goal, readme_results
+from benchmarks import frontier, frontier_answer, frontier_goal, readme_results
 from benchmarks import frontier_report as report
 from benchmarks.intervals import bootstrap_mean_ci
 
@@ -213,6 +213,48 @@ def test_issue_13_goal_needs_every_cell_within_tolerance_half_above_zero_and_the
     assert goal["cells_above_zero"] == 1 and goal["met"] is False
     table = "\n".join(frontier_goal.goal_table(goal, report.REGRET_TOLERANCE))
     assert "(not met)" in table and "| sentiment | stress | 3 |" in table
+
+
+def test_plain_answer_says_what_to_run_per_learning_rate_and_what_safe_published_does(
+    tmp_path: Path,
+) -> None:
+    # kl-budget: +0.1 gold on every seed at stress; at standard −0.01 on average, with seeds
+    # that disagree (its CI spans 0). SAFE-published: 20 nats per token, twice the KL of the
+    # loosest β (0.03 / 0.003 = 10), and 0.3 less gold than the best β on every seed.
+    for task in ("sentiment", "topic"):
+        for regime, leads in (("standard", (-0.05, 0.03, -0.01)), ("stress", (0.1,) * 3)):
+            write_beta_grid(tmp_path, task, regime)
+            for seed, lead in enumerate(leads):
+                best = 0.5 + SEED_OFFSET[seed]
+                write_run(tmp_path, task, regime, "kl-budget", seed, gold_final=best + lead)
+                write_run(
+                    tmp_path,
+                    task,
+                    regime,
+                    "safe-published",
+                    seed,
+                    gold_final=best - 0.3,
+                    kl_final=20.0,
+                    budget_adherence=0.01,
+                )
+    text = frontier_answer.plain_answer(report.aggregate(report.load_runs(tmp_path)))
+    standard, stress = (frontier.REGIMES[r]["lr"] for r in ("standard", "stress"))
+    assert text.startswith("**Plain answer.** Run `kl-budget`")
+    assert (
+        f"standard learning rate (lr {standard:g}) -0.010 over 2 tasks (CI spanning 0 on 2 of 2)"
+        in text
+    )
+    assert (
+        f"stress learning rate (lr {stress:g}) +0.100 over 2 tasks (CI above 0 on 2 of 2)" in text
+    )
+    assert "within 1.1 × its budget on 0.90 of post-warm-up steps" in text
+    assert "sentiment `kl-budget`, topic `kl-budget`" in text
+    assert (
+        "end at KL 20.000 nats per token, more than every fixed β of the grid spends in 4 of 4"
+        in text
+    )
+    assert "their own threshold on 0.01 of steps" in text
+    assert "gold regret is -0.300 (CI below 0 on 4 of 4)" in text
 
 
 def test_partial_sweep_reports_what_finished(tmp_path: Path) -> None:
