@@ -135,7 +135,7 @@ def answer_lines(results: dict[str, Any]) -> dict[str, str]:
 
 
 def _span(values: list[float], digits: int = 3, sign: bool = True) -> str:
-    """ "a to b" of some values (one value: itself)."""
+    """The range of some values as "a to b" (one value: itself)."""
     text = signed if sign else (lambda v: fmt(v, digits))
     low, high = min(values), max(values)
     return text(low) if low == high else f"{text(low)} to {text(high)}"
@@ -246,7 +246,8 @@ def plain_answer(results: dict[str, Any]) -> str:
     by_task = {t: a["pick"] for t, a in results["answers"].items() if a["pick"] is not None}
     if by_task:
         text += (
-            " Picked per task (the highest mean regret in the task's worse learning rate): "
+            " Picked per task (the highest mean regret in the task's worse learning rate, "
+            f"among those within −{REGRET_TOLERANCE:g} at both where there are any): "
             + ", ".join(f"{t} `{p}`" for t, p in by_task.items())
             + "."
         )
