@@ -164,9 +164,16 @@ def _by_regime(results: dict[str, Any], name: str) -> dict[str, list[dict[str, A
     return out
 
 
+def _adherence_span(entries: list[dict[str, Any]]) -> str | None:
+    """The range of the entries' budget adherence (None: none of them has a budget)."""
+    known = [m for e in entries if (m := e["metrics"]["budget_adherence"]["mean"]) is not None]
+    return _span(known, 2, sign=False) if known else None
+
+
 def _pick_sentence(results: dict[str, Any], pick: str) -> str:
-    parts = []
+    parts, entries = [], []
     for regime, cells in _by_regime(results, pick).items():
+        entries += [c["variants"][pick] for c in cells]
         regrets = [c["variants"][pick]["gold_regret"] for c in cells]
         lrs = ", ".join(sorted({f"{c['lr']:g}" for c in cells}))
         parts.append(
@@ -174,16 +181,10 @@ def _pick_sentence(results: dict[str, Any], pick: str) -> str:
             f"{_span([r['mean'] for r in regrets])} over {len(cells)} task"
             f"{'s' if len(cells) > 1 else ''} ({_ci_counts(regrets)})"
         )
-    adherence = [
-        c["variants"][pick]["metrics"]["budget_adherence"]["mean"]
-        for cells in _by_regime(results, pick).values()
-        for c in cells
-    ]
-    known = [a for a in adherence if a is not None]
+    adherence = _adherence_span(entries)
     held = (
-        f" Its KL stayed within 1.1 × its budget on {_span(known, 2, sign=False)} of "
-        "post-warm-up steps."
-        if known
+        f" Its KL stayed within 1.1 × its budget on {adherence} of post-warm-up steps."
+        if adherence
         else ""
     )
     return (
@@ -207,18 +208,12 @@ def _published_sentence(results: dict[str, Any]) -> str:
     entries = [c["variants"][SAFE_PUBLISHED] for c in cells]
     kl = [e["metrics"]["kl_final"]["mean"] for e in entries]
     beyond = sum(
-        bool(c["frontier"])
-        and e["metrics"]["kl_final"]["mean"] > max(p["kl_final"] for p in c["frontier"])
-        for c, e in zip(cells, entries, strict=True)
+        bool(c["frontier"]) and k > max(p["kl_final"] for p in c["frontier"])
+        for c, k in zip(cells, kl, strict=True)
     )
-    adherence = [e["metrics"]["budget_adherence"]["mean"] for e in entries]
-    known = [a for a in adherence if a is not None]
     regrets = [e["gold_regret"] for e in entries]
-    held = (
-        f", KL within 1.1 × their own threshold on {_span(known, 2, sign=False)} of steps"
-        if known
-        else ""
-    )
+    adherence = _adherence_span(entries)
+    held = f", KL within 1.1 × their own threshold on {adherence} of steps" if adherence else ""
     gaps = [e["gold_gap"]["gap"] for e in entries if e["gold_gap"]["status"] == "inside"]
     placed = (
         f"; where the grid reaches their KL ({len(gaps)} cell{'s' if len(gaps) > 1 else ''}) "

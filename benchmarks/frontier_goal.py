@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.frontier_answer import regret_text, yes_no
 from benchmarks.stability_render import fmt
 
 NO_BETA = "kl-budget"
@@ -64,8 +65,6 @@ def goal_check(cells: dict[str, dict[str, Any]], name: str = NO_BETA) -> dict[st
 
 def goal_table(goal: dict[str, Any], tolerance: float) -> list[str]:
     """Issue 13's goal for the controller that needs no β, one row per task × regime."""
-    from benchmarks.frontier_answer import regret_text, yes_no
-
     name, rows = goal["controller"], goal["cells"]
     if not rows:
         return [f"`{name}` has no paired run beside a fixed β yet: its goal is not judged."]
