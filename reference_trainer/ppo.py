@@ -52,16 +52,3 @@ def clipped_policy_loss(
     approx_kl = (ratio - 1.0) - log_ratio
     return loss, clip_fraction.detach(), approx_kl.detach()
 
-
-def exact_kl_per_token(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) summed over the vocabulary at every position: Σ_v p(v)·(log p(v) − log q(v)).
-
-    ``logits_*`` are (…, V). Exact at each sampled context (no sampling estimator, so no bias from
-    sampling the tokens under the wrong policy and no variance from the tokens drawn); tokens that
-    p gives probability 0 (EOS while it is blocked) contribute 0, even where q's logit is −inf.
-    """
-    logp = torch.log_softmax(logits_p.float(), dim=-1)
-    logq = torch.log_softmax(logits_q.float(), dim=-1)
-    # −inf − (−inf) is NaN: a token blocked under both contributes 0 (nan_to_num, one pass
-    # cheaper than a where on p > 0; a p-impossible token's −inf becomes finite, × p = 0 → 0).
-    return (logp.exp() * (logp - logq).nan_to_num_(nan=0.0)).sum(-1)

@@ -18,6 +18,9 @@ import torch
 import torch.distributed as dist
 
 from safecontrol.torch import (
+    LimitedStep,
+    StepLimiter,
+    UncheckedStep,
     critic_loss,
     entropy_from_logits,
     global_means,
@@ -33,7 +36,6 @@ from .models import frozen_reference, load_policy, make_critics
 from .ppo import clipped_policy_loss, gae, whiten
 from .rewards import RewardFn, checked_rewards
 from .rollout import ForwardResult, Rollout, sample, sequence_forward
-from .step_limit import LimitedStep, StepLimiter, UncheckedStep
 from .tasks import scorers
 from .token_means import global_token_mean, token_share
 
@@ -76,10 +78,12 @@ class Trainer:
         self.policy, self.critic = policy, critic
         self.controller = config.make_controller()
         self.decision = self.controller.decision
-        self.step_limiter = StepLimiter(
+        self.step_limiter: StepLimiter[Rollout, ForwardResult] = StepLimiter(
             self.policy_params,
-            predicted=config.resolved_step_limit == "predicted",
             forward=lambda rollout: self._forward(self.policy, rollout),
+            logits=lambda result: result.logits,
+            mask=lambda rollout: rollout.response_mask,
+            mode=config.resolved_step_limit,
             check_finite=self._check_finite,
         )
         proxy, self.gold_fn = scorers(config, self.prompts)
@@ -363,7 +367,8 @@ class Trainer:
         if self.entropy_controller is not None:
             self.entropy_controller.load_state_dict(json.loads(state["entropy_controller"]))
             self.ent_coef = self.entropy_controller.decision.coef
-        self.step_limiter.load_state_dict(state)
+        # A checkpoint from before the predicted step limit holds no curvature: preview first.
+        self.step_limiter.load_state_dict({"step_curvature": state.get("step_curvature")})
         self.prompt_sampler.bit_generator.state = json.loads(state["prompt_sampler"])
         python_state = json.loads(state["python_rng"])
         random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))

@@ -34,14 +34,28 @@ from .distributed import (
 from .entropy import default_chunk_size, entropy_from_logits
 from .kl import kl_per_token, masked_mean
 from .penalty import PENALTY_MODES, kl_penalty
+from .step_limit import (
+    STEP_LIMIT_MODES,
+    LimitedStep,
+    PendingStep,
+    StepLimiter,
+    UncheckedStep,
+    exact_kl_per_token,
+)
 
 __all__ = [
     "KL_ESTIMATORS",
     "PENALTY_MODES",
+    "STEP_LIMIT_MODES",
+    "LimitedStep",
+    "PendingStep",
     "SoftMinCritic",
+    "StepLimiter",
+    "UncheckedStep",
     "critic_loss",
     "default_chunk_size",
     "entropy_from_logits",
+    "exact_kl_per_token",
     "global_masked_mean",
     "global_means",
     "global_measurements",

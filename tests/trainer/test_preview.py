@@ -11,10 +11,9 @@ from scipy.special import rel_entr  # noqa: E402
 from tiny_lm import build_tiny  # noqa: E402
 
 from reference_trainer.config import TrainConfig  # noqa: E402
-from reference_trainer.ppo import exact_kl_per_token  # noqa: E402
 from reference_trainer.rollout import sample  # noqa: E402
 from reference_trainer.train import Trainer  # noqa: E402
-from safecontrol.torch import kl_per_token  # noqa: E402
+from safecontrol.torch import exact_kl_per_token, kl_per_token  # noqa: E402
 
 
 def brute_force_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> np.ndarray:

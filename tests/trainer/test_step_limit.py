@@ -14,10 +14,10 @@ from tiny_lm import build_tiny  # noqa: E402
 
 from reference_trainer.config import TrainConfig  # noqa: E402
 from reference_trainer.config_cli import build  # noqa: E402
-from reference_trainer.ppo import exact_kl_per_token  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
-from reference_trainer.step_limit import STEP_SLACK, StepLimiter  # noqa: E402
 from reference_trainer.train import Trainer  # noqa: E402
+from safecontrol.torch import StepLimiter, exact_kl_per_token  # noqa: E402
+from safecontrol.torch.step_limit import STEP_SLACK  # noqa: E402
 
 SMALL = {"steps": "4", "batch_size": "4", "max_new_tokens": "6", "min_new_tokens": "1"}
 BINDING = {"algo": "kl-budget", "lr": 0.05, "ppo_epochs": 3}
@@ -109,14 +109,3 @@ def test_a_resumed_run_predicts_from_the_saved_curvature(tiny, tmp_path):
     train(config(tiny, tmp_path / "part", **BINDING, steps=2), progress=False)
     train(config(tiny, tmp_path / "part", **BINDING), resume=True, progress=False)
     assert deterministic(tmp_path / "part") == deterministic(tmp_path / "whole")
-
-
-def test_a_saved_curvature_is_checked_and_an_old_checkpoint_has_none():
-    limiter = StepLimiter([], predicted=True, forward=None, check_finite=None)
-    limiter.load_state_dict({"step_curvature": 2.5})
-    assert limiter.state_dict() == {"step_curvature": 2.5}
-    limiter.load_state_dict({})  # saved before the predicted limit existed: preview first
-    assert limiter.curvature is None
-    for bad in (float("nan"), -1.0):
-        with pytest.raises(ValueError, match=rf"step_curvature .* got {bad!r}"):
-            limiter.load_state_dict({"step_curvature": bad})
