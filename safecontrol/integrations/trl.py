@@ -61,8 +61,13 @@ their mean length as TRL logged it (tokens up to and including EOS, the tokens t
 over; in GRPO with a tool mask, the model's tokens only). A ``per_token`` controller's targets are
 in TRL's unit; a ``per_sequence`` one (Ziegler's ``AdaptiveKL``) converts with the length. With
 ``mask_truncated_completions`` the KL is the mean over untruncated completions while the length
-counts all, so a per-sequence KL is then an estimate. Only ``decision.coef`` is applied: a
-callback cannot preview and shrink an optimizer step, so ``step_scale`` is not used here.
+counts all, so a per-sequence KL is then an estimate.
+
+**Step limit.** A decision with a finite ``max_preview_kl`` (kl-budget's, SAFE's) limits every
+optimizer step: KL(π_before ‖ π_after), measured exactly on the step's last micro-batch, is held
+to it by shrinking the step toward the weights it started from (``trl_step_limit``; one weight copy
+and two gradient-free forwards of one micro-batch per step). Logged as ``safe/step_scale`` and
+``safe/step_kl``. ``limit_steps=False`` runs without it (the ablation), and says so once.
 
 **Entropy bonus (GRPO, trl >= 1.8).** ``entropy_controller=`` (e.g.
 ``EntropyTargetController(target=...)``) also sets ``trainer.entropy_coef`` (GRPO's loss is
@@ -103,6 +108,7 @@ from .trl_state import (
     checked_state,
     read_state_file,
 )
+from .trl_step_limit import StepLimit
 from .trl_trainers import (
     check_trainer,
     checked_controller,
@@ -144,6 +150,8 @@ class SafeBetaCallback(TrainerCallback):
             coefficient (e.g. ``EntropyTargetController(target=...)``); it sets
             ``trainer.entropy_coef``, updated with the KL controller from the same entropy. The
             trainer needs ``GRPOConfig(entropy_coef > 0, use_adaptive_entropy=False)``.
+        limit_steps: apply the decision's per-step KL limit (default); ``False`` runs without
+            it, with one warning when the controller asks for one.
         source: where the measurements are read (``SOURCES``). ``"auto"`` (default): TRL's
             metric lists, checked after the first optimizer step; where they lack a key the
             callback warns once and reads the logs instead. ``"logs"``: only the logs passed to
@@ -162,6 +170,7 @@ class SafeBetaCallback(TrainerCallback):
         min_beta: float = 1e-6,
         require_state_on_resume: bool = True,
         entropy_controller: Controller | None = None,
+        limit_steps: bool = True,
         source: str = "auto",
     ) -> None:
         self.kind = trainer_kind(trainer)
@@ -174,6 +183,10 @@ class SafeBetaCallback(TrainerCallback):
         self.require_state_on_resume = bool(require_state_on_resume)
         self._global_step = 0
         self._restored_step: int | None = None
+        if not isinstance(limit_steps, bool):
+            raise ValueError(f"limit_steps must be True or False, got {limit_steps!r}")
+        self.step_limit = StepLimit(trainer) if limit_steps else None
+        self._warned_unlimited = False
 
     @classmethod
     def attach(
@@ -186,6 +199,8 @@ class SafeBetaCallback(TrainerCallback):
         if any(isinstance(cb, cls) for cb in callbacks):
             raise ValueError(f"trainer already has a {cls.__name__}; two would both set beta")
         callback = cls(trainer, controller, **kwargs)
+        if callback.step_limit is not None:
+            callback.step_limit.install()
         callbacks.insert(0, callback)
         return callback
 
@@ -235,6 +250,23 @@ class SafeBetaCallback(TrainerCallback):
         self.measurements.lists.start()
         self.trainer.beta = self.beta
         self._set_entropy_coef()
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        decision = self.controller.decision
+        if self.step_limit is not None:
+            self.step_limit.before(decision)
+        elif math.isfinite(decision.max_preview_kl) and not self._warned_unlimited:
+            self._warned_unlimited = True
+            warnings.warn(
+                f"{type(self.controller).__name__} limits each optimizer step to "
+                f"max_preview_kl = {decision.max_preview_kl:.3g} nats per token, but the callback "
+                "was built with limit_steps=False: its steps are not limited",
+                stacklevel=2,
+            )
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.step_limit is not None:
+            self.step_limit.after(self.controller.decision)
 
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.measurements.micro_step_end()
@@ -358,7 +390,11 @@ class SafeBetaCallback(TrainerCallback):
 
     def _decision_values(self) -> dict[str, float]:
         entropy_coef = None if self.entropy_controller is None else self.trainer.entropy_coef
-        return decision_values(self.controller.decision, self.trainer.beta, entropy_coef)
+        values = decision_values(self.controller.decision, self.trainer.beta, entropy_coef)
+        if self.step_limit is not None and self.step_limit.step_kl is not None:
+            values["safe/step_scale"] = self.step_limit.scale
+            values["safe/step_kl"] = self.step_limit.step_kl
+        return values
 
 
 def _positive_min_beta(min_beta: Any) -> float:

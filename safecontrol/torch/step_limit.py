@@ -129,7 +129,8 @@ class StepLimiter(Generic[Batch, Forward]):
 
     In a loop that has no forward of its own on the step's batch (a TRL or verl optimizer step),
     call ``before_step(batch)`` just before ``optimizer.step()`` and ``after_step(decision,
-    pending)`` just after: one parameter copy and two forwards without gradients per step.
+    pending)`` just after: one parameter copy and two forwards without gradients per step, one more
+    per step that is shrunk (its KL measured again).
     """
 
     def __init__(
@@ -164,8 +165,20 @@ class StepLimiter(Generic[Batch, Forward]):
         return PendingStep(batch, before, saved)
 
     def after_step(self, decision: Decision, pending: PendingStep) -> LimitedStep:
-        """Measure the step just taken from ``pending`` exactly and shrink it to the limit."""
-        return self._previewed(decision, pending.batch, pending.before, pending.saved, False)
+        """Measure the step just taken from ``pending`` exactly and shrink it to the limit.
+
+        KL ∝ step² holds for small steps only (a shrink by 0.12 on a 0.34 M-parameter model left
+        2.1 × the limit), so a shrunk step is measured again and shrunk further while it
+        overshoots its limit by more than ``STEP_SLACK`` (at most ``MAX_SHRINKS`` forwards more;
+        TRPO's line search also checks the KL after each try)."""
+        batch, before, saved = pending
+        limited = self._previewed(decision, batch, before, saved, False)
+        if limited.scale == 1.0:
+            return limited
+        with torch.no_grad():
+            unchecked = UncheckedStep(before, saved, 0.0)
+            _, factor = self.checked(decision, batch, self.forward(batch), unchecked, -1)
+        return limited._replace(scale=limited.scale * factor)
 
     # ------------------------------------------------------------------ loops with epochs
     def limit(
