@@ -26,8 +26,9 @@ What it does, and why:
   The callback reads the values from TRL's metric lists (fast path) or from its logs (public
   path; ``source``, ``trl_measurements``) and averages them exactly as TRL's log does. Every
   process computes the same update from the same global values, so β agrees across ranks.
-- **One controller update per rollout batch**, at the end of an optimizer step (never inside a
-  gradient-accumulation window) that generated one; with TRL's defaults (``num_iterations=1``,
+- **One controller update per rollout batch**, just before the optimizer step (never inside a
+  gradient-accumulation window) of a window that generated one, so that step's limit is already
+  this batch's; with TRL's defaults (``num_iterations=1``,
   ``steps_per_generation = gradient_accumulation_steps``) every optimizer step. Steps that reuse
   a rollout (``num_iterations`` > 1, or ``steps_per_generation`` larger than
   ``gradient_accumulation_steps``) hold β and carry their KL and entropy into the next update:
@@ -252,6 +253,11 @@ class SafeBetaCallback(TrainerCallback):
         self._set_entropy_coef()
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Every micro-batch of this optimizer step has run, so TRL's lists hold its rollout
+        batch's measurements: update once per rollout batch, then limit the step with the decision
+        just taken (the first step of a run is limited too, as in the reference trainer)."""
+        if self.measurements.step_end():
+            self._update()
         decision = self.controller.decision
         if self.step_limit is not None:
             self.step_limit.before(decision)
@@ -272,10 +278,8 @@ class SafeBetaCallback(TrainerCallback):
         self.measurements.micro_step_end()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """At the optimizer-step boundary: collect this step's metrics, update once per rollout."""
+        """After the optimizer step: log the decision it was taken with."""
         self._global_step = state.global_step
-        if self.measurements.step_end():
-            self._update()
         if self.measurements.source == "metrics":
             self.measurements.lists.append(self._decision_values())
 

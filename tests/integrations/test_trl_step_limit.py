@@ -75,12 +75,12 @@ def run(model_dir: str, out: Any, kind: str, **kwargs: Any) -> tuple[Any, SafeBe
 def test_every_limited_step_ends_within_its_limit(model_dir, tmp_path, kind):
     trainer, _, measured = run(model_dir, tmp_path, kind, settings=BINDING)
     limited = [(kl, limit) for kl, limit in measured.steps if limit < float("inf")]
-    assert len(limited) == 3  # the first step precedes kl-budget's first decision
+    assert len(limited) == 4  # the first step too: its batch's decision comes before it
     assert all(kl <= STEP_SLACK * limit for kl, limit in limited)
     logs = step_logs(trainer)
-    scales = [logs[step]["safe/step_scale"] for step in (2, 3, 4)]
+    scales = [logs[step]["safe/step_scale"] for step in (1, 2, 3, 4)]
     assert min(scales) < 1.0  # the limit bound: steps were shrunk
-    assert all(logs[step]["safe/step_kl"] > 0.0 for step in (2, 3, 4))
+    assert all(logs[step]["safe/step_kl"] > 0.0 for step in (1, 2, 3, 4))
 
 
 def test_without_the_limit_the_same_steps_overshoot_and_the_callback_warns_once(
