@@ -60,6 +60,7 @@ def _resolved(config: Any) -> dict[str, Any]:
 def pending(jobs: list[Job]) -> list[Job]:
     """The jobs still to do; a finished run whose config differs from its job is an error."""
     from reference_trainer.config import TrainConfig
+    from reference_trainer.run_log import OUTCOME_FREE_KEYS
 
     todo = []
     for spec, fields in jobs:
@@ -71,7 +72,11 @@ def pending(jobs: list[Job]) -> list[Job]:
             # (safe's two critic heads) resolve alike whether saved resolved or not.
             saved_run = _resolved(TrainConfig(**saved))
             wanted = _resolved(TrainConfig(**fields))
-            changed = sorted(k for k in saved_run if saved_run[k] != wanted[k])
+            # A key that cannot change the outcome (the reward timeout, whose default changed
+            # after the frontier's runs finished) does not make a finished run another one.
+            changed = sorted(
+                k for k in saved_run if saved_run[k] != wanted[k] and k not in OUTCOME_FREE_KEYS
+            )
             if changed:
                 raise ValueError(
                     f"{done.parent} finished with a different config ({changed}); "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import PrepareConfig, TrainConfig
 from .config_cli import build, describe_fields, parse_assignments
+from .rewards import is_python_reward
 from .run_files import read_json
 
 
@@ -30,7 +31,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _saved_config(args: argparse.Namespace, overrides: dict[str, str]) -> dict[str, object] | None:
     """With ``--resume``, the run's saved ``config.json``: the settings it was started with
-    (reward, task, controller...) are restored, the command line's apply on top."""
+    (reward, task, controller...) are restored, the command line's apply on top; a Python reward
+    it names must be named again or trusted (``_refuse_run_code``)."""
     if args.command != "train" or not args.resume:
         return None
     run_dir = Path(overrides.get("run_dir", TrainConfig().run_dir))
@@ -40,7 +42,24 @@ def _saved_config(args: argparse.Namespace, overrides: dict[str, str]) -> dict[s
     saved = read_json(path)
     if not isinstance(saved, dict):
         raise ValueError(f"{path} must hold a JSON object of config fields")
+    if not args.trust_run_code:
+        _refuse_run_code(path, saved, overrides)
     return saved
+
+
+def _refuse_run_code(path: Path, saved: dict[str, object], overrides: dict[str, str]) -> None:
+    """Refuse a Python reward that only the run directory names. A run directory is data (its
+    checkpoint is loaded ``weights_only``); importing the module its config.json names would run
+    whatever a received directory ships beside it (``python -m`` puts the current directory first
+    on ``sys.path``), so the user names that code again, or trusts the run's."""
+    for key in ("reward", "gold_reward"):
+        spec = saved.get(key)
+        if key not in overrides and isinstance(spec, str) and is_python_reward(spec):
+            raise ValueError(
+                f"--resume: {path} names the Python function {key}={spec!r}, and code named only "
+                f"by a run directory is not imported: add --set {key}={spec} if you trust that "
+                f"code, or --trust-run-code to import every function the run names"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--run-dir")
             sub.add_argument("--report-to", help="none, tensorboard, wandb (comma-separated)")
             sub.add_argument("--resume", action="store_true", help="continue the run in run_dir")
+            sub.add_argument(
+                "--trust-run-code",
+                action="store_true",
+                help="with --resume, import the module:function rewards the run's config.json "
+                "names (else each must be named again with --set)",
+            )
             sub.add_argument("--report", action="store_true", help="write the report afterwards")
     report_parser = commands.add_parser("report")
     report_parser.add_argument("run_dir")

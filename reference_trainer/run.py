@@ -67,8 +67,10 @@ def train(
 def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progress: bool) -> Path:
     run = RunLog(Path(config.run_dir), writer=not dist.is_initialized() or dist.get_rank() == 0)
     with run.session(config, resume):
-        trainer = Trainer(config, reward_fn)  # everything is loaded before config.json is written
+        # The checkpoint is checked before the model and the rewards load (a foreign or corrupt
+        # one stops the run at once), and everything is loaded before config.json is written.
         state = run.latest_checkpoint(config) if resume else None
+        trainer = Trainer(config, reward_fn)
         if state is not None:
             trainer.load_state(state)
         if resume:

@@ -3,14 +3,16 @@
 Only the writer (rank 0) touches files, and only while it holds the directory's lock
 (``run_lock``): a second trainer or a ``--resume`` of a live run is refused at once. A directory
 that holds files but no run of ours is never written to. ``metrics.jsonl`` gets one line per
-iteration, flushed; on resume the lines after the checkpoint's step are dropped, so a resumed
-run's log equals an uninterrupted one.
+iteration, flushed (and fsynced before each checkpoint, which must never be ahead of the logs);
+on resume the lines after the checkpoint's step are dropped, so a resumed run's log equals an
+uninterrupted one. A write the disk refuses names the file and leaves whole lines behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -24,8 +26,11 @@ from .config import TrainConfig, as_dict
 from .run_files import read_json, read_step_records
 from .run_lock import LOCK_NAME, RunLock
 
-RESUMABLE_CHANGES = ("steps", "run_dir")
-"""Config keys a resumed run may change: more steps, and where the directory now lives."""
+OUTCOME_FREE_KEYS = ("reward_timeout", "report_to", "checkpoint_every", "sample_every")
+"""Config keys that cannot change what a run trains or logs per step: a timeout for a scorer that
+hung, trackers, and how often checkpoints and samples are written."""
+RESUMABLE_CHANGES = ("steps", "run_dir", *OUTCOME_FREE_KEYS)
+"""Config keys a resumed run may change: those, more steps, and where the directory now lives."""
 OWN_KEYS = frozenset({"algo", "run_dir", "kl_estimator", "seed"})
 """Keys that mark a ``config.json`` as one of ours (every version of TrainConfig has them)."""
 
@@ -165,11 +170,14 @@ class RunLog:
         for path in (self.metrics_path, self.samples_path):
             if not self.writer or not path.exists():
                 continue
+            _drop_cut_short_line(path)
             kept = read_step_records(path, keep=lambda row: row["step"] <= step)
             write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def save_checkpoint(self, state: dict[str, Any], rank_rng: list[Any]) -> None:
         if self.writer:
+            for path in (self.metrics_path, self.samples_path):
+                _fsync(path)
             checkpoint.save_atomic(self.checkpoint_path, {**state, "rank_rng": rank_rng})
 
     # ------------------------------------------------------------------ logs
@@ -199,6 +207,62 @@ class RunLog:
         if not self.writer:
             return
         line = json.dumps(record, allow_nan=False)  # strict JSON: a NaN metric is a bug upstream
-        with open(path, "a") as handle:
-            handle.write(line + "\n")
-            handle.flush()
+        try:
+            _append_whole(path, (line + "\n").encode())
+        except OSError as exc:  # a full disk, a permission: say which file
+            raise OSError(exc.errno, f"could not append to {path}: {exc.strerror or exc}") from exc
+
+
+def _append_whole(path: Path, data: bytes) -> None:
+    """Append ``data`` whole or not at all: what a full disk took of it is cut off again, so the
+    log keeps whole lines (``report`` and ``--resume`` read lines)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        end = os.fstat(fd).st_size
+        try:
+            rest = memoryview(data)
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+        except OSError:
+            with contextlib.suppress(OSError):  # the write's error is the one to report
+                os.ftruncate(fd, end)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _drop_cut_short_line(path: Path) -> None:
+    """Cut off, with a warning, a last line that is not JSON and lacks its newline. Only an
+    append cut short by a kill or a power loss leaves one (``_append`` writes line and newline in
+    one piece, before its step's checkpoint), so its step lies past the checkpoint a resume
+    starts from: the resumed run writes it again, and refusing it as corrupt would make the run
+    unresumable. Any other corrupt line is still refused, naming file and line."""
+    data = path.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole == len(data) or _is_json(data[whole:]):
+        return
+    number = data.count(b"\n", 0, whole) + 1
+    print(
+        f"warning: {path} line {number} was cut short by a crash during its append (it has no "
+        f"newline); dropping it, the resumed run writes that step again",
+        file=sys.stderr,
+    )
+    os.truncate(path, whole)
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _fsync(path: Path) -> None:
+    """Put ``path``'s appended lines on disk (a missing file has none)."""
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

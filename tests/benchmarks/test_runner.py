@@ -85,3 +85,13 @@ def test_the_controllers_critic_heads_saved_as_zero_or_as_its_count_are_the_same
     assert pending([(Spec("a"), fields)]) == []
     with pytest.raises(ValueError, match="critic_heads"):  # but one head is another run
         pending([(Spec("a"), {**fields, "critic_heads": 1})])
+
+
+def test_a_key_that_cannot_change_the_outcome_is_no_conflict(tmp_path: Path) -> None:
+    # The frontier's runs finished with reward_timeout 0 (the old default); the sweep must still
+    # skip them under the new default, but not a run with another learning rate.
+    fields = {"run_dir": str(tmp_path / "a"), "algo": "kl-budget"}
+    finished(tmp_path / "a", as_dict(TrainConfig(**fields, reward_timeout=0.0, report_to="none")))
+    assert pending([(Spec("a"), {**fields, "checkpoint_every": 7})]) == []
+    with pytest.raises(ValueError, match="'lr'"):
+        pending([(Spec("a"), {**fields, "lr": 0.5})])

@@ -3,11 +3,13 @@ change it — the run directory's lock, ownership, checksummed checkpoints and r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,17 +73,27 @@ time.sleep(120)
 """
 
 
+@contextlib.contextmanager
+def held(run_dir: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding ``run_dir``'s lock for the block."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # ------------------------------------------------------------------ item 1: one process per run
 def test_a_second_trainer_on_a_live_run_directory_is_refused_at_once_naming_the_holder(
     tiny, tmp_path, capsys
 ):
     run_dir = tmp_path / "run"
     train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held(run_dir) as holder:
         metrics_before = (run_dir / "metrics.jsonl").read_bytes()
         start = time.monotonic()
         assert main(cli(tiny, run_dir, "--resume", "--set", "steps=4")) == 2
@@ -89,9 +101,40 @@ def test_a_second_trainer_on_a_live_run_directory_is_refused_at_once_naming_the_
         err = capsys.readouterr().err
         assert "in use by" in err and f'"pid": {holder.pid}' in err
         assert (run_dir / "metrics.jsonl").read_bytes() == metrics_before
-    finally:
-        holder.kill()
-        holder.wait()
+
+
+def test_deleting_the_lock_file_of_a_live_run_does_not_let_a_second_trainer_in(
+    tiny, tmp_path, capsys
+):
+    """Issue 25 item 1: a dot-file cleanup or ``rsync --delete`` removing ``.lock``."""
+    run_dir = tmp_path / "run"
+    train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
+    with held(run_dir):
+        (run_dir / ".lock").unlink()
+        metrics_before = (run_dir / "metrics.jsonl").read_bytes()
+        assert main(cli(tiny, run_dir, "--resume", "--set", "steps=4")) == 2
+        assert f"{run_dir} is in use by" in capsys.readouterr().err
+        assert (run_dir / "metrics.jsonl").read_bytes() == metrics_before
+
+
+@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symlink", "hard link"])
+def test_a_linked_lock_file_never_writes_through_to_its_target(tiny, tmp_path, capsys, link):
+    """Issue 25 item 3: ``.lock`` was opened in place and truncated, overwriting a link's target
+    with the holder's JSON."""
+    run_dir = tmp_path / "run"
+    train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (run_dir / ".lock").unlink()
+    link(victim, run_dir / ".lock")
+    code = main(cli(tiny, run_dir, "--resume", "--set", "steps=3"))
+    assert victim.read_text() == "precious\n"
+    if link is os.symlink:  # refused, naming it
+        assert code == 2
+        assert f"{run_dir / '.lock'} is not a regular file" in capsys.readouterr().err
+    else:  # a regular file: replaced, the other name keeps its content
+        assert code == 0
+        assert json.loads((run_dir / ".lock").read_text())["pid"] == os.getpid()
 
 
 def test_a_lock_left_by_a_killed_process_does_not_block_the_next_run(tiny, tmp_path):
@@ -377,3 +420,72 @@ def test_a_permission_error_is_an_error_line_not_a_traceback(tiny, tmp_path, cap
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Permission denied" in err and ".lock" in err
     assert not (tmp_path / "run").exists()  # the directory it had created is removed again
+
+
+# ------------------------------------------------------------------ issue 25: what resume accepts
+PAYLOAD = """from pathlib import Path
+Path("imported").write_text("the payload ran")
+
+
+def score(prompts, completions):
+    return [0.5] * len(completions)
+"""
+
+
+@pytest.mark.parametrize(
+    "named_again",
+    [[], ["--set", "reward=payload_25:score"], ["--trust-run-code"]],
+    ids=["not named", "named again", "trusted"],
+)
+def test_resume_imports_code_named_only_by_the_run_directory_when_the_user_names_it(
+    tiny, tmp_path, monkeypatch, capsys, named_again
+):
+    """Issue 25 item 2: a received ``run/`` with a ``payload.py`` beside it ran the payload on
+    ``--resume``, from the reward ``config.json`` names."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as ``python -m`` puts the current directory first
+    (tmp_path / "payload_25.py").write_text(PAYLOAD)
+    run_dir = tmp_path / "run"
+    try:
+        assert main(cli(tiny, run_dir, "--set", "reward=payload_25:score")) == 0
+        (tmp_path / "imported").unlink()
+        sys.modules.pop("payload_25")  # a fresh process: importing runs the module again
+        code = main(cli(tiny, run_dir, "--resume", "--set", "steps=3", *named_again))
+    finally:
+        sys.modules.pop("payload_25", None)
+    if named_again:
+        assert code == 0 and (tmp_path / "imported").exists()
+        return
+    assert code == 2 and not (tmp_path / "imported").exists()
+    err = capsys.readouterr().err
+    assert "--set reward=payload_25:score" in err and "--trust-run-code" in err
+    assert str(run_dir / "config.json") in err
+    assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 2
+
+
+def test_resume_may_change_the_keys_that_cannot_change_the_result(tiny, tmp_path, capsys):
+    """Issue 25 item 6: a hung run could not be resumed with a reward timeout, nor TensorBoard
+    added; what the resumed run trains is the same whatever these keys say."""
+    run_dir, straight = tmp_path / "run", tmp_path / "straight"
+    assert main(cli(tiny, run_dir)) == 0
+    assert main(cli(tiny, run_dir, "--resume", "--set", "steps=3", "--set", "lr=0.01")) == 2
+    assert "['lr']" in capsys.readouterr().err  # keys that change the result still refuse
+    changes = {
+        "steps": "3",
+        "reward_timeout": "30",
+        "checkpoint_every": "3",
+        "sample_every": "3",
+        "report_to": "tensorboard",
+    }
+    sets = [arg for key, value in changes.items() for arg in ("--set", f"{key}={value}")]
+    assert main(cli(tiny, run_dir, "--resume", *sets)) == 0
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert {key: str(saved[key]) for key in changes} == {**changes, "reward_timeout": "30.0"}
+    assert (run_dir / "tensorboard").is_dir()
+    assert main(cli(tiny, straight, "--set", "steps=3")) == 0
+
+    def trained(directory: Path) -> list[dict]:
+        rows = [json.loads(line) for line in (directory / "metrics.jsonl").open()]
+        return [{k: v for k, v in r.items() if "second" not in k} for r in rows]
+
+    assert trained(run_dir) == trained(straight)

@@ -175,9 +175,10 @@ def test_python_reward_and_gold_from_the_command_line_are_recorded_and_resumed(t
     assert saved["reward"] == "my_rewards:length"
     logged = rows(run_dir)
     assert all(r["reward_mean"] > 0 and r["gold_mean"] == -r["reward_mean"] for r in logged)
-    # --resume rebuilds both scorers from config.json alone (no --set given)
+    # --resume rebuilds both scorers from config.json when the user trusts the run's code (a
+    # received run directory must not import code it names: --trust-run-code opts in)
     resume = [sys.executable, "-m", "reference_trainer", "train", "--run-dir", str(run_dir)]
-    resume += ["--resume", "--no-progress", "--set", "steps=6"]
+    resume += ["--resume", "--trust-run-code", "--no-progress", "--set", "steps=6"]
     subprocess.run(resume, check=True, env=env, capture_output=True, timeout=300)
     assert [r["gold_mean"] == -r["reward_mean"] for r in rows(run_dir)] == [True] * 6
 
