@@ -16,14 +16,35 @@ from safecontrol import registry
 from safecontrol._atomic import write_json_atomic
 from safecontrol.testing.metrics import CRASH_WINDOW, count_crashes, rolling_mean, summarize
 
-from .run_files import read_json, read_step_records
+from .run_files import numbered_step_records, read_json
+
+REPORTED = (
+    "reward_mean",
+    "reward_std",
+    "kl_k1",
+    "kl_k3",
+    "kl_measured",
+    "entropy",
+    "response_length",
+    "distinct_1",
+    "coef",
+    "value_loss",
+    "seconds_total",
+)
+"""What the report reads from every step record (the trainer writes each of them every step)."""
+PER_RUN = ("gold_mean", "threshold", "budget")
+"""Logged at every step of a run or at none (a gold reward, a dead band's threshold, a budget
+controller's budget): the first record says which."""
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The step records of ``run_dir``'s metrics.jsonl, steps 1, 2, 3, ..., each holding every
+    number the report reads: a record without one is an error naming the file and the line."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no metrics.jsonl; is it a training run directory?")
-    rows = read_step_records(path)
+    records = list(numbered_step_records(path))
+    rows = [row for _, row in records]
     steps = [row["step"] for row in rows]
     if steps != list(range(1, len(steps) + 1)):
         raise ValueError(
@@ -32,6 +53,17 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         )
     if not rows:
         raise ValueError(f"{path} is empty: the run has not completed a step")
+    needed = REPORTED + tuple(key for key in PER_RUN if key in rows[0])
+    for number, row in records:
+        missing = [key for key in needed if key not in row]
+        if missing:
+            raise ValueError(
+                f"{path} line {number} (step {row['step']}) lacks {', '.join(missing)}, which "
+                f"the trainer logs and the report reads at every step"
+            )
+        for key in needed:
+            if isinstance(row[key], bool) or not isinstance(row[key], int | float):
+                raise ValueError(f"{path} line {number}: {key} is {row[key]!r}, not a number")
     return rows
 
 

@@ -1,8 +1,9 @@
 """Reward scorers: VADER sentiment (default), any callable, or a sequence-classification model.
 
 Every scorer is ``reward_fn(prompts, completions) -> list[float]``; ``checked_rewards`` verifies
-what a user's function returned (count, finiteness) so a broken scorer stops the run with a clear
-error instead of poisoning the controller and the checkpoint.
+what a user's function returned (shape, count, finiteness, float32 range) and how it ended (what
+it raised, a hang) so a broken scorer stops the run with a clear error naming it instead of
+poisoning the controller and the checkpoint, or ending the run as if it had finished.
 """
 
 from __future__ import annotations
@@ -87,24 +88,44 @@ def make_reward(spec: str, label: int = -1) -> RewardFn:
     return classifier_reward(spec, label)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest reward the trainer can hold: scores become a float32 tensor."""
+
+
+def reward_name(reward_fn: RewardFn) -> str:
+    """``module:function`` as a user names a Python reward, else the callable's repr."""
+    module = getattr(reward_fn, "__module__", None)
+    qualname = getattr(reward_fn, "__qualname__", None)
+    return f"{module}:{qualname}" if module and qualname else repr(reward_fn)
+
+
 def checked_rewards(
     reward_fn: RewardFn, prompts: list[str], completions: list[str], timeout: float = 0.0
 ) -> list[float]:
-    """Call ``reward_fn`` and insist on a sequence of one real number per completion.
+    """Call ``reward_fn`` and insist on a sequence of one real number per completion, each
+    within float32's range; every error names the function.
 
     Strings, bytes, bools and mappings are refused, not coerced (a dict's keys would otherwise
-    become rewards). ``timeout`` > 0: a call that has not returned after that many seconds
-    stops the run instead of hanging it.
+    become rewards); a tensor or array must be one-dimensional. ``timeout`` > 0: a call that
+    has not returned after that many seconds stops the run instead of hanging it.
     """
+    name = reward_name(reward_fn)
     values = _call(reward_fn, prompts, completions, timeout)
+    shape = getattr(values, "shape", None)
+    if shape is not None and len(shape) != 1:  # list() of a 0-d tensor is a bare TypeError
+        raise ValueError(
+            f"reward function {name} returned a {type(values).__name__} of shape "
+            f"{tuple(shape)}; expected one number per completion, shape ({len(completions)},)"
+        )
     if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
         raise ValueError(
-            f"reward function must return a sequence of numbers, got {type(values).__name__}"
+            f"reward function {name} must return a sequence of numbers, got {type(values).__name__}"
         )
     values = list(values)
     if len(values) != len(completions):
         raise ValueError(
-            f"reward function returned {len(values)} values for {len(completions)} completions"
+            f"reward function {name} returned {len(values)} values for {len(completions)} "
+            f"completions"
         )
     out = []
     for i, value in enumerate(values):
@@ -112,33 +133,48 @@ def checked_rewards(
             value = value.item() if getattr(value, "ndim", 1) == 0 else value
         if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
             raise ValueError(
-                f"reward function returned {value!r} ({type(value).__name__}) for completion "
-                f"{i}; rewards must be real numbers"
+                f"reward function {name} returned {value!r} ({type(value).__name__}) for "
+                f"completion {i}; rewards must be real numbers"
             )
-        x = float(value)
+        x = float(value)  # float64: a value float32 cannot hold is still seen as returned
         if not math.isfinite(x):
             raise ValueError(
-                f"reward function returned a non-finite reward {x!r} for completion {i} "
+                f"reward function {name} returned a non-finite reward {x!r} for completion {i} "
                 f"({completions[i]!r})"
+            )
+        if abs(x) > FLOAT32_MAX:
+            raise ValueError(
+                f"reward function {name} returned {x!r} for completion {i}, beyond float32's "
+                f"range (±{FLOAT32_MAX:.4g}) in which the trainer holds rewards"
             )
         out.append(x)
     return out
 
 
 def _call(reward_fn: RewardFn, prompts: list[str], completions: list[str], timeout: float) -> Any:
-    """``reward_fn(prompts, completions)``, in a daemon thread when there is a timeout (a hung
-    scorer cannot be killed, but it no longer holds the run or the process's exit)."""
+    """``reward_fn(prompts, completions)``; whatever it raises, ``SystemExit`` included, is a
+    ``RuntimeError`` naming it: a scorer calling ``sys.exit(0)`` must not end the run as if it
+    had finished.
+
+    ``timeout`` > 0: the call runs in a daemon thread (a hung scorer cannot be killed, but it no
+    longer holds the run or the process's exit). Signals reach only the main thread, so a
+    ``KeyboardInterrupt`` there is the scorer's own; Ctrl-C interrupts the main thread's wait
+    and stops the run as anywhere else. ``timeout`` = 0: called in the main thread, where a
+    ``KeyboardInterrupt`` may be Ctrl-C and is left to stop the run.
+    """
     if timeout <= 0:
         try:
             return reward_fn(prompts, completions)
-        except Exception as exc:
-            raise RuntimeError(f"reward function {reward_fn!r} raised {exc!r}") from exc
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            raise _failed(reward_fn, exc) from exc
     result: dict[str, Any] = {}
 
     def target() -> None:
         try:
             result["value"] = reward_fn(prompts, completions)
-        except Exception as exc:  # handed to the caller's thread below
+        except BaseException as exc:  # handed to the caller's thread below
             result["error"] = exc
 
     worker = threading.Thread(target=target, name="reward-fn", daemon=True)
@@ -146,9 +182,14 @@ def _call(reward_fn: RewardFn, prompts: list[str], completions: list[str], timeo
     worker.join(timeout)
     if worker.is_alive():
         raise RuntimeError(
-            f"reward function {reward_fn!r} did not return within reward_timeout={timeout} s"
+            f"reward function {reward_name(reward_fn)} did not return within "
+            f"reward_timeout={timeout} s (raise it, or set 0 for no limit, if it is only slow)"
         )
     if "error" in result:
         exc = result["error"]
-        raise RuntimeError(f"reward function {reward_fn!r} raised {exc!r}") from exc
+        raise _failed(reward_fn, exc) from exc
     return result["value"]
+
+
+def _failed(reward_fn: RewardFn, exc: BaseException) -> RuntimeError:
+    return RuntimeError(f"reward function {reward_name(reward_fn)} raised {exc!r}")

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +20,29 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path} is corrupt (not valid JSON: {exc})") from exc
 
 
-def read_step_records(
-    path: Path, keep: Callable[[dict[str, Any]], bool] = lambda row: True
-) -> list[dict[str, Any]]:
-    """The per-step JSON objects of ``metrics.jsonl`` / ``samples.jsonl`` (blank lines skipped);
-    a corrupt line is a ``ValueError`` naming the file and the line number."""
-    rows = []
+def numbered_step_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each per-step JSON object of ``metrics.jsonl`` /
+    ``samples.jsonl`` (blank lines skipped). A corrupt line is a ``ValueError`` naming the file
+    and the line number; so is a ``NaN`` or ``Infinity`` token, which Python's decoder would
+    accept: the trainer writes strict JSON, so one is an edit or another writer's."""
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
+            row = json.loads(line, parse_constant=_refuse_constant)
+        except ValueError as exc:  # JSONDecodeError, or a constant refused
             raise ValueError(f"{path} line {number} is corrupt (not valid JSON: {exc})") from exc
         if not isinstance(row, dict) or not isinstance(row.get("step"), int):
             raise ValueError(f"{path} line {number} is not a step record: {line[:80]!r}")
-        if keep(row):
-            rows.append(row)
-    return rows
+        yield number, row
+
+
+def read_step_records(
+    path: Path, keep: Callable[[dict[str, Any]], bool] = lambda row: True
+) -> list[dict[str, Any]]:
+    """The records of ``numbered_step_records(path)`` that ``keep`` accepts."""
+    return [row for _, row in numbered_step_records(path) if keep(row)]
+
+
+def _refuse_constant(token: str) -> float:
+    raise ValueError(f"{token} is not a JSON number")
