@@ -99,7 +99,18 @@ def _scalar_tensor(name: str, value: Any) -> Any:
     dtype = value.dtype
     if getattr(dtype, "is_complex", False) or "complex" in str(dtype) or _is_bool_dtype(dtype):
         raise _not_a_number(name, value, f"dtype {dtype} is not integer or floating")
+    _check_holds_values(name, value)
     return value.detach()
+
+
+def _check_holds_values(name: str, value: Any) -> None:
+    """Refuse a meta tensor: it has a shape and a dtype but no data, so reading it fails deep in
+    torch (``.item()``) with an error that names no argument."""
+    if getattr(value, "is_meta", False) is True:
+        raise ValueError(
+            f"{name} is a tensor on the meta device, which holds no values (only a shape and a "
+            f"dtype); pass one on a real device, got {_show(value)}"
+        )
 
 
 def _is_bool_dtype(dtype: Any) -> bool:
@@ -156,6 +167,7 @@ def integer(name: str, value: Any) -> int:
         dtype = value.dtype
         if getattr(value, "ndim", None) != 0 or _is_bool_dtype(dtype):
             raise ValueError(f"{name} must be an integer, got {_show(value)}")
+        _check_holds_values(name, value)
     elif isinstance(value, np.ndarray) and value.ndim != 0:
         raise ValueError(f"{name} must be an integer, got an array of shape {value.shape}")
     try:

@@ -54,7 +54,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._state import require
-from ._validation import all_finite, clamp, non_negative, positive
+from ._validation import MAX_MEASUREMENT, all_finite, clamp, non_negative, positive
 from ._validation import decay as check_decay
 from .classic import CoefControllerBase, _batch_shape
 from .decision import BudgetDecision, _construct
@@ -235,28 +235,55 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
 
     def _check_state(self, state: BudgetKLFullState, owner: str) -> None:
         c = state.controller
-        require(c.budget >= 0.0, owner, "budget", "be >= 0", c.budget)
+        h0 = c.initial_entropy
+        if h0 is not None:  # the first accepted update's entropy, as update checked it
+            require(
+                0.0 <= h0 <= MAX_MEASUREMENT,
+                owner,
+                "initial_entropy",
+                f"lie in [0, {MAX_MEASUREMENT:g}] (an entropy in nats per token)",
+                h0,
+            )
+            require(c.step > 0, owner, "initial_entropy", "be null before the first update", h0)
+        # The budget is given, or derived from H₀ by the first update and fixed from then on:
+        # one that disagrees with H₀ would be held while the step limit and gain follow H₀.
         if self.budget is not None:
             require(c.budget == self.budget, owner, "budget", f"equal {self.budget!r}", c.budget)
-        elif c.step > 0:
+        elif c.step == 0:
             require(
-                c.budget >= self.min_budget,
+                c.budget == 0.0,
                 owner,
                 "budget",
-                f"be >= min_budget = {self.min_budget!r} after an update",
+                "be 0 before the first update derives it",
                 c.budget,
             )
-        if c.initial_entropy is not None:
+        elif h0 is None:
             require(
-                c.initial_entropy >= 0.0, owner, "initial_entropy", "be >= 0", c.initial_entropy
+                False,
+                owner,
+                "initial_entropy",
+                "be set after an update (it derives the budget)",
+                h0,
             )
-        gain = self._gain(c.budget, c.initial_entropy)
+        else:
+            derived = max(self.budget_ratio * h0, self.min_budget)
+            require(
+                c.budget == derived,
+                owner,
+                "budget",
+                f"equal max(budget_ratio · initial_entropy, min_budget) = {derived!r} for "
+                f"initial_entropy {h0!r}",
+                c.budget,
+            )
+        gain = self._gain(c.budget, h0)
+        # The gain follows from the budget and H₀: a bound or a β that disagrees names both.
+        of = f"gain {gain!r} of budget {c.budget!r} and initial_entropy {h0!r}"
         most = self.max_coef / (gain * self.ki)
         require(
             0.0 <= c.integral <= most,
             owner,
             "integral",
-            f"lie in [0, max_coef / (gain · ki) = {most!r}]",
+            f"lie in [0, max_coef / (gain · ki) = {most!r}] ({of})",
             c.integral,
         )
         expected = clamp(
@@ -266,7 +293,7 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             c.coef == expected,
             owner,
             "coef",
-            f"be clip(gain · (kp·proportional + ki·integral), 0, max_coef) = {expected!r}",
+            f"be clip(gain · (kp·proportional + ki·integral), 0, max_coef) = {expected!r} ({of})",
             c.coef,
         )
         check_ema_state(state.error_ema, f"{owner}.error_ema")

@@ -13,13 +13,22 @@ from numpy.typing import ArrayLike
 
 from ._validation import integer, positive, real_array
 
+SERIES_LIMIT = 1e-8
+"""Largest spread / α (spread = max V − min V) at which V_soft is taken from its expansion in
+1/α, mean(V) − Var(V)/(2α): the next term is below (spread/α)² · spread/6, under 2e-17 · spread.
+Here the exponentials are within 1e-8 of 1, and for a spread / α below the smallest float they
+would not even be representable (α ≥ 1e16 used to give the minimum instead of the mean)."""
+
 
 def soft_min(values: ArrayLike, alpha: float = 0.3, dim: int = -1) -> np.ndarray:
     """Soft minimum of ``values`` over the N heads along ``dim``, with temperature α (the numpy
     twin of ``safecontrol.torch.soft_min``: same name, arguments and defaults).
 
-    Computed stably as ``m − α·log(mean(exp(−(V − m)/α)))`` with m = min(V) along ``dim``: every
-    exponent is ≤ 0, so nothing overflows and the result is never below the minimum.
+    Accurate for every finite α > 0. With m = min(V), d = V − m ≥ 0 and x = d/α along ``dim``:
+    ``m − α·log1p(mean(expm1(−x)))``, where every exponent is ≤ 0 (nothing overflows, the result
+    is never below the minimum) and ``expm1``/``log1p`` keep the digits that ``exp``/``log``
+    round away when x is small; where spread / α ≤ ``SERIES_LIMIT``, where x may be too small
+    to be a float at all, ``m + mean(d) − Var(d)/(2α)``.
 
     Args:
         values: finite head values, any shape with at least one head along ``dim``.
@@ -42,7 +51,16 @@ def soft_min(values: ArrayLike, alpha: float = 0.3, dim: int = -1) -> np.ndarray
     if not np.all(np.isfinite(v)):
         raise ValueError("values must be finite, got NaN or inf")
     lowest = np.min(v, axis=axis, keepdims=True)
-    with np.errstate(over="ignore"):  # an exponent overflowing to −inf weighs exp(−inf) = 0
-        mean_weight = np.mean(np.exp(-(v - lowest) / a), axis=axis)
-    aggregate: np.ndarray = np.squeeze(lowest, axis=axis) - a * np.log(mean_weight)
-    return aggregate
+    shifted = v - lowest
+    series = np.max(shifted, axis=axis, keepdims=True) <= SERIES_LIMIT * a
+    # Each form gets only its own slices (zeros elsewhere), so neither warns about the other's.
+    far = np.where(series, 0.0, shifted)
+    near = np.where(series, shifted, 0.0)
+    with np.errstate(over="ignore", under="ignore"):  # x overflowing to inf weighs exp(−inf) = 0
+        exact = -a * np.log1p(np.mean(np.expm1(-far / a), axis=axis, keepdims=True))
+        mean = np.mean(near, axis=axis, keepdims=True)
+        centred = near - mean
+        expansion = mean - np.mean(centred * (centred / a), axis=axis, keepdims=True) / 2.0
+    aggregate = np.squeeze(lowest + np.where(series, expansion, exact), axis=axis)
+    reduced: np.ndarray = aggregate[()]  # a 0-d result as an np.float64 scalar, like np.min's
+    return reduced

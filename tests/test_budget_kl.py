@@ -225,3 +225,50 @@ def test_inside_both_limits_beta_stays_zero(stream, h0):
     controller.update(kl=0.0, entropy=h0, **BATCH)
     for kl, entropy_ratio in stream:
         assert controller.update(kl=kl, entropy=entropy_ratio * h0, **BATCH).coef == 0.0
+
+
+def _state_after_h0(h0: float = 2.0) -> dict:
+    controller = BudgetKL()
+    feed(controller, [0.1, 0.2], entropy=h0)
+    return json.loads(json.dumps(controller.state_dict()))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        # Issue 25, item 12: H₀ = 0 beside the budget H₀ = 2 derived (0.35 · 2 = 0.7) loaded.
+        (
+            {"initial_entropy": 0.0},
+            r"budget must equal .* = 0\.01 for initial_entropy 0\.0, got 0\.7",
+        ),
+        ({"initial_entropy": 3.0}, r"budget must equal .* for initial_entropy 3\.0, got 0\.7"),
+        ({"budget": 0.9}, r"budget must equal .* = 0\.7 for initial_entropy 2\.0, got 0\.9"),
+        ({"initial_entropy": None}, r"initial_entropy must be set after an update"),
+        ({"initial_entropy": 1e200}, r"initial_entropy must lie in \[0, 1e\+150\]"),
+        ({"initial_entropy": -1.0}, r"initial_entropy must lie in \[0, 1e\+150\]"),
+    ],
+)
+def test_a_state_whose_budget_disagrees_with_its_initial_entropy_is_refused(change, match):
+    saved = _state_after_h0()
+    saved["state"]["controller"].update(change)
+    fresh = BudgetKL()
+    before = fresh.state_dict()
+    with pytest.raises(ValueError, match=match):
+        fresh.load_state_dict(saved)
+    assert fresh.state_dict() == before
+
+
+def test_before_the_first_update_a_state_holds_no_initial_entropy_and_no_derived_budget():
+    for change, match in (
+        ({"initial_entropy": 2.0}, "initial_entropy must be null before the first update"),
+        ({"budget": 0.7}, "budget must be 0 before the first update derives it"),
+    ):
+        saved = json.loads(json.dumps(BudgetKL().state_dict()))
+        saved["state"]["controller"].update(change)
+        with pytest.raises(ValueError, match=match):
+            BudgetKL().load_state_dict(saved)
+    given = BudgetKL(budget=0.3)
+    given.update(kl=0.1, **BATCH)  # a given budget: no entropy, none needed
+    saved = json.loads(json.dumps(given.state_dict()))
+    assert saved["state"]["controller"]["initial_entropy"] is None
+    BudgetKL(budget=0.3).load_state_dict(saved)

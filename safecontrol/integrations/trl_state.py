@@ -12,7 +12,8 @@ import json
 import os
 from typing import Any, NamedTuple
 
-from .._validation import finite, non_negative, non_negative_int, positive
+from .._state import counter_field
+from .._validation import _show, measurement, non_negative, non_negative_int, positive
 
 CHECKPOINT_FILE = "safecontrol_controller.json"
 """The file ``on_save`` writes into each ``checkpoint-N`` folder."""
@@ -49,15 +50,25 @@ class CallbackState(NamedTuple):
     """The entropy controller's ``state_dict``, or None."""
 
 
-def checked_state(state_dict: Any, owner: str, has_entropy_controller: bool) -> CallbackState:
+def checked_state(
+    state_dict: Any,
+    owner: str,
+    has_entropy_controller: bool,
+    min_beta: float,
+    kl_estimator: str,
+) -> CallbackState:
     """``state_dict`` validated field by field, or a ``ValueError`` naming the first bad one.
 
-    Checked: the type (``owner``) and version; ``global_step`` and ``rollouts`` non-negative
-    integers; ``beta`` finite, >= 0 (informational: the β that was set); ``min_beta`` finite,
-    > 0; ``pending`` exactly the lists ``MEASURED`` of finite numbers (TRL's NaN rewards of
-    unscorable batches are dropped on arrival; a version-1 state has no ``MEAN_LENGTH`` list
-    and loads with it empty); ``entropy_controller`` null exactly when ``has_entropy_controller``
-    is false (formats 1 and 2 have none). The controllers' own states are left to them.
+    Checked: the type (``owner``) and version; ``global_step`` a non-negative integer,
+    ``rollouts`` one up to 2**53; ``beta`` finite, >= 0 (informational: the β that was set);
+    ``min_beta`` equal to the loading callback's ``min_beta`` (β's floor is part of how the
+    saved run was steered); ``pending`` exactly the lists ``MEASURED``, each value in the range
+    of its TRL metric (``_pending_value``; TRL's NaN rewards of unscorable batches are dropped on
+    arrival; a version-1 state has no ``MEAN_LENGTH`` list and loads with it empty), with no more
+    rewards or lengths than ``rollouts`` (TRL logs one of each per rollout batch);
+    ``controller`` a dict and ``entropy_controller`` one exactly when ``has_entropy_controller``
+    (else null; formats 1 and 2 have none), their contents left to the controllers.
+    ``kl_estimator`` is the trainer's (``k1`` may be negative).
     """
     if not isinstance(state_dict, dict) or state_dict.get("type") != owner:
         raise ValueError(f"not a {owner} state: {str(state_dict)[:80]!r}")
@@ -72,10 +83,20 @@ def checked_state(state_dict: Any, owner: str, has_entropy_controller: bool) -> 
     try:
         _check_keys("the state", state_dict, STATE_KEYS)
         step = non_negative_int("global_step", state_dict["global_step"])
-        rollouts = non_negative_int("rollouts", state_dict["rollouts"])
+        rollouts = counter_field("rollouts", state_dict["rollouts"])
         non_negative("beta", state_dict["beta"])
-        positive("min_beta", state_dict["min_beta"])
-        pending = _checked_pending(state_dict["pending"], version)
+        saved_min_beta = positive("min_beta", state_dict["min_beta"])
+        if saved_min_beta != min_beta:
+            raise ValueError(
+                f"min_beta {saved_min_beta!r} was saved, but this callback has "
+                f"min_beta={min_beta!r}; build it with min_beta={saved_min_beta!r} to resume"
+            )
+        pending = _checked_pending(state_dict["pending"], version, rollouts, kl_estimator)
+        for key in ("controller", "entropy_controller"):  # their contents: the controllers'
+            if not isinstance(state_dict[key], dict | None):
+                raise ValueError(
+                    f"{key} must be a controller's state dict, got {_show(state_dict[key])}"
+                )
         entropy_state = state_dict["entropy_controller"]
         if (entropy_state is None) == has_entropy_controller:
             raise ValueError(
@@ -108,8 +129,11 @@ def _check_keys(what: str, mapping: dict[str, Any], keys: tuple[str, ...]) -> No
         )
 
 
-def _checked_pending(pending: Any, version: int) -> dict[str, list[float]]:
-    """``pending`` as fresh lists of finite floats, one per ``MEASURED`` key."""
+def _checked_pending(
+    pending: Any, version: int, rollouts: int, kl_estimator: str
+) -> dict[str, list[float]]:
+    """``pending`` as fresh lists of floats, one per ``MEASURED`` key, each value in its metric's
+    range and no more rewards or lengths than ``rollouts``."""
     if not isinstance(pending, dict):
         raise ValueError(f"pending must be a dict, got {type(pending).__name__}")
     if version == 1:  # written before the mean length was collected
@@ -121,5 +145,28 @@ def _checked_pending(pending: Any, version: int) -> dict[str, list[float]]:
         values = pending[key]
         if not isinstance(values, list):
             raise ValueError(f"pending[{key!r}] must be a list, got {type(values).__name__}")
-        checked[key] = [finite(f"pending[{key!r}][{i}]", v) for i, v in enumerate(values)]
+        checked[key] = [
+            _pending_value(key, f"pending[{key!r}][{i}]", v, kl_estimator)
+            for i, v in enumerate(values)
+        ]
+    for key in ("reward", MEAN_LENGTH):
+        if len(checked[key]) > rollouts:
+            raise ValueError(
+                f"pending[{key!r}] holds {len(checked[key])} values, more than rollouts "
+                f"{rollouts} (TRL logs one per rollout batch)"
+            )
     return checked
+
+
+def _pending_value(key: str, label: str, value: Any, kl_estimator: str) -> float:
+    """One collected value of the metric ``key`` in the range TRL's metric takes and the
+    controllers accept: a number of magnitude at most ``MAX_MEASUREMENT``; the entropy >= 0
+    (nats per token), a mean length > 0 (tokens), a k2/k3 KL >= 0 (k1 may be negative)."""
+    x = measurement(label, value)
+    if key == MEAN_LENGTH and x <= 0.0:
+        raise ValueError(f"{label} must be > 0 (a mean completion length in tokens), got {x!r}")
+    if key == "entropy" and x < 0.0:
+        raise ValueError(f"{label} must be >= 0 (nats per token), got {x!r}")
+    if key == "kl" and kl_estimator != "k1" and x < 0.0:
+        raise ValueError(f"{label} must be >= 0 for the trainer's {kl_estimator} KL, got {x!r}")
+    return x

@@ -43,6 +43,7 @@ import os
 from typing import Any
 
 from .._atomic import write_json_atomic
+from .._validation import _show
 from .kl_ctrl import KLCtrlAdapter
 
 CHECKPOINT_FILE = "safecontrol_kl_ctrl.json"
@@ -87,10 +88,16 @@ def batch_statistics(data: Any, entropys: Any = None) -> dict[str, float]:
 
 
 def save_checkpoint(kl_ctrl: KLCtrlAdapter, folder: str | os.PathLike[str]) -> str:
-    """Write ``kl_ctrl.state_dict()`` to ``folder/CHECKPOINT_FILE`` atomically; returns the path."""
+    """Write ``kl_ctrl.state_dict()`` to ``folder/CHECKPOINT_FILE`` atomically; returns the path.
+    A state that is not strict JSON (a controller of one's own) raises naming the file, which
+    keeps its previous content."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, CHECKPOINT_FILE)
-    write_json_atomic(path, kl_ctrl.state_dict(), indent=1)
+    state = kl_ctrl.state_dict()
+    try:
+        write_json_atomic(path, state, indent=1)
+    except (ValueError, TypeError) as exc:  # json's own; an OSError names the file already
+        raise type(exc)(f"could not write {path}: {exc}") from exc
     return path
 
 
@@ -146,4 +153,12 @@ class SafeKLMixin:
 
 
 def _get(config: Any, key: str) -> Any:
-    return config[key] if isinstance(config, dict) else getattr(config, key)
+    """``config``'s ``key`` (a dict's item, or an attribute: OmegaConf, a dataclass), or a
+    ``ValueError`` naming the key and the config."""
+    try:
+        return config[key] if isinstance(config, dict) else getattr(config, key)
+    except (KeyError, AttributeError):  # OmegaConf's missing key is an AttributeError too
+        raise ValueError(
+            f"kl_ctrl config has no {key!r} (verl's algorithm.kl_ctrl has type and kl_coef, and "
+            f"for type 'adaptive' target_kl and horizon): {_show(config)}"
+        ) from None

@@ -2,34 +2,40 @@
 
     V_soft = −α · log( (1/N) · Σ_i exp(−V_i / α) )        α = 0.3
 
-computed with ``logsumexp``: the tensor twin of ``safecontrol.critic.soft_min``. It lies between
-min V_i and min(min V_i + α·log N, mean V_i): a pessimistic but smooth aggregate of N value heads,
-the min as α → 0 and the mean as α → ∞.
+computed as the numpy ``safecontrol.critic.soft_min`` computes it (its tensor twin). It lies
+between min V_i and min(min V_i + α·log N, mean V_i): a pessimistic but smooth aggregate of N
+value heads, the min as α → 0 and the mean as α → ∞.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
 from .._validation import boolean, integer, positive, positive_int
+from ..critic import SERIES_LIMIT
 from .kl import check_same_shape, masked_mean
 
 
 def soft_min(values: torch.Tensor, alpha: float = 0.3, dim: int = -1) -> torch.Tensor:
     """−α · log(mean_i exp(−V_i / α)) over ``dim``, differentiable in ``values``.
 
-    Computed as ``m − α·(logsumexp(−(V − m)/α) − log N)`` with m = min V along ``dim`` (held
-    constant for the gradient, which is then exactly the softmax weights), as the numpy
-    ``safecontrol.critic.soft_min``: every exponent is ≤ 0, so neither V/α (α = 1e-39) nor the
-    exponential can overflow. ``alpha`` must be finite and > 0; ``dim`` must name a non-empty
+    Computed as the numpy ``safecontrol.critic.soft_min``, accurate for every finite α > 0: with
+    m = min V along ``dim`` (held constant for the gradient, which is then exactly the softmax
+    weights), d = V − m and x = d/α, ``m − α·log1p(mean(expm1(−x)))`` (every exponent ≤ 0:
+    nothing overflows), or ``m + mean(d) − Var(d)/(2α)`` where spread / α ≤ ``SERIES_LIMIT``.
+    An α below the dtype's smallest normal number gives min V: the exact value lies within
+    α·log N of it, and dividing by that α would give 0/0 where the dtype cannot hold it (float32
+    rounds α = 1e-320 to 0) or where CUDA divides through its reciprocal (inf). An α beyond the
+    dtype's largest number (float32: 3.4e38) is applied in float64. Integer values are promoted to
+    the default float dtype. ``alpha`` must be finite and > 0; ``dim`` must name a non-empty
     axis. Non-finite values are not checked (that would cost a device sync) and propagate.
     """
     alpha = positive("alpha", alpha)
     if not isinstance(values, torch.Tensor):
         raise ValueError(f"values must be a torch.Tensor, got {type(values).__name__}")
+    if values.dtype == torch.bool or values.is_complex():
+        raise ValueError(f"values must hold real numbers, got dtype {values.dtype}")
     if values.dim() == 0:
         raise ValueError("values must have at least one dimension (the heads), got a 0-d tensor")
     dim = integer("dim", dim)
@@ -38,13 +44,30 @@ def soft_min(values: torch.Tensor, alpha: float = 0.3, dim: int = -1) -> torch.T
     n = values.shape[dim]
     if n == 0:
         raise ValueError(f"values must have at least one head along dim {dim}, got {n}")
+    if not values.is_floating_point():
+        values = values.to(torch.get_default_dtype())
     if n == 1:
         return values.squeeze(dim)
-    lowest = values.detach().amin(dim=dim, keepdim=True)
+    limits = torch.finfo(values.dtype)
+    if alpha < limits.tiny:
+        return values.amin(dim=dim)
+    work = values if alpha <= limits.max else values.double()
+    lowest = work.detach().amin(dim=dim, keepdim=True)
+    # Non-finite heads (a spread that is NaN or inf) take the exact form, which gives their limit.
+    series = work.detach().amax(dim=dim, keepdim=True) - lowest <= SERIES_LIMIT * alpha
     # An infinite minimum (heads at −inf, or all at +inf) is its own limit: shift by 0 instead.
     lowest = torch.where(torch.isfinite(lowest), lowest, lowest.new_zeros(()))
-    spread = torch.logsumexp((values - lowest) / -alpha, dim=dim) - math.log(n)
-    return lowest.squeeze(dim) - alpha * spread
+    shifted = work - lowest
+    # Each form gets only its own slices (zeros elsewhere): an inf or NaN in the form torch.where
+    # does not pick would still poison the gradient of the one it picks (0 · inf = NaN).
+    far = torch.where(series, 0.0, shifted)
+    exact = torch.log1p(torch.expm1(far / -alpha).mean(dim=dim)) * -alpha
+    near = torch.where(series, shifted, 0.0)
+    mean = near.mean(dim=dim, keepdim=True)
+    centred = near - mean
+    expansion = mean.squeeze(dim) - (centred * (centred / alpha)).mean(dim=dim) / 2.0
+    aggregate = lowest.squeeze(dim) + torch.where(series.squeeze(dim), expansion, exact)
+    return aggregate.to(values.dtype)
 
 
 class SoftMinCritic(nn.Module):

@@ -82,15 +82,26 @@ def masked_mean(
     Masked-out entries never reach the result, even when they hold NaN or ±inf (padding log-probs
     often do), and receive zero gradient. A slice with no weight (an all-zero mask, or no
     elements at all) has mean 0, not NaN. ``dim`` is an int or a non-empty tuple of ints.
+
+    Integer ``x`` is averaged in the default float dtype (a mean of counts is a fraction, as in
+    numpy); bool ``x`` is refused. A weight mask with a negative entry is refused (weights
+    [1, −1] would sum to 0 and read as "empty"); checking it reads the mask's minimum, one device
+    sync, which a bool mask does not need.
     """
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype == torch.bool:
+        raise ValueError(f"x must hold numbers, got dtype {x.dtype}")
+    if not (x.is_floating_point() or x.is_complex()):
+        x = x.to(torch.get_default_dtype())
     dims = _reduced_dims(x, dim)
     if mask is None:
         if any(x.shape[d] == 0 for d in dims):
             return x.sum(dim=dims)  # zeros, still on x's graph (a plain mean would be NaN)
         return x.mean() if dim is None else x.mean(dim=dim)
     check_same_shape("mask", mask, "x", x)
+    if mask.dtype != torch.bool:
+        _check_weights(mask)
     weights = mask.to(x.dtype) if mask.dtype == torch.bool else mask
     kept = mask != 0
     total = torch.where(kept, x * weights, torch.zeros((), dtype=x.dtype, device=x.device))
@@ -101,6 +112,17 @@ def masked_mean(
     count = count.to(total.dtype)
     empty = count == 0
     return torch.where(empty, torch.zeros_like(total), total / torch.where(empty, 1.0, count))
+
+
+def _check_weights(mask: torch.Tensor) -> None:
+    """``ValueError`` naming the smallest weight unless ``mask`` holds real weights >= 0."""
+    if mask.is_complex():
+        raise ValueError(f"mask must be bool or real weights >= 0, got dtype {mask.dtype}")
+    if mask.numel() == 0 or mask.is_meta:  # a meta tensor has no values to check
+        return
+    smallest = float(mask.amin())
+    if smallest < 0:
+        raise ValueError(f"mask must be bool or weights >= 0, got a weight {smallest!r}")
 
 
 def _reduced_dims(x: torch.Tensor, dim: int | tuple[int, ...] | None) -> tuple[int, ...]:

@@ -3,6 +3,7 @@ state is refused naming it and changes nothing; older formats still load; saves 
 
 from __future__ import annotations
 
+import copy
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +15,7 @@ pytest.importorskip("trl")
 from integrations.trl_tiny import MOVING_SAFE, LenientController, make_trainer, tiny_model_dir
 from trl import GRPOTrainer
 
-from safecontrol import AdaptiveKL, SafeController
+from safecontrol import AdaptiveKL, EntropyTargetController, FixedKL, SafeController
 from safecontrol.integrations.trl import (
     CHECKPOINT_FILE,
     MEAN_LENGTH,
@@ -73,6 +74,23 @@ BAD_FIELDS = {
     "pending extra key": (_set(("pending", "loss"), [1.0]), "loss"),
     "mean length nan": (_set(("pending", MEAN_LENGTH), [float("nan")]), "mean_length"),
     "pending lacks mean length": (_set(("pending", MEAN_LENGTH), _DELETE), "mean_length"),
+    # Issue 25, item 11: values of the right type but out of the range TRL's metrics take loaded,
+    # and the next rollout's update then failed blaming TRL's measurement.
+    "entropy negative": (_set(("pending", "entropy"), [-0.1]), r"pending\['entropy'\]\[0\]"),
+    "mean length 0": (_set(("pending", MEAN_LENGTH), [0.0]), r"mean_length'\]\[0\] must be > 0"),
+    "k3 kl negative": (_set(("pending", "kl"), [0.01, -0.01]), r"pending\['kl'\]\[1\].*k3"),
+    "kl 1e300": (_set(("pending", "kl"), [1e300]), r"pending\['kl'\]\[0\].*magnitude"),
+    "reward -1e300": (_set(("pending", "reward"), [-1e300]), r"pending\['reward'\]\[0\]"),
+    "rollouts 2**60": (_set(("rollouts",), 2**60), "rollouts"),
+    "rewards beyond rollouts": (
+        _set(("pending", "reward"), [0.5]),
+        r"pending\['reward'\].*rollouts 0",
+    ),
+    "lengths beyond rollouts": (
+        _set(("pending", MEAN_LENGTH), [9.0]),
+        r"mean_length'\].*rollouts 0",
+    ),
+    "min_beta differs": (_set(("min_beta",), 1e-4), r"min_beta 0\.0001 .*min_beta=1e-06"),
     "format_version=4": (_set(("format_version",), 4), "format_version"),
     "format_version=True": (_set(("format_version",), True), "format_version"),
     "no rollouts": (_set(("rollouts",), _DELETE), "rollouts"),
@@ -181,8 +199,62 @@ def test_a_failed_save_leaves_the_previous_state_file_whole(idle_trainer, tmp_pa
 
 def test_state_for_another_controller_config_is_refused_and_changes_nothing(idle_trainer):
     callback = SafeBetaCallback(idle_trainer, SafeController(MOVING_SAFE))
-    other = SafeBetaCallback(idle_trainer)
+    other = SafeBetaCallback(idle_trainer, "safe")  # SAFE at its defaults: another config
     before = callback.state_dict()
     with pytest.raises(ValueError, match="config differs"):
         callback.load_state_dict(other.state_dict())
     assert callback.state_dict() == before
+
+
+@pytest.fixture(scope="module")
+def idle_trainers(
+    idle_trainer: GRPOTrainer, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    model_dir = tiny_model_dir(tmp_path_factory)
+    return {
+        "grpo": idle_trainer,
+        "rloo": make_trainer(model_dir, tmp_path_factory.mktemp("idle_rloo"), kind="rloo"),
+        "grpo+entropy": make_trainer(
+            model_dir, tmp_path_factory.mktemp("idle_entropy"), entropy_coef=0.01
+        ),
+    }
+
+
+def _callback(trainers: dict[str, Any], kind: str, **kwargs: Any) -> SafeBetaCallback:
+    if kind == "grpo+entropy":
+        kwargs["entropy_controller"] = EntropyTargetController(target=1.0)
+    return SafeBetaCallback(trainers[kind], FixedKL(0.02), **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["grpo", "rloo", "grpo+entropy"])
+def test_every_trainer_refuses_pending_values_out_of_range_and_another_min_beta(
+    idle_trainers, kind
+):
+    """Issue 25, item 11, for each trainer the callback drives: the ranges of TRL's metrics (a
+    k1 KL may be negative: RLOO's loads) and the min_beta the state was saved with."""
+    source = _callback(idle_trainers, kind)
+    kl = -0.01 if kind == "rloo" else 0.01
+    source.measurements.pending = {"kl": [kl], "entropy": [1.0], "reward": [], MEAN_LENGTH: []}
+    state = json.loads(json.dumps(source.state_dict()))
+    cases = {
+        "entropy": {"entropy": [-1.0]},
+        "mean_length": {MEAN_LENGTH: [0.0]},
+        "reward": {"reward": [1e300]},
+    }
+    if kind != "rloo":
+        cases["k3 KL"] = {"kl": [-0.01]}
+    for field, change in cases.items():
+        bad = copy.deepcopy(state)
+        bad["pending"].update(change)
+        target = _callback(idle_trainers, kind)
+        before = target.state_dict()
+        with pytest.raises(ValueError, match=field):
+            target.load_state_dict(bad)
+        assert target.state_dict() == before
+    other = _callback(idle_trainers, kind, min_beta=1e-3)
+    with pytest.raises(ValueError, match="min_beta"):
+        other.load_state_dict(copy.deepcopy(state))
+    if kind == "rloo":  # RLOO's k1 KL per token may be negative
+        restored = _callback(idle_trainers, kind)
+        restored.load_state_dict(state)
+        assert restored.state_dict()["pending"]["kl"] == [-0.01]

@@ -4,6 +4,7 @@ through verl's own ``apply_kl_penalty`` on synthetic rollout batches."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from typing import Any
@@ -22,6 +23,7 @@ with warnings.catch_warnings():  # verl warns about the GPU engines (megatron, .
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer, apply_kl_penalty
 
+from safecontrol import FixedKL
 from safecontrol.integrations.kl_ctrl import KLCtrlAdapter
 from safecontrol.integrations.verl import (
     CHECKPOINT_FILE,
@@ -183,3 +185,48 @@ def test_mixin_feeds_the_side_channel_and_checkpoints(tmp_path: Any) -> None:
         fresh._load_checkpoint()
     assert fresh.kl_ctrl_in_reward.state_dict() == before
     assert not load_checkpoint(fresh.kl_ctrl_in_reward, os.path.join(tmp_path, "global_step_9"))
+
+
+@pytest.mark.parametrize("missing", ["type", "kl_coef", "target_kl", "horizon"])
+@pytest.mark.parametrize("form", ["omegaconf", "dict", "object"])
+def test_adapter_like_names_a_missing_key_and_the_config(missing: str, form: str) -> None:
+    """Issue 25, item 18: a config without ``kl_coef`` raised a bare KeyError('kl_coef')."""
+    values = {"type": "adaptive", "kl_coef": 0.05, "target_kl": 0.02, "horizon": 1000}
+    del values[missing]
+    config: Any = {
+        "omegaconf": lambda: OmegaConf.create(values),
+        "dict": lambda: values,
+        "object": lambda: type("KLControlConfig", (), values)(),
+    }[form]()
+    with pytest.raises(ValueError, match=rf"kl_ctrl config has no {missing!r}") as error:
+        adapter_like(config)
+    assert repr(config)[:40] in str(error.value)
+
+
+def test_a_state_observed_with_a_nan_entropy_is_saved_and_restored(tmp_path: Any) -> None:
+    """Issue 25, item 9: a NaN entropy (a batch whose entropys are NaN) made the adapter's state
+    non-strict JSON, and save_checkpoint failed naming no file."""
+    data, entropys = _batch(2)
+    kl_ctrl = KLCtrlAdapter("safe", {"on_nonfinite": "skip"})
+    kl_ctrl.observe(**batch_statistics(data, torch.full_like(entropys, math.nan)))
+    path = save_checkpoint(kl_ctrl, tmp_path)
+    with open(path) as f:
+        assert json.load(f, parse_constant=pytest.fail)["pending"]["entropy"] == "nan"
+    resumed = KLCtrlAdapter("safe", {"on_nonfinite": "skip"})
+    assert load_checkpoint(resumed, tmp_path)
+    assert resumed.update(0.01, BATCH).skipped == kl_ctrl.update(0.01, BATCH).skipped == 1
+
+
+class _UnsaveableKL(FixedKL):
+    """A controller of one's own whose state is not strict JSON."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "note": math.nan}
+
+
+def test_a_failed_save_names_the_file_and_keeps_the_previous_one(tmp_path: Any) -> None:
+    (tmp_path / CHECKPOINT_FILE).write_text('{"old": true}')
+    with pytest.raises(ValueError, match=rf"could not write {tmp_path / CHECKPOINT_FILE}.*JSON"):
+        save_checkpoint(KLCtrlAdapter(_UnsaveableKL(coef=0.1)), tmp_path)
+    assert (tmp_path / CHECKPOINT_FILE).read_text() == '{"old": true}'
+    assert os.listdir(tmp_path) == [CHECKPOINT_FILE]  # no temporary left

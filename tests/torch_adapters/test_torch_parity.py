@@ -44,25 +44,48 @@ def test_kl_estimators_agree_with_numpy(pair, kind):
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered in divide:RuntimeWarning")  # numpy's
 @settings(max_examples=200)
 @given(
     values=hnp.arrays(
         np.float64,
         hnp.array_shapes(min_dims=1, max_dims=2, max_side=5),
-        elements=st.floats(-1e8, 1e8, allow_nan=False, allow_infinity=False),
+        elements=st.floats(-1e300, 1e300, allow_nan=False, allow_infinity=False),
     ),
     alpha=st.one_of(
-        st.floats(-300.0, 8.0).map(lambda e: 10.0**e),
-        st.sampled_from([5e-324, 1e-320, 1e-39, 1e-30]),
+        st.floats(min_value=0.0, max_value=1.7976931348623157e308, exclude_min=True),
+        st.floats(-323.0, 308.0).map(lambda e: 10.0**e).filter(lambda a: 0.0 < a < np.inf),
+        st.sampled_from([5e-324, 1e-320, 1e-39, 1e-30, 1e16, 1e39, 1e300]),
     ),
 )
-def test_soft_min_agrees_with_numpy_for_tiny_alpha_and_large_values(values, alpha):
+def test_soft_min_agrees_with_numpy_for_every_alpha_and_large_values(values, alpha):
+    """Every α > 0 (issue 25, item 13: α = 1e-320 gave NaN where torch cannot divide by it)."""
     ours = soft_min(torch.from_numpy(values), alpha, dim=-1).numpy()
     theirs = safecontrol.soft_min(values, alpha, dim=-1)
     assert np.isfinite(ours).all()
-    tolerance = 1e-12 * np.abs(values).max() + 1e-13 * alpha  # both round log(mean) · α
+    # Both round d = V − min and the log-mean-exp of d/α; below the smallest normal α torch
+    # returns the min, within α·log N < N·tiny of the value.
+    scale = np.abs(values).max() + np.ptp(values, axis=-1).max()
+    tolerance = 64 * np.finfo(np.float64).eps * scale + values.shape[-1] * np.finfo(float).tiny
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_soft_min_is_the_min_for_tiny_alpha_and_the_mean_for_huge_alpha_in_every_dtype(dtype):
+    """Issue 25, item 13: float32 α = 1e-320 gave NaN (α rounds to 0 there); α = 1e16 gave the
+    min, and an α beyond float32's range (1e39) NaN."""
+    values = torch.tensor([[1.0, 2.0], [3.0, 5.0]], dtype=dtype, requires_grad=True)
+    for alpha, expected, weights in (
+        (1e-320, [1.0, 3.0], [[1.0, 0.0], [1.0, 0.0]]),
+        (5e-324, [1.0, 3.0], [[1.0, 0.0], [1.0, 0.0]]),
+        (1e16, [1.5, 4.0], [[0.5, 0.5], [0.5, 0.5]]),
+        (1e39, [1.5, 4.0], [[0.5, 0.5], [0.5, 0.5]]),
+        (1e300, [1.5, 4.0], [[0.5, 0.5], [0.5, 0.5]]),
+    ):
+        values.grad = None
+        out = soft_min(values, alpha)
+        out.sum().backward()
+        assert out.dtype == dtype and out.tolist() == expected, alpha
+        torch.testing.assert_close(values.grad, torch.tensor(weights, dtype=dtype))
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in divide:RuntimeWarning")
@@ -132,3 +155,20 @@ def test_float32_inputs_give_the_same_decisions_as_their_float64_values(name):
     reference = _run(name, lambda x: np.float64(np.float32(x)))
     assert _run(name, lambda x: np.float32(x)) == reference
     assert _run(name, lambda x: torch.tensor(x, dtype=torch.float32)) == reference
+
+
+META_ARGS = {"kl": 0.1, "entropy": 1.0, "reward": 0.2, "n_steps": 8, "tokens_per_sequence": 1.0}
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+@pytest.mark.parametrize("arg", sorted(META_ARGS))
+def test_a_meta_tensor_argument_is_refused_naming_it_and_changes_nothing(name, arg):
+    """A meta tensor has a shape and a dtype but no value: ``float()`` of one raised torch's
+    RuntimeError from ``.item()``, naming no argument (issue 25, item 14)."""
+    controller = CONTROLLERS[name]()
+    before = controller.state_dict()
+    dtype = torch.int64 if arg == "n_steps" else torch.float64
+    meta = torch.tensor(META_ARGS[arg], dtype=dtype, device="meta")
+    with pytest.raises(ValueError, match=rf"{arg} is a tensor on the meta device.*no values"):
+        controller.update(**{**META_ARGS, arg: meta})
+    assert controller.state_dict() == before
