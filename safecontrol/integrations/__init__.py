@@ -12,4 +12,6 @@ package never imports the trainer library:
   imported).
 - ``safecontrol.integrations.verl``: ``SafeKLMixin`` for verl's ``RayPPOTrainer`` and
   ``adapter_like`` (``pip install "safecontrol[verl]"`` and ``pip install --no-deps verl``).
+- ``safecontrol.integrations.verl_plugin``: the opt-in ``verl.plugins`` entry point; inert
+  unless ``SAFECONTROL_VERL_CONTROLLER`` names a controller for verl's in-reward KL.
 """

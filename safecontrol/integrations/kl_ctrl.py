@@ -4,7 +4,7 @@ Those frameworks hold an object with ``.value`` (β) and ``.update(current_kl, n
 per rollout batch) and know nothing else about it. ``KLCtrlAdapter`` is that object for any
 ``safecontrol.contract.Controller`` (an instance, or a ``safecontrol.registry`` name)::
 
-    kl_ctrl = KLCtrlAdapter("safe")                       # or KLCtrlAdapter(controller)
+    kl_ctrl = KLCtrlAdapter("kl-budget")                  # or KLCtrlAdapter(controller)
     kl_ctrl.observe(entropy=0.9, reward=0.3)              # optional side channel, before update
     beta = kl_ctrl.value                                  # the framework reads β ...
     kl_ctrl.update(current_kl=0.012, n_steps=256)         # ... and updates once per batch
@@ -29,23 +29,32 @@ target) is exactly verl's rule, except that β stays inside ``coef_limits`` (def
 
 A rejected call (a ``ValueError`` naming the argument) changes nothing: not the controller, not
 the side channel. Imports no framework.
+
+Step limit. A decision with a finite ``max_preview_kl`` (``kl-budget``'s, SAFE's) asks the loop to
+limit each optimizer step; verl's and OpenRLHF's KL controller slot carries only β, so these loops
+cannot honour it. The adapter does not drop it silently: it warns once (naming the controller and
+the limit, and that the step is not limited) and ``unhonoured_max_preview_kl`` gives the limit for
+logging. A loop that does apply the limit passes ``step_limit_honoured=True``.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from .. import registry
-from .._state import _plain
 from .._validation import MAX_MEASUREMENT, _show, as_float, positive
 from ..contract import Controller, Decision
 
 STATE_FORMAT_VERSION = 1
 SIDE_CHANNEL = ("entropy", "reward", "tokens_per_sequence")
 """What ``observe`` carries into the next ``update``."""
+NONFINITE_TEXT = ("nan", "inf", "-inf")
+"""How ``state_dict`` writes a NaN or infinite side-channel value, which strict JSON cannot hold:
+``observe`` keeps them for the controller, whose ``on_nonfinite`` skips or refuses the batch."""
 _STATE_KEYS = ("format_version", "type", "tokens_per_sequence", "pending", "controller")
 
 
@@ -53,28 +62,38 @@ class KLCtrlAdapter:
     """``.value`` / ``.update(current_kl, n_steps)`` over a ``safecontrol.contract.Controller``.
 
     Args:
-        controller: a ``Controller`` instance, or a registry name (default ``"safe"``).
+        controller: a ``Controller`` instance, or a registry name (default
+            ``safecontrol.registry.DEFAULT``, kl-budget).
         settings: the registry settings, only with a name (``registry.make(name, **settings)``).
         tokens_per_sequence: a fixed response length (> 0) that converts every update, whatever
             length a batch gives (validated only); ``1.0`` states a per-sequence controller's
             targets per token. ``None`` (default): each batch's length, which a
             ``per_sequence`` controller then requires.
+        step_limit_honoured: ``True`` when the loop applies the decision's ``max_preview_kl`` to
+            its optimizer steps itself; ``False`` (default; verl's and OpenRLHF's slot): a finite
+            limit is warned about once and reported by ``unhonoured_max_preview_kl``.
     """
 
     def __init__(
         self,
-        controller: Controller | str = "safe",
+        controller: Controller | str = registry.DEFAULT,
         settings: Mapping[str, Any] | None = None,
         *,
         tokens_per_sequence: float | None = None,
+        step_limit_honoured: bool = False,
     ) -> None:
         self.controller = registry.resolve(controller, settings)
+        self.name = controller if isinstance(controller, str) else type(controller).__name__
+        """The registry name, or the controller's class name: what the warnings name."""
         self.tokens_per_sequence = (
             None
             if tokens_per_sequence is None
             else positive("tokens_per_sequence", tokens_per_sequence)
         )
+        self.step_limit_honoured = bool(step_limit_honoured)
         self._pending: dict[str, float] = {}
+        self._warned_step_limit = False
+        self._check_step_limit()
 
     # ------------------------------------------------------------------ the framework's shape
     @property
@@ -85,6 +104,28 @@ class KLCtrlAdapter:
     @property
     def decision(self) -> Decision:
         return self.controller.decision
+
+    @property
+    def unhonoured_max_preview_kl(self) -> float | None:
+        """The decision's finite ``max_preview_kl`` that this loop does not apply (log it);
+        ``None`` when the decision has no limit or ``step_limit_honoured``."""
+        limit = float(self.decision.max_preview_kl)
+        return None if self.step_limit_honoured or not math.isfinite(limit) else limit
+
+    def _check_step_limit(self) -> None:
+        """Warn once per adapter when a decision asks for a step limit the loop does not apply."""
+        limit = self.unhonoured_max_preview_kl
+        if limit is None or self._warned_step_limit:
+            return
+        self._warned_step_limit = True
+        warnings.warn(
+            f"KLCtrlAdapter: controller {self.name!r} asks to limit each optimizer step to "
+            f"max_preview_kl={limit:.6g} nats per token, and this loop's KL controller slot "
+            "carries only β: the step is not limited (unhonoured_max_preview_kl reports the "
+            "limit for logging; a loop that applies it passes step_limit_honoured=True)",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def observe(
         self,
@@ -127,29 +168,34 @@ class KLCtrlAdapter:
             )
         decision = self.controller.update(kl=current_kl, n_steps=n_steps, **values)
         self._pending = {}
+        self._check_step_limit()
         return decision
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Strict JSON: the controller's state dict and the side channel not yet used."""
+        """Strict JSON: the controller's state dict and the side channel not yet used (a NaN or
+        infinite value in it as its ``NONFINITE_TEXT`` string)."""
         return {
             "format_version": STATE_FORMAT_VERSION,
             "type": type(self).__name__,
             "tokens_per_sequence": self.tokens_per_sequence,
-            "pending": dict(self._pending),
+            "pending": {
+                key: value if math.isfinite(value) else repr(value)
+                for key, value in self._pending.items()
+            },
             "controller": copy.deepcopy(self.controller.state_dict()),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore ``state_dict()``'s snapshot. Every field is checked (the type, version and
         keys; ``tokens_per_sequence`` equal to this adapter's; ``pending`` only side-channel
-        numbers; the controller's own state, by the controller); on a ``ValueError`` nothing
-        changes."""
+        numbers, or ``NONFINITE_TEXT`` strings; ``controller`` a dict, which the controller
+        checks); on a ``ValueError`` nothing changes."""
         name = type(self).__name__
-        if not isinstance(state_dict, dict) or state_dict.get("type") != name:
+        kind = state_dict.get("type") if isinstance(state_dict, dict) else None
+        if not isinstance(kind, str) or kind != name:
             raise ValueError(f"not a {name} state: {_show(state_dict)}")
-        try:
-            _plain(state_dict)
+        try:  # each field by its own rule, so that a refusal names it
             version = state_dict.get("format_version")
             if type(version) is not int or version != STATE_FORMAT_VERSION:
                 raise ValueError(
@@ -159,17 +205,27 @@ class KLCtrlAdapter:
                 raise ValueError(
                     f"the state must have keys {sorted(_STATE_KEYS)}, got {sorted(state_dict)}"
                 )
-            if state_dict["tokens_per_sequence"] != self.tokens_per_sequence:
+            saved_length = state_dict["tokens_per_sequence"]
+            if type(saved_length) not in (float, int, type(None)) or (
+                saved_length != self.tokens_per_sequence
+            ):
                 raise ValueError(
                     f"tokens_per_sequence {state_dict['tokens_per_sequence']!r} was saved by an "
                     f"adapter configured otherwise (this one: {self.tokens_per_sequence!r})"
+                )
+            if not isinstance(state_dict["controller"], dict):  # its contents: the controller's
+                raise ValueError(
+                    f"controller must be a controller's state dict, got "
+                    f"{_show(state_dict['controller'])}"
                 )
             pending = state_dict["pending"]
             if not isinstance(pending, dict) or not set(pending) <= set(SIDE_CHANNEL):
                 raise ValueError(
                     f"pending must map some of {SIDE_CHANNEL} to numbers, got {_show(pending)}"
                 )
-            pending = _side_channel(**pending)
+            pending = _side_channel(
+                **{key: _pending_value(key, value) for key, value in pending.items()}
+            )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{name}.load_state_dict: {exc}") from None
         self.controller.load_state_dict(
@@ -181,6 +237,18 @@ class KLCtrlAdapter:
         """The controller's initial decision and an empty side channel."""
         self.controller.reset()
         self._pending = {}
+
+
+def _pending_value(key: str, value: Any) -> Any:
+    """A saved side-channel value as ``state_dict`` writes it, for ``_side_channel``: a number,
+    or a ``NONFINITE_TEXT`` string for NaN or inf (a float NaN or inf is not strict JSON)."""
+    if isinstance(value, str) and value in NONFINITE_TEXT:
+        return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"pending {key} must be a finite number or one of {NONFINITE_TEXT}, got {value!r}"
+        )
+    return value
 
 
 def _side_channel(**values: Any) -> dict[str, float]:

@@ -202,3 +202,38 @@ def test_adaptive_kl_follows_verls_rule_with_a_per_token_target() -> None:
         value *= 1 + error * 256 / horizon
         adapter.update(current_kl, 256)
         assert adapter.value == value
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_non_finite_observed_value_is_saved_as_strict_json_and_restored(value: float) -> None:
+    """Issue 25, item 9: ``observe`` keeps a NaN or inf entropy or reward for the controller,
+    whose ``on_nonfinite`` decides (here: skip the batch), but ``state_dict()`` then held a float
+    NaN, which strict JSON (and so verl's ``save_checkpoint``) refused."""
+    source = KLCtrlAdapter("safe", {"on_nonfinite": "skip"})
+    source.observe(entropy=value, reward=-value)
+    text = _state(source)  # strict JSON
+    assert json.loads(text)["pending"] == {"entropy": repr(value), "reward": repr(-value)}
+    restored = KLCtrlAdapter("safe", {"on_nonfinite": "skip"})
+    restored.load_state_dict(json.loads(text))
+    assert _state(restored) == text
+    assert restored.update(0.01, 8).skipped == source.update(0.01, 8).skipped == 1
+
+
+@pytest.mark.parametrize(
+    "pending",
+    [
+        {"entropy": "0.5"},
+        {"entropy": "NaN"},
+        {"entropy": "-inf"},  # an entropy is never negative
+        {"reward": "infinity"},
+        {"tokens_per_sequence": "inf"},  # a length is finite
+        {"tokens_per_sequence": "nan"},
+    ],
+)
+def test_only_the_non_finite_spellings_state_dict_writes_load(pending: dict[str, str]) -> None:
+    adapter = KLCtrlAdapter("safe")
+    state = {**adapter.state_dict(), "pending": pending}
+    (key,) = pending
+    with pytest.raises(ValueError, match=key):
+        adapter.load_state_dict(state)
+    assert adapter.state_dict()["pending"] == {}
