@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.runner import checked_workers, run_sweep, sweep_arguments
-from safecontrol import registry
+from reference_trainer.recipes import RECIPES
 
 TASKS = ("sentiment", "reward-model", "topic")
 REGIMES: dict[str, dict[str, Any]] = {"standard": {"lr": 1e-3}, "stress": {"lr": 1e-2}}
@@ -79,11 +79,14 @@ def _variants() -> dict[str, dict[str, Any]]:
         # scaled to the budget.
         settings = {"threshold_base": budget, "threshold_limits": [budget / 3, 2 * budget]}
         out[f"safe-b{budget:g}"] = {"algo": "safe", "controller_settings": settings}
-    # The registered safe-published (the paper's code), spelt as safe with its loop settings so
+    # The trainer's safe-published recipe (the paper's code), spelt as safe with its fields so
     # that the runs of the first sweeps, saved that way, still count.
+    published = RECIPES["safe-published"]
     out["safe-published"] = {
-        "algo": "safe",
-        **registry.registration("safe-published").loop_settings,
+        "algo": published.controller,
+        "critic_heads": published.critic_heads,
+        "penalty_mode": published.penalty_mode,
+        "preview_steps": published.preview_steps,
     }
     return out
 

@@ -16,6 +16,8 @@ from typing import Any, get_type_hints
 
 from safecontrol import registry
 
+from .recipes import names as algo_names
+from .recipes import recipe
 from .trackers import parse_report_to
 
 RENAMED_ALGORITHMS = {
@@ -26,9 +28,6 @@ RENAMED_ALGORITHMS = {
 """Names the trainer used before its controllers came from ``safecontrol.registry``."""
 PENALTY_MODES = ("hinge", "coef", "detached")
 STEP_LIMITS = ("preview", "predicted")
-LAZY_LOOP_SETTINGS = ("critic_heads", "step_limit")
-"""Fields whose default means "the controller's", resolved when used (``n_critic_heads``,
-``resolved_step_limit``), never replaced by its loop settings."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,9 @@ class PrepareConfig:
 class TrainConfig:
     """One RL fine-tuning run (CleanRL-style: every knob a practitioner looks at)."""
 
-    algo: str = "safe"
-    """The KL controller: a name registered in ``safecontrol.registry`` (listed below)."""
+    algo: str = registry.DEFAULT
+    """The KL controller: a name registered in ``safecontrol.registry``, or one of this trainer's
+    recipes (``reference_trainer/recipes.py``: safe-published); listed below."""
     run_dir: str = "runs/default"
     """The run's directory: config.json, metrics.jsonl, samples.jsonl, checkpoint.pt; locked
     while a trainer uses it, and never written when it holds files that are not a run."""
@@ -189,7 +189,7 @@ class TrainConfig:
     each optimizer step so its KL to the pre-step policy stays within the limit (false by
     default for safe-published, whose published code has no preview)."""
     step_limit: str = "auto"
-    """How ``preview_steps`` finds a step's KL (``reference_trainer/step_limit.py``). "preview":
+    """How ``preview_steps`` finds a step's KL (``safecontrol.torch.StepLimiter``). "preview":
     run the stepped policy's forward after every optimizer step (SAFE's preview: one more
     forward per epoch). "predicted": predict it as the last measured KL per squared step length
     × this step's squared length, shrink the step before it is used, and measure it at the
@@ -206,9 +206,12 @@ class TrainConfig:
     """Write decoded samples every this many steps."""
     data_dir: str = ".data"
     """Where the prepared default lives (see PrepareConfig)."""
-    reward_timeout: float = 0.0
-    """Seconds one call of the reward function may take before the run stops with an error
-    (0: no limit). A scorer that never returns otherwise hangs the run forever."""
+    reward_timeout: float = 600.0
+    """Seconds one call of a reward function (``reward``, ``gold_reward``) may take before the
+    run stops with an error naming it (0: no limit, and a scorer that never returns hangs the
+    run forever). Ten minutes is ~3x what a 7B-parameter reward model needs on a CPU for the
+    default batch (32 x ~50 tokens, ~2e13 FLOP at ~100 GFLOP/s): a call still running then has
+    hung. Raise it for a slower scorer (a remote judge, larger batches)."""
     report_to: str = "none"
     """Trackers beside metrics.jsonl: "none", "tensorboard" (<run_dir>/tensorboard), "wandb"
     (honours WANDB_MODE, WANDB_PROJECT), or a comma-separated list; metrics are namespaced
@@ -219,10 +222,10 @@ class TrainConfig:
         if self.algo in RENAMED_ALGORITHMS:
             raise ValueError(
                 f"algo {self.algo!r} is now called {RENAMED_ALGORITHMS[self.algo]!r} "
-                f"(controllers come from safecontrol.registry: {list(registry.names())})"
+                f"(known: {list(algo_names())})"
             )
-        registry.registration(self.algo)  # an unknown name lists the registered ones
-        self._apply_loop_settings()
+        recipe(self.algo)  # an unknown name lists the known ones
+        self._apply_recipe()
         _check_positive(
             self,
             (
@@ -291,22 +294,22 @@ class TrainConfig:
             )
         self.make_controller()  # the controller's settings are checked now, before any write
 
-    def _apply_loop_settings(self) -> None:
-        """The controller's registered loop settings (``Registration.loop_settings``: how its
-        decisions are applied in its source, e.g. safe-published's detached penalty) replace
-        the fields left at their defaults; a field set to another value keeps it (an ablation)."""
+    def _apply_recipe(self) -> None:
+        """The recipe's penalty mode and preview (``recipes.py``: e.g. safe-published's detached
+        penalty) replace the fields left at their defaults; a field set to another value keeps it
+        (an ablation). critic_heads = 0 and step_limit = "auto" already mean "the recipe's"
+        (``n_critic_heads``, ``resolved_step_limit``): left so, a config copied with another algo
+        does not carry SAFE's two heads or kl-budget's predicted steps along."""
         defaults = {f.name: f.default for f in fields(self)}
-        for name, wanted in registry.registration(self.algo).loop_settings.items():
-            # critic_heads = 0 and step_limit = "auto" already mean "the controller's"
-            # (n_critic_heads, resolved_step_limit): left so, a config copied with another algo
-            # does not carry SAFE's two heads or kl-budget's predicted steps along.
-            if name not in LAZY_LOOP_SETTINGS and getattr(self, name) == defaults[name]:
-                object.__setattr__(self, name, wanted)
+        wanted = recipe(self.algo)
+        for name in ("penalty_mode", "preview_steps"):
+            if getattr(self, name) == defaults[name]:
+                object.__setattr__(self, name, getattr(wanted, name))
 
     def controller_kwargs(self) -> dict[str, Any]:
         """``controller_settings``, plus this run's ``kl_estimator`` for a controller that has
         such a setting (a contradicting one is an error)."""
-        registration = registry.registration(self.algo)
+        registration = registry.registration(recipe(self.algo).controller)
         settings = dict(self.controller_settings)
         if "kl_estimator" in registration.defaults():
             given = settings.setdefault("kl_estimator", self.kl_estimator)
@@ -320,7 +323,7 @@ class TrainConfig:
     def make_controller(self) -> Any:
         """A fresh controller of this run (``safecontrol.contract.Controller``)."""
         try:
-            return registry.make(self.algo, **self.controller_kwargs())
+            return registry.make(recipe(self.algo).controller, **self.controller_kwargs())
         except (TypeError, ValueError) as exc:
             raise ValueError(f"controller_settings of {self.algo!r}: {exc}") from exc
 
@@ -334,15 +337,14 @@ class TrainConfig:
 
     @property
     def n_critic_heads(self) -> int:
-        loop = registry.registration(self.algo).loop_settings
-        return self.critic_heads or int(loop.get("critic_heads", 1))
+        return self.critic_heads or recipe(self.algo).critic_heads
 
     @property
     def resolved_step_limit(self) -> str:
-        """``step_limit``, "auto" resolved: the controller's, else "preview"."""
+        """``step_limit``, "auto" resolved: the recipe's."""
         if self.step_limit != "auto":
             return self.step_limit
-        return str(registry.registration(self.algo).loop_settings.get("step_limit", "preview"))
+        return recipe(self.algo).step_limit
 
 
 def _check_field_types(config: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar, get_type_hints
 from safecontrol import registry
 from safecontrol._docs import field_docs
 
+from . import recipes
 from .config import TrainConfig, as_dict
 
 C = TypeVar("C")
@@ -25,9 +26,13 @@ def describe_fields(cls: type) -> str:
         lines.append(f"      {docs.get(f.name, '(undocumented)')}")
     if cls is TrainConfig:
         lines.append("\nControllers (--algo NAME, --set controller_settings='{...}'):")
-        for name in registry.names():
-            registration = registry.registration(name)
-            lines.append(f"  {name}: {registration.summary}")
+        for name in recipes.names():
+            controller = recipes.recipe(name).controller
+            registration = registry.registration(controller)
+            lines.append(f"  {name}: {recipes.summary(name)}")
+            if controller != name:
+                lines.append(f"      (the settings of {controller})")
+                continue
             for key, value in registration.defaults().items():
                 lines.append(f"      {key} = {value!r}: {registration.docs[key]}")
     return "\n".join(lines)

@@ -51,4 +51,3 @@ def clipped_policy_loss(
     clip_fraction = ((ratio - 1.0).abs() > clip_range).to(logp.dtype)
     approx_kl = (ratio - 1.0) - log_ratio
     return loss, clip_fraction.detach(), approx_kl.detach()
-

@@ -26,6 +26,7 @@ NAMESPACES = {
     "approx_kl": "kl/approx_to_rollout_policy",
     "preview_kl": "kl/preview_step",
     "coef": "controller/coef",
+    "budget": "controller/budget",
     "threshold": "controller/threshold",
     "gate": "controller/gate",
     "phase": "controller/phase",

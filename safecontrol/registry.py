@@ -3,8 +3,7 @@ framework integrations read (as optax's ``alias.py`` names its optimizers).
 
     >>> from safecontrol import registry
     >>> registry.names()  # doctest: +NORMALIZE_WHITESPACE
-    ('adaptive-kl', 'fixed-kl', 'kl-budget', 'pid-lagrangian-kl', 'safe', 'safe-published',
-     'schulman-kl')
+    ('adaptive-kl', 'fixed-kl', 'kl-budget', 'pid-lagrangian-kl', 'safe', 'schulman-kl')
     >>> controller = registry.make("pid-lagrangian-kl", target=0.2)
 
 A registration is a name, a factory and its settings: a frozen dataclass whose every field has a
@@ -13,6 +12,11 @@ here), the settings are derived from its signature and the ``Args:`` section of 
 Adding a controller is one module and one ``register`` call; it then appears in the trainer's
 ``--algo``, the plant and overhead benchmarks and the conformance suite
 (``safecontrol.testing.check_controller``) with no other edit.
+
+The registry holds controllers only. How a loop applies a decision travels on the decision itself
+(``max_preview_kl``: the per-step KL limit every loop must honour or refuse); a recipe of one loop
+(the reference trainer's critic heads or the published SAFE code's detached penalty) lives with
+that loop (``reference_trainer/recipes.py``).
 """
 
 from __future__ import annotations
@@ -24,9 +28,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._validation import _show
 from .contract import KL_UNITS, Controller
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+DEFAULT = "kl-budget"
+"""The controller every entry point builds when none is named (the trainer's ``--algo``, the
+TRL callback, ``KLCtrlAdapter``): of the controllers at their defaults, the best gold regret over
+the frontier sweep (benchmarks/results/frontier.md)."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +52,6 @@ class Registration:
     """One line per setting."""
     summary: str
     """What the controller is, with its source (paper or anchor)."""
-    loop_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    """How a training loop must apply the decisions to reproduce the source, in the reference
-    trainer's field names (e.g. ``{"penalty_mode": "detached"}``); empty: the loop's defaults."""
 
     def make(self, **overrides: Any) -> Controller:
         """The controller with its default settings, changed by ``overrides``."""
@@ -72,20 +78,18 @@ def register(
     summary: str,
     settings: type | None = None,
     defaults: Mapping[str, Any] | None = None,
-    loop_settings: Mapping[str, Any] | None = None,
 ) -> Registration:
     """Register ``factory`` under ``name``; returns the registration.
 
     Args:
         name: lower-case words joined by dashes; a name already taken is an error.
-        factory: builds the controller from keyword settings; its instances must declare
-            ``kl_unit``.
+        factory: builds the controller from keyword settings; one is built with the default
+            settings here, and must keep ``safecontrol.contract.Controller`` (``kl_unit`` one
+            of ``KL_UNITS``).
         summary: one line, with the source.
         settings: a frozen dataclass of the settings with documented fields; ``None`` derives
             one from ``factory``'s keyword parameters and its docstring's ``Args:`` section.
         defaults: defaults for the derived settings (required for parameters without one).
-        loop_settings: how a training loop must apply the decisions to reproduce the source
-            (``Registration.loop_settings``).
     """
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"name must be lower-case words joined by dashes, got {name!r}")
@@ -95,18 +99,32 @@ def register(
         raise ValueError(f"factory must be callable, got {factory!r}")
     if not isinstance(summary, str) or not summary.strip():
         raise ValueError(f"summary must be a non-empty string, got {summary!r}")
+    if defaults is not None and not isinstance(defaults, Mapping):
+        raise ValueError(
+            f"{name}: defaults must be a mapping of parameter names, got {_show(defaults)}"
+        )
     if settings is None:
         settings, docs = _settings_from_signature(name, factory, dict(defaults or {}))
     else:
         if defaults:
             raise ValueError("defaults are for derived settings; give them in the dataclass")
         docs = _settings_docs(name, settings)
-    unit = getattr(factory, "kl_unit", None)
-    if unit is not None and unit not in KL_UNITS:
-        raise ValueError(f"{name}: kl_unit must be one of {KL_UNITS}, got {unit!r}")
-    registration = Registration(
-        name, factory, settings, docs, summary.strip(), dict(loop_settings or {})
-    )
+    registration = Registration(name, factory, settings, docs, summary.strip())
+    # One controller built with the defaults now: a factory that makes no Controller would
+    # otherwise be found out only where it is first used (the trainer, a benchmark, a framework).
+    try:
+        made = registration.make()
+    except Exception as exc:
+        raise ValueError(f"{name}: the factory fails with its default settings: {exc!r}") from exc
+    if not isinstance(made, Controller):
+        missing = [member for member in CONTRACT_MEMBERS if not hasattr(made, member)]
+        raise ValueError(
+            f"{name}: the factory must make a safecontrol.contract.Controller "
+            f"({', '.join(CONTRACT_MEMBERS)}); it made {type(made).__name__} {_show(made)}, "
+            f"which lacks {missing}"
+        )
+    if made.kl_unit not in KL_UNITS:
+        raise ValueError(f"{name}: kl_unit must be one of {KL_UNITS}, got {made.kl_unit!r}")
     _REGISTRY[name] = registration
     return registration
 
@@ -284,7 +302,6 @@ def _register_builtins() -> None:
         BudgetKL,
         "Holds a KL budget without a β to choose: a PI Lagrange multiplier on KL ≤ budget, the "
         "budget a share of the initial entropy, and a step limit (safecontrol.budget_kl).",
-        loop_settings={"step_limit": "predicted"},
     )
     register(
         "safe",
@@ -292,16 +309,6 @@ def _register_builtins() -> None:
         "SAFE (arXiv 2602.04651): entropy-gated dead-band penalty, PID-moved threshold, "
         "preview step scaling; the published constants.",
         settings=SafeConfig,
-        loop_settings={"critic_heads": 2},
-    )
-    register(
-        "safe-published",
-        _safe,
-        "SAFE as the paper's public code runs it (arXiv 2602.04651): the published constants, "
-        "the penalty a detached float that never reaches the gradient, no preview step scaling "
-        "(SPEC's known defects); for reproducing the paper's comparison, not for training.",
-        settings=SafeConfig,
-        loop_settings={"critic_heads": 2, "penalty_mode": "detached", "preview_steps": False},
     )
 
 

@@ -4,7 +4,7 @@ controller (SPEC §1.2, §4). Tested against trl 1.0.0, 1.12.0 and 1.16.0.
 One line after building the trainer::
 
     trainer = GRPOTrainer(model=..., args=GRPOConfig(beta=0.001, ...), ...)  # or RLOOTrainer
-    SafeBetaCallback.attach(trainer)        # SafeController(SafeConfig(kl_estimator="k3"))
+    SafeBetaCallback.attach(trainer)        # kl-budget (safecontrol.registry.DEFAULT)
     trainer.train()                         # or train(resume_from_checkpoint=True)
 
 Any controller of the registry by name, or any object keeping ``safecontrol.contract.Controller``::
@@ -137,11 +137,11 @@ class SafeBetaCallback(TrainerCallback):
         trainer: the ``GRPOTrainer`` or ``RLOOTrainer``, built with ``beta > 0`` in its config so
             that it loads a reference model.
         controller: a ``safecontrol.contract.Controller`` (ours or your own class), or the
-            name of a registered one (``safecontrol.registry.names()``); default ``"safe"``,
-            i.e. ``SafeController(SafeConfig(kl_estimator=...))`` with the trainer's estimator
-            (k3 for GRPO, k1 for RLOO). A ``SafeController`` must be configured for that
-            estimator; built by name, a controller with a ``kl_estimator`` setting gets it
-            unless ``settings`` says otherwise.
+            name of a registered one (``safecontrol.registry.names()``); default
+            ``safecontrol.registry.DEFAULT`` (kl-budget). A ``SafeController`` must be
+            configured for the trainer's estimator (k3 for GRPO, k1 for RLOO); built by name, a
+            controller with a ``kl_estimator`` setting gets it unless ``settings`` says
+            otherwise.
         settings: with a name, the settings that differ from the registered defaults (e.g.
             ``{"target": 0.2}``); unknown settings are refused, listing the known ones.
         min_beta: floor on β, > 0 (default 1e-6); see the module docstring for why it exists.
@@ -330,7 +330,13 @@ class SafeBetaCallback(TrainerCallback):
         controllers' states, which the controllers validate. On any ``ValueError`` (a malformed
         field, or a controller that refuses the state: another type or config) nothing changes.
         """
-        state = checked_state(state_dict, type(self).__name__, self.entropy_controller is not None)
+        state = checked_state(
+            state_dict,
+            type(self).__name__,
+            self.entropy_controller is not None,
+            self.min_beta,
+            self.kind.kl_estimator,
+        )
         previous = self.controller.state_dict()
         previous_entropy = None
         self.controller.load_state_dict(state.controller)  # refused: unchanged

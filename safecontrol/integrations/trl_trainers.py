@@ -34,8 +34,6 @@ from ..contract import Controller
 from ..entropy_target import EntropyTargetController
 from ..safe import SafeController
 
-DEFAULT_CONTROLLER = "safe"
-"""The registry name used when no controller is given (with the trainer's KL estimator)."""
 LAST_LIGER_FROZEN_TRL = (1, 12)
 """The newest TRL minor release whose GRPOTrainer copies β into Liger's loss at construction."""
 FIRST_ENTROPY_BONUS_TRL = "1.8"
@@ -109,7 +107,7 @@ def checked_controller(
 ) -> Controller:
     """The KL controller (``registry.resolve``; by name with the trainer's estimator as default)."""
     checked = registry.resolve(
-        DEFAULT_CONTROLLER if controller is None else controller,
+        registry.DEFAULT if controller is None else controller,
         settings,
         default_settings={"kl_estimator": kind.kl_estimator},
     )

@@ -237,7 +237,8 @@ def run(
             scale = 1.0
             if previewing and decision is not None:
                 logp_new = log_softmax(theta + step)
-                preview_kl = float(np.einsum("ij,ij->", probs, logp - logp_new)) / n_ctx
+                # KL ≥ 0; a step that barely moves rounds to −1e-17, which step_scale refuses
+                preview_kl = max(float(np.einsum("ij,ij->", probs, logp - logp_new)) / n_ctx, 0.0)
                 scale = float(decision.step_scale(preview_kl))
             theta = theta + scale * step
             if epoch == 0:

@@ -19,7 +19,9 @@ which they convert with ``float``). The one point per update where a device valu
 float is the controller input: ``global_measurements`` / ``global_means`` pack every statistic into
 one tensor and make one ``tolist`` call (one synchronisation); passing 0-d tensors straight to
 ``update`` makes one ``float()`` sync per argument instead. Nothing else in this package leaves
-the device: ``kl_penalty`` reads the decision's floats and builds a tensor expression.
+the device: ``kl_penalty`` reads the decision's floats and builds a tensor expression (given a
+weight mask rather than a bool one, ``masked_mean`` reads its minimum: one sync, to refuse a
+negative weight).
 """
 
 from ..estimators import KL_ESTIMATORS

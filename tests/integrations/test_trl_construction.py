@@ -16,7 +16,14 @@ from integrations.trl_tiny import LenientController, make_trainer, tiny_model_di
 from toy_controller import ToyDecision
 from trl import GRPOTrainer
 
-from safecontrol import EntropyTargetController, FixedKL, SafeConfig, SafeController
+from safecontrol import (
+    BudgetKL,
+    EntropyTargetController,
+    FixedKL,
+    SafeConfig,
+    SafeController,
+    registry,
+)
 from safecontrol.integrations.trl import SafeBetaCallback, liger_freezes_beta
 
 
@@ -124,10 +131,18 @@ def test_second_callback_on_one_trainer_is_refused(model_dir, tmp_path):
         SafeBetaCallback.attach(trainer)
 
 
-def test_default_controller_is_safe_with_k3(idle_trainer):
+def test_default_controller_is_the_registry_default_and_limits_steps(idle_trainer):
     callback = SafeBetaCallback(idle_trainer)
-    assert isinstance(callback.controller, SafeController)
-    assert callback.controller.config.kl_estimator == "k3"
+    assert registry.DEFAULT == "kl-budget"
+    assert isinstance(callback.controller, BudgetKL)
+    assert callback.step_limit is not None  # its per-step KL limit is applied, not dropped
+
+
+def test_the_published_safe_recipe_is_refused_by_name_not_run_as_safe(idle_trainer):
+    """safe-published is the reference trainer's recipe (a detached penalty no TRL loss can
+    apply): asked for by name, the callback refuses instead of running SAFE's penalty."""
+    with pytest.raises(ValueError, match="unknown controller 'safe-published'"):
+        SafeBetaCallback(idle_trainer, "safe-published")
 
 
 # ---------------------------------------------------------------------- Liger

@@ -16,7 +16,7 @@ import trl
 from datasets import Dataset
 from integrations.trl_tiny import PROMPTS, TINY_RUN, tiny_model_dir, word_score_reward
 
-from safecontrol import PIDLagrangianKL, SafeController
+from safecontrol import BudgetKL, PIDLagrangianKL
 from safecontrol.integrations.trl import SafeBetaCallback
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -54,7 +54,7 @@ def test_recipe_trains_grpo_and_rloo_with_beta_driven_by_the_callback(
     }
     monkeypatch.chdir(tmp_path_factory.mktemp("readme"))
     exec(compile(recipe(), str(README), "exec"), namespace)
-    for name, controller_class in (("grpo", SafeController), ("rloo", PIDLagrangianKL)):
+    for name, controller_class in (("grpo", BudgetKL), ("rloo", PIDLagrangianKL)):
         trainer = namespace[name]
         [callback] = [
             c for c in trainer.callback_handler.callbacks if isinstance(c, SafeBetaCallback)
