@@ -39,7 +39,7 @@ from safecontrol._atomic import write_json_atomic
 BETAS = (0.01, 0.03, 0.1, 0.3, 1.0)
 VARIANTS = (*(f"beta-{b:g}" for b in BETAS), "kl-budget", "kl-budget-no-limit")
 LEARNING_RATES = {"standard": 1e-3, "stress": 1e-2}
-SEEDS = (0, 1, 2)
+SEEDS = tuple(range(8))
 STEPS, COMPLETIONS, GENERATIONS, NEW_TOKENS = 100, 32, 4, 16
 FINAL_WINDOW = 10
 RESAMPLES = 10_000
