@@ -1,7 +1,8 @@
 """Write the README's "Results" section from the committed results files (no hand-typed numbers).
 
 Reads ``benchmarks/results/{stability,frontier,plant,overhead}.json`` and replaces the text
-between the ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers of README.md.
+between the ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers of README.md, and
+``trl_frontier.json`` between the TRL section's ``<!-- trl-results:begin/end -->`` markers.
 
     python -m benchmarks.readme_results            # rewrite README.md
     python -m benchmarks.readme_results --check    # exit 1 when README.md is out of date
@@ -15,10 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks import trl_frontier
 from benchmarks.stability_render import ablation_lines, fmt, with_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+TRL_BEGIN, TRL_END = "<!-- trl-results:begin -->", "<!-- trl-results:end -->"
 
 
 def _diff(c: dict[str, Any]) -> str:
@@ -278,12 +281,21 @@ def build(results_dir: Path) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def replace_block(readme: str, block: str) -> str:
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"README.md has no {BEGIN} ... {END} block")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{block}{END}{tail}"
+def replace_block(readme: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    if begin not in readme or end not in readme:
+        raise ValueError(f"README.md has no {begin} ... {end} block")
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}{end}{tail}"
+
+
+def with_trl_block(readme: str, results_dir: Path) -> str:
+    """The TRL section's table of ``trl_frontier.json``, where the README has its markers."""
+    path = results_dir / "trl_frontier.json"
+    if TRL_BEGIN not in readme or not path.is_file():
+        return readme
+    block = trl_frontier.render_with_cost(json.loads(path.read_text()), results_dir, "####")
+    return replace_block(readme, block, TRL_BEGIN, TRL_END)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     readme_path = Path(args.readme)
     current = readme_path.read_text()
-    wanted = replace_block(current, build(Path(args.results)))
+    wanted = with_trl_block(replace_block(current, build(Path(args.results))), Path(args.results))
     if args.check:
         if wanted != current:
             print(
