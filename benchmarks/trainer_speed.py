@@ -90,9 +90,10 @@ def summarise(rows: list[dict]) -> dict[str, float]:
 def measure_trl_grpo(iterations: int, warmup: int, threads: int, data_dir: str) -> dict:
     """Tokens/s of TRL's GRPOTrainer on the prepared default (see the module doc)."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
+    from benchmarks.step_clock import StepClock
     from reference_trainer.rewards import vader_reward
 
     directory = PrepareConfig(data_dir=data_dir).directory()
@@ -103,16 +104,6 @@ def measure_trl_grpo(iterations: int, warmup: int, threads: int, data_dir: str) 
 
     def reward(prompts: list[str], completions: list[str], **kwargs: object) -> list[float]:
         return list(vader(prompts, completions))
-
-    class StepClock(TrainerCallback):
-        def __init__(self) -> None:
-            self.seconds: list[float] = []
-
-        def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            self.seconds.append(time.perf_counter() - self.started)
 
     torch.set_num_threads(threads)
     clock = StepClock()

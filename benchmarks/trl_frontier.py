@@ -53,9 +53,10 @@ def run_one(
     """One GRPO run; returns its per-step logs and wall-clock seconds per step."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
+    from benchmarks.step_clock import StepClock
     from reference_trainer.tasks import scorers
     from safecontrol.integrations.trl import SafeBetaCallback
 
@@ -74,16 +75,6 @@ def run_one(
         return list(gold(prompts, completions))
 
     gold_reward.__name__ = "gold"
-
-    class StepClock(TrainerCallback):
-        def __init__(self) -> None:
-            self.seconds: list[float] = []
-
-        def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            self.started = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-            self.seconds.append(time.perf_counter() - self.started)
 
     beta = float(variant.removeprefix("beta-")) if variant.startswith("beta-") else 0.001
     clock = StepClock()
