@@ -43,7 +43,8 @@ def test_tensorboard_events_hold_every_metric_under_its_namespace(tiny, tmp_path
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert tags == set(namespaced(rows[-1]))
-    assert {"reward/mean", "kl/k3", "controller/threshold", "value/explained_variance"} <= tags
+    # the default controller (kl-budget) logs its budget
+    assert {"reward/mean", "kl/k3", "controller/budget", "value/explained_variance"} <= tags
     for key, tag in (("reward_mean", "reward/mean"), ("coef", "controller/coef")):
         logged = [(e.step, e.value) for e in events.Scalars(tag)]
         assert logged == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in rows]
