@@ -62,8 +62,10 @@ class StepKL(TrainerCallback):
         self.steps.append((float(kl), self.limit))
 
 
-def run(model_dir: str, out: Any, kind: str, **kwargs: Any) -> tuple[Any, SafeBetaCallback, Any]:
-    trainer = make_trainer(model_dir, out, kind=kind, temperature=1.0)
+def run(
+    model_dir: str, out: Any, kind: str, trainer_args: dict | None = None, **kwargs: Any
+) -> tuple[Any, SafeBetaCallback, Any]:
+    trainer = make_trainer(model_dir, out, kind=kind, temperature=1.0, **(trainer_args or {}))
     callback = SafeBetaCallback.attach(trainer, "kl-budget", **kwargs)
     measured = StepKL(trainer, callback)
     trainer.add_callback(measured)
@@ -81,6 +83,22 @@ def test_every_limited_step_ends_within_its_limit(model_dir, tmp_path, kind):
     scales = [logs[step]["safe/step_scale"] for step in (1, 2, 3, 4)]
     assert min(scales) < 1.0  # the limit bound: steps were shrunk
     assert all(logs[step]["safe/step_kl"] > 0.0 for step in (1, 2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    "trainer_args",
+    [{"gradient_accumulation_steps": 2}, {"num_iterations": 2}],
+    ids=["accumulated", "reused-rollouts"],
+)
+def test_accumulated_and_reused_steps_are_limited_on_their_last_micro_batch(
+    model_dir, tmp_path, trainer_args
+):
+    """Each optimizer step, whatever its micro-batches or rollout reuse, is measured on the last
+    micro-batch it trained on and ends within its limit there."""
+    _, _, measured = run(model_dir, tmp_path, "grpo", trainer_args, settings=BINDING)
+    limited = [(kl, limit) for kl, limit in measured.steps if limit < float("inf")]
+    assert len(limited) == len(measured.steps) == 4
+    assert all(kl <= STEP_SLACK * limit for kl, limit in limited)
 
 
 def test_without_the_limit_the_same_steps_overshoot_and_the_callback_warns_once(
