@@ -187,6 +187,8 @@ class SafeBetaCallback(TrainerCallback):
         if not isinstance(limit_steps, bool):
             raise ValueError(f"limit_steps must be True or False, got {limit_steps!r}")
         self.step_limit = StepLimit(trainer) if limit_steps else None
+        if self.step_limit is not None:  # however the callback is added, it sees each batch
+            self.step_limit.install()
         self._warned_unlimited = False
 
     @classmethod
@@ -200,8 +202,6 @@ class SafeBetaCallback(TrainerCallback):
         if any(isinstance(cb, cls) for cb in callbacks):
             raise ValueError(f"trainer already has a {cls.__name__}; two would both set beta")
         callback = cls(trainer, controller, **kwargs)
-        if callback.step_limit is not None:
-            callback.step_limit.install()
         callbacks.insert(0, callback)
         return callback
 

@@ -51,7 +51,8 @@ def completion_mask(inputs: dict[str, Any]) -> torch.Tensor:
 class StepLimit:
     """Limits each optimizer step of ``trainer`` to its controller decision's ``max_preview_kl``.
 
-    ``install`` wraps ``trainer.compute_loss`` to keep the last micro-batch's inputs; the
+    ``install`` (called when the callback is built) wraps ``trainer.compute_loss`` to keep the
+    last micro-batch's inputs; the
     callback calls ``before`` / ``after`` around the optimizer step. ``scale`` and ``step_kl``
     are the last step's (1.0 and None when the decision did not limit it), for the logs.
     """
@@ -82,7 +83,7 @@ class StepLimit:
         if self.probe is None:
             raise RuntimeError(
                 "the step limit found no batch of this optimizer step: trainer.compute_loss was "
-                "replaced after SafeBetaCallback.attach (attach after replacing it)"
+                "replaced after the SafeBetaCallback was built (build it after replacing it)"
             )
         model = self.trainer.model
         if self.limiter is None:

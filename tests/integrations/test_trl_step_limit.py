@@ -133,3 +133,11 @@ def test_limit_steps_must_be_a_bool(model_dir, tmp_path):
     trainer = make_trainer(model_dir, tmp_path)
     with pytest.raises(ValueError, match="limit_steps must be True or False, got 'no'"):
         SafeBetaCallback.attach(trainer, "kl-budget", limit_steps="no")
+
+
+def test_a_callback_added_without_attach_limits_steps_too(model_dir, tmp_path):
+    trainer = make_trainer(model_dir, tmp_path)
+    callback = SafeBetaCallback(trainer, "kl-budget", settings=BINDING)
+    trainer.add_callback(callback)
+    trainer.train()
+    assert min(step_logs(trainer)[step]["safe/step_scale"] for step in (1, 2, 3, 4)) < 1.0
