@@ -32,7 +32,8 @@ plugin could read before the trainer builds its controller, hence the variables.
   an exception raised while it loads a plugin, so nothing is refused at ``import verl``.)
 - The step limit: ``kl-budget``'s and SAFE's decisions ask to limit every optimizer step
   (``max_preview_kl``); verl's in-reward path carries only β, so the adapter warns once and
-  reports ``unhonoured_max_preview_kl``: steps are not limited.
+  reports ``unhonoured_max_preview_kl``, which ``apply_kl_penalty``'s metrics carry as
+  ``UNHONOURED_METRIC`` for verl to log with every step: steps are not limited.
 
 ``install`` / ``uninstall`` do the same from Python (idempotent, reversible). Not covered: verl's
 experimental trainers that override the checkpoint methods (``FullyAsyncTrainer``).
@@ -66,6 +67,9 @@ V1_TRAINER = "verl.trainer.ppo.v1.trainer_base"
 _VERL_NAMES = {"fixed": "fixed-kl", "adaptive": "adaptive-kl"}
 """verl's ``algorithm.kl_ctrl.type`` → the registry name ``adapter_like`` builds for it."""
 _MARK = "__safecontrol_original__"
+UNHONOURED_METRIC = "safecontrol/unhonoured_max_preview_kl"
+"""The metric ``apply_kl_penalty`` adds when the controller asks for a step limit verl does not
+apply (kl-budget's, SAFE's): the limit, nats per token, logged by verl with each step."""
 
 _log = logging.getLogger(__name__)
 _active: tuple[str, dict[str, Any] | None] | None = None
@@ -260,9 +264,15 @@ def _apply_kl_penalty(original: Callable[..., Any]) -> Callable[..., Any]:
     def apply_kl_penalty(data: Any, kl_ctrl: Any, *args: Any, **kwargs: Any) -> Any:
         from .kl_ctrl import KLCtrlAdapter
 
-        if isinstance(kl_ctrl, KLCtrlAdapter):
-            kl_ctrl.observe(**batch_statistics(data))  # reward and length (entropy: above)
-        return original(data, kl_ctrl, *args, **kwargs)
+        if not isinstance(kl_ctrl, KLCtrlAdapter):
+            return original(data, kl_ctrl, *args, **kwargs)
+        kl_ctrl.observe(**batch_statistics(data))  # reward and length (entropy: above)
+        result = original(data, kl_ctrl, *args, **kwargs)
+        limit = kl_ctrl.unhonoured_max_preview_kl
+        if limit is not None and isinstance(result, tuple) and isinstance(result[-1], dict):
+            # verl logs this dict with every step: the limit it does not apply is on record
+            result[-1][UNHONOURED_METRIC] = limit
+        return result
 
     return _wrap(original, apply_kl_penalty)
 

@@ -296,15 +296,18 @@ def test_step_limit_is_warned_once_with_kl_budget_never_with_fixed_kl(plugin: An
             warnings.simplefilter("always")
             for t in range(30):
                 kl_ctrl.observe(entropy=2.0)
-                ray_trainer.apply_kl_penalty(_batch(t), kl_ctrl)
+                _, metrics = ray_trainer.apply_kl_penalty(_batch(t), kl_ctrl)
         steps = [w for w in caught if "the step is not limited" in str(w.message)]
         counts[name] = len(steps)
         if name == "kl-budget":
             assert f"controller {name!r}" in str(steps[0].message)
             assert "max_preview_kl=" in str(steps[0].message)
             assert kl_ctrl.unhonoured_max_preview_kl == kl_ctrl.decision.max_preview_kl
+            # logged with verl's own KL metrics at every step, not only warned once
+            assert metrics[plugin.UNHONOURED_METRIC] == kl_ctrl.decision.max_preview_kl
         else:
             assert kl_ctrl.unhonoured_max_preview_kl is None
+            assert plugin.UNHONOURED_METRIC not in metrics
     assert counts == {"kl-budget": 1, "fixed-kl": 0}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a loop that applies the limit says so: no warning
