@@ -49,5 +49,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any, indent: int = 2) -> None:
-    """Strict JSON (NaN and inf refused before anything is written), keys sorted."""
-    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True, allow_nan=False))
+    """Strict JSON (NaN and inf refused before anything is written), keys sorted. Data that is
+    not strict JSON raises json's own error type, naming ``path`` (which keeps its content)."""
+    try:
+        text = json.dumps(data, indent=indent, sort_keys=True, allow_nan=False)
+    except (ValueError, TypeError) as exc:  # NaN, inf, an object json cannot hold
+        raise type(exc)(f"could not write {path}: {exc}") from exc
+    write_text_atomic(path, text)

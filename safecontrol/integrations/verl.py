@@ -93,11 +93,7 @@ def save_checkpoint(kl_ctrl: KLCtrlAdapter, folder: str | os.PathLike[str]) -> s
     keeps its previous content."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, CHECKPOINT_FILE)
-    state = kl_ctrl.state_dict()
-    try:
-        write_json_atomic(path, state, indent=1)
-    except (ValueError, TypeError) as exc:  # json's own; an OSError names the file already
-        raise type(exc)(f"could not write {path}: {exc}") from exc
+    write_json_atomic(path, kl_ctrl.state_dict(), indent=1)
     return path
 
 
