@@ -1,11 +1,12 @@
 """Reading the run directory's files so that a failure names the file: a decoder error becomes a
-``ValueError`` naming the file (and the line of a ``.jsonl``). Writes go through
-``safecontrol._atomic`` (temporary file, fsync, rename).
+``ValueError`` naming the file (and the line of a ``.jsonl``). Whole files are written through
+``safecontrol._atomic`` (temporary file, fsync, rename); ``write_all`` writes in place.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,11 @@ def read_step_records(
 
 def _refuse_constant(token: str) -> float:
     raise ValueError(f"{token} is not a JSON number")
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the open file ``fd``: ``os.write`` may write part of it, and a
+    short write is followed by the error (a full disk) that explains it."""
+    rest = memoryview(data)
+    while rest:
+        rest = rest[os.write(fd, rest) :]

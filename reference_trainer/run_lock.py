@@ -19,6 +19,8 @@ import stat
 import time
 from pathlib import Path
 
+from .run_files import write_all
+
 LOCK_NAME = ".lock"
 
 
@@ -75,9 +77,7 @@ class RunLock:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                rest = memoryview(json.dumps(holder).encode())
-                while rest:  # a short write is followed by the error that explains it
-                    rest = rest[os.write(fd, rest) :]
+                write_all(fd, json.dumps(holder).encode())
             finally:
                 os.close(fd)
         except OSError as exc:  # a full disk: say which file

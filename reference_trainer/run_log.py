@@ -23,7 +23,7 @@ from safecontrol._atomic import write_json_atomic, write_text_atomic
 
 from . import checkpoint
 from .config import TrainConfig, as_dict
-from .run_files import read_json, read_step_records
+from .run_files import read_json, read_step_records, write_all
 from .run_lock import LOCK_NAME, RunLock
 
 OUTCOME_FREE_KEYS = ("reward_timeout", "report_to", "checkpoint_every", "sample_every")
@@ -220,9 +220,7 @@ def _append_whole(path: Path, data: bytes) -> None:
     try:
         end = os.fstat(fd).st_size
         try:
-            rest = memoryview(data)
-            while rest:
-                rest = rest[os.write(fd, rest) :]
+            write_all(fd, data)
         except OSError:
             with contextlib.suppress(OSError):  # the write's error is the one to report
                 os.ftruncate(fd, end)
