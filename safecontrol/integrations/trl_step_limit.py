@@ -52,9 +52,9 @@ class StepLimit:
     """Limits each optimizer step of ``trainer`` to its controller decision's ``max_preview_kl``.
 
     ``install`` (called when the callback is built) wraps ``trainer.compute_loss`` to keep the
-    last micro-batch's inputs; the
-    callback calls ``before`` / ``after`` around the optimizer step. ``scale`` and ``step_kl``
-    are the last step's (1.0 and None when the decision did not limit it), for the logs.
+    last micro-batch's inputs; the callback calls ``before`` / ``after`` around the optimizer
+    step. ``scale`` and ``step_kl`` are the last step's (1.0 and None when the decision did not
+    limit it), for the logs.
     """
 
     def __init__(self, trainer: Any) -> None:
@@ -89,7 +89,7 @@ class StepLimit:
         if self.limiter is None:
             self.limiter = StepLimiter(
                 [p for p in model.parameters() if p.requires_grad],
-                forward=lambda inputs: self._forward(inputs),
+                forward=self._forward,
                 logits=lambda logits: logits,
                 mask=completion_mask,
             )

@@ -237,12 +237,11 @@ class StepLimiter(Generic[Batch, Forward]):
         (computed on the response tokens alone: padding can be a third of the positions)."""
         mask = self.mask(batch)
         with torch.no_grad():
-            logits_before = self.logits(before).detach()[mask]
             logits_after = self.logits(after).detach()[mask]
-            kl = exact_kl_per_token(logits_before, logits_after)
-            # exact_kl_per_token reads a NaN log-ratio as a blocked token (0): a NaN logit, never
-            # legitimate, must not pass as a step of KL 0.
-            poisoned = torch.isnan(logits_before).any() | torch.isnan(logits_after).any()
+            kl = exact_kl_per_token(self.logits(before).detach()[mask], logits_after)
+            # exact_kl_per_token reads a NaN log-ratio as a blocked token (0), so a NaN logit
+            # after the step would pass as a step of KL 0 (one before it makes the KL NaN anyway).
+            poisoned = torch.isnan(logits_after).any()
             means = global_means(kl=kl, poisoned=poisoned.double())
         step_kl = math.nan if means["poisoned"] > 0.0 else means["kl"]
         self.check_finite("KL of the policy step", step_kl)
