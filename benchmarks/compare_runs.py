@@ -1,4 +1,4 @@
-"""Are two training runs the same, decision for decision? (issue 11's reproduction check)
+"""Are two training runs the same, decision for decision? (the bit-for-bit reproduction check)
 
 Compares the ``metrics.jsonl`` of two run directories step by step, ignoring wall-clock fields
 (``seconds_*``, ``tokens_per_second``): every other value must be equal bit for bit. Prints the

@@ -1,4 +1,4 @@
-"""Every controller against the reward–KL frontier of tuned fixed β, judged by gold (issue 12).
+"""Every controller against the reward–KL frontier of tuned fixed β, judged by gold.
 
 For each offline task (``reference_trainer/tasks.py``: sentiment, reward-model, topic; a proxy the
 policy trains on and a gold reward it never sees) and both learning rates, the reference trainer
@@ -67,7 +67,7 @@ def _variants() -> dict[str, dict[str, Any]]:
             target = budget * TOKENS_PER_SEQUENCE if name == "adaptive-kl" else budget
             key = "budget" if name == "kl-budget" else "target"
             out[f"{name}-b{budget:g}"] = {"algo": name, "controller_settings": {key: target}}
-    # kl-budget's ablations (issue 13): its step limit and its entropy floor, each removed.
+    # kl-budget's ablations: its step limit and its entropy floor, each removed.
     out["kl-budget-no-preview"] = {"algo": "kl-budget", "preview_steps": False}
     out["kl-budget-no-entropy"] = {
         "algo": "kl-budget",
@@ -101,7 +101,7 @@ HEADLINE = (
 )
 """Variants run on all ``Plan.headline_seeds`` paired seeds: the β grid (the best β in hindsight
 is chosen from it) and the controllers the report's headline compares with it (``kl-budget`` is
-issue 13's controller that needs no β)."""
+the controller that needs no β)."""
 
 
 @dataclass(frozen=True)

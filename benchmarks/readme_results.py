@@ -164,7 +164,7 @@ def overhead_section(overhead: dict[str, Any]) -> list[str]:
 
 
 def rerun_section(rerun: dict[str, Any]) -> list[str]:
-    """The stress SAFE runs re-run after issue 10's preview and phase fixes."""
+    """The stress SAFE runs re-run after the fixes of its preview and phase detector."""
     m = rerun["metrics"]
     claim = {"better": "confirmed", "worse": "refuted"}
 

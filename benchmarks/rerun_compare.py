@@ -1,4 +1,4 @@
-"""How re-run groups of the stability sweep differ from the committed ``stability.json`` (issue 10).
+"""How re-run groups of the stability sweep differ from the committed ``stability.json``.
 
 The stress-regime SAFE runs were re-run after the preview fix (the preview step scaling measured
 k3 of KL(after ‖ before) on tokens sampled from the *before* policy: tens to hundreds of nats for

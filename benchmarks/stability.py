@@ -1,4 +1,4 @@
-"""SAFE against PPO across paired seeds, in two regimes, with SAFE's ablations (issue 5).
+"""SAFE against PPO across paired seeds, in two regimes, with SAFE's ablations.
 
 Every run is the reference trainer on the offline default (SPEC §6), one directory per
 (regime, variant, seed) under ``--runs``. A finished run holds ``done.json``; it is skipped, an

@@ -6,7 +6,7 @@ side by side (their iterations interleaved, so every controller sees the same ma
 over ``--iterations`` after ``--warmup``. Each method's cost is its iteration over PPO's, both in
 total and in the training step alone (forward + controller + update: generation time differs only
 because the policies sample different lengths). Goals: ≤ 0.45 s per iteration, controller share <
-0.1%, a method's training step ≤ 1.05 × PPO's (issue 13). The peer: TRL's ``GRPOTrainer``
+0.1%, a method's training step ≤ 1.05 × PPO's. The peer: TRL's ``GRPOTrainer``
 (``--peer``, the default) on the same model, tokenizer, prompts, VADER reward, threads, β and 32
 completions of at most 16 tokens per step (16 prompts × 2 generations: GRPO needs groups), one
 optimizer step per generation; its tokens/s are generated completion tokens over the step's wall

@@ -1,5 +1,5 @@
 """A KL controller that needs no β: it holds a KL budget and an entropy floor it derives from the
-run, and limits every optimizer step (issue 13).
+run, and limits every optimizer step.
 
 The user's question is not "which β" but "how far may the policy move from the reference". This
 controller answers it in the run's own scale and leaves the β search to a Lagrange multiplier::
