@@ -1,15 +1,13 @@
-"""Issue 10: nothing a careless user, a crash or a corrupt file does may lose a run or silently
-change it — the run directory's lock, ownership, checksummed checkpoints and readable errors."""
+"""Nothing a careless user, a crash or a corrupt file does may lose a run or silently change it:
+the run directory's ownership, checksummed checkpoints, resume rules and readable errors (its
+lock: ``test_run_lock``)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,95 +60,6 @@ def cli(tiny: Path, run_dir: Path, *extra: str) -> list[str]:
     return args + list(extra)
 
 
-HOLDER = """
-import sys, time
-from pathlib import Path
-from reference_trainer.run_lock import RunLock
-lock = RunLock(Path(sys.argv[1]))
-lock.acquire()
-print("locked", flush=True)
-time.sleep(120)
-"""
-
-
-@contextlib.contextmanager
-def held(run_dir: Path) -> Iterator[subprocess.Popen]:
-    """Another process holding ``run_dir``'s lock for the block."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(run_dir)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-# ------------------------------------------------------------------ item 1: one process per run
-def test_a_second_trainer_on_a_live_run_directory_is_refused_at_once_naming_the_holder(
-    tiny, tmp_path, capsys
-):
-    run_dir = tmp_path / "run"
-    train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
-    with held(run_dir) as holder:
-        metrics_before = (run_dir / "metrics.jsonl").read_bytes()
-        start = time.monotonic()
-        assert main(cli(tiny, run_dir, "--resume", "--set", "steps=4")) == 2
-        assert time.monotonic() - start < 30  # refused at once, not after training
-        err = capsys.readouterr().err
-        assert "in use by" in err and f'"pid": {holder.pid}' in err
-        assert (run_dir / "metrics.jsonl").read_bytes() == metrics_before
-
-
-def test_deleting_the_lock_file_of_a_live_run_does_not_let_a_second_trainer_in(
-    tiny, tmp_path, capsys
-):
-    """Issue 25 item 1: a dot-file cleanup or ``rsync --delete`` removing ``.lock``."""
-    run_dir = tmp_path / "run"
-    train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
-    with held(run_dir):
-        (run_dir / ".lock").unlink()
-        metrics_before = (run_dir / "metrics.jsonl").read_bytes()
-        assert main(cli(tiny, run_dir, "--resume", "--set", "steps=4")) == 2
-        assert f"{run_dir} is in use by" in capsys.readouterr().err
-        assert (run_dir / "metrics.jsonl").read_bytes() == metrics_before
-
-
-@pytest.mark.parametrize("link", [os.symlink, os.link], ids=["symlink", "hard link"])
-def test_a_linked_lock_file_never_writes_through_to_its_target(tiny, tmp_path, capsys, link):
-    """Issue 25 item 3: ``.lock`` was opened in place and truncated, overwriting a link's target
-    with the holder's JSON."""
-    run_dir = tmp_path / "run"
-    train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious\n")
-    (run_dir / ".lock").unlink()
-    link(victim, run_dir / ".lock")
-    code = main(cli(tiny, run_dir, "--resume", "--set", "steps=3"))
-    assert victim.read_text() == "precious\n"
-    if link is os.symlink:  # refused, naming it
-        assert code == 2
-        assert f"{run_dir / '.lock'} is not a regular file" in capsys.readouterr().err
-    else:  # a regular file: replaced, the other name keeps its content
-        assert code == 0
-        assert json.loads((run_dir / ".lock").read_text())["pid"] == os.getpid()
-
-
-def test_a_lock_left_by_a_killed_process_does_not_block_the_next_run(tiny, tmp_path):
-    run_dir = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(run_dir.parent)], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout.readline().strip() == "locked"
-    holder.kill()  # SIGKILL: the lock file stays, naming a dead pid
-    holder.wait()
-    run_dir.mkdir()
-    os.replace(run_dir.parent / ".lock", run_dir / ".lock")
-    train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
-    assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 2
-
-
 def test_report_refuses_a_metrics_log_written_by_two_processes(tiny, tmp_path):
     run_dir = tmp_path / "run"
     train(config(tiny, run_dir), reward_fn=constant_reward, progress=False)
@@ -160,7 +69,7 @@ def test_report_refuses_a_metrics_log_written_by_two_processes(tiny, tmp_path):
         summary(run_dir)
 
 
-# ------------------------------------------------------------------ item 2: non-finite training
+# ------------------------------------------------------------------ non-finite training
 @pytest.mark.parametrize("algo", registry.names())
 def test_non_finite_weights_stop_the_run_and_are_never_checkpointed(tiny, tmp_path, algo):
     run_dir = tmp_path / "run"
@@ -202,7 +111,7 @@ def test_non_finite_or_negative_settings_are_named_before_anything_is_written(
     assert not run_dir.exists()
 
 
-# ------------------------------------------------------------------ item 3: foreign directories
+# ------------------------------------------------------------------ foreign directories
 def test_a_directory_holding_someone_elses_files_is_never_written(tiny, tmp_path):
     project = tmp_path / "proj"
     project.mkdir()
@@ -214,7 +123,7 @@ def test_a_directory_holding_someone_elses_files_is_never_written(tiny, tmp_path
     assert sorted(p.name for p in project.iterdir()) == ["config.json", "notes.txt"]
 
 
-# ------------------------------------------------------------------ item 10: trainer inputs
+# ------------------------------------------------------------------ trainer inputs
 @pytest.mark.parametrize(
     "returned, message",
     [
@@ -288,7 +197,7 @@ def test_a_checkpoint_of_another_run_is_named_as_such(tiny, tmp_path):
         train(config(tiny, mine, steps=3), reward_fn=constant_reward, resume=True)
 
 
-# ------------------------------------------------------------------ item 11: unclear messages
+# ------------------------------------------------------------------ unclear messages
 def test_a_run_that_failed_before_its_first_checkpoint_can_be_resumed_from_step_0(tiny, tmp_path):
     run_dir = tmp_path / "run"
 
@@ -422,7 +331,7 @@ def test_a_permission_error_is_an_error_line_not_a_traceback(tiny, tmp_path, cap
     assert not (tmp_path / "run").exists()  # the directory it had created is removed again
 
 
-# ------------------------------------------------------------------ issue 25: what resume accepts
+# ------------------------------------------------------------------ what resume accepts
 PAYLOAD = """from pathlib import Path
 Path("imported").write_text("the payload ran")
 
@@ -440,7 +349,7 @@ def score(prompts, completions):
 def test_resume_imports_code_named_only_by_the_run_directory_when_the_user_names_it(
     tiny, tmp_path, monkeypatch, capsys, named_again
 ):
-    """Issue 25 item 2: a received ``run/`` with a ``payload.py`` beside it ran the payload on
+    """A received ``run/`` with a ``payload.py`` beside it ran the payload on
     ``--resume``, from the reward ``config.json`` names."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))  # as ``python -m`` puts the current directory first
@@ -464,7 +373,7 @@ def test_resume_imports_code_named_only_by_the_run_directory_when_the_user_names
 
 
 def test_resume_may_change_the_keys_that_cannot_change_the_result(tiny, tmp_path, capsys):
-    """Issue 25 item 6: a hung run could not be resumed with a reward timeout, nor TensorBoard
+    """A hung run could not be resumed with a reward timeout, nor TensorBoard
     added; what the resumed run trains is the same whatever these keys say."""
     run_dir, straight = tmp_path / "run", tmp_path / "straight"
     assert main(cli(tiny, run_dir)) == 0
