@@ -1,4 +1,4 @@
-"""BudgetKL: a KL budget and an entropy floor held without a β to choose (issue 13)."""
+"""BudgetKL: a KL budget and an entropy floor held without a β to choose."""
 
 from __future__ import annotations
 
@@ -236,7 +236,7 @@ def _state_after_h0(h0: float = 2.0) -> dict:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        # Issue 25, item 12: H₀ = 0 beside the budget H₀ = 2 derived (0.35 · 2 = 0.7) loaded.
+        # H₀ = 0 beside the budget H₀ = 2 derived (0.35 · 2 = 0.7) loaded.
         (
             {"initial_entropy": 0.0},
             r"budget must equal .* = 0\.01 for initial_entropy 0\.0, got 0\.7",

@@ -137,7 +137,7 @@ any_heads = arrays(
 @settings(max_examples=300, deadline=None)
 @given(any_heads, any_alpha)
 def test_soft_min_is_the_formula_for_every_alpha_in_decimal_arithmetic(values, alpha):
-    """Issue 25, item 13: every α > 0, every finite heads, against the formula computed in
+    """Every α > 0, every finite heads, against the formula computed in
     decimal. α ≥ 1e16 used to give the minimum of [1, 2], not ≈ the mean."""
     got = float(soft_min(values, alpha))
     expected = decimal_soft_min(values, alpha)

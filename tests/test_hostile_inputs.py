@@ -376,7 +376,7 @@ REGISTER_CASES = ("name", "factory", "made", "summary", "settings", "defaults", 
 @EXAMPLES
 @given(st.sampled_from(REGISTER_CASES), hostile_values())
 def test_register_accepts_only_a_factory_of_controllers_refusing_anything_else_at_once(case, value):
-    """Item 17: ``register("mine", lambda: 1, "x")`` was accepted and failed only when used."""
+    """``register("mine", lambda: 1, "x")`` was accepted and failed only when used."""
     kwargs = dict(REGISTER_NORMAL)
     if case == "made":  # a factory whose product is the value
         kwargs["factory"], kwargs["defaults"] = (lambda: value), None

@@ -206,7 +206,7 @@ def test_adaptive_kl_follows_verls_rule_with_a_per_token_target() -> None:
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_a_non_finite_observed_value_is_saved_as_strict_json_and_restored(value: float) -> None:
-    """Issue 25, item 9: ``observe`` keeps a NaN or inf entropy or reward for the controller,
+    """``observe`` keeps a NaN or inf entropy or reward for the controller,
     whose ``on_nonfinite`` decides (here: skip the batch), but ``state_dict()`` then held a float
     NaN, which strict JSON (and so verl's ``save_checkpoint``) refused."""
     source = KLCtrlAdapter("safe", {"on_nonfinite": "skip"})

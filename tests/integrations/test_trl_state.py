@@ -74,7 +74,7 @@ BAD_FIELDS = {
     "pending extra key": (_set(("pending", "loss"), [1.0]), "loss"),
     "mean length nan": (_set(("pending", MEAN_LENGTH), [float("nan")]), "mean_length"),
     "pending lacks mean length": (_set(("pending", MEAN_LENGTH), _DELETE), "mean_length"),
-    # Issue 25, item 11: values of the right type but out of the range TRL's metrics take loaded,
+    # values of the right type but out of the range TRL's metrics take loaded,
     # and the next rollout's update then failed blaming TRL's measurement.
     "entropy negative": (_set(("pending", "entropy"), [-0.1]), r"pending\['entropy'\]\[0\]"),
     "mean length 0": (_set(("pending", MEAN_LENGTH), [0.0]), r"mean_length'\]\[0\] must be > 0"),
@@ -238,8 +238,8 @@ def _callback(trainers: dict[str, Any], kind: str, **kwargs: Any) -> SafeBetaCal
 def test_every_trainer_refuses_pending_values_out_of_range_and_another_min_beta(
     idle_trainers, kind
 ):
-    """Issue 25, item 11, for each trainer the callback drives: the ranges of TRL's metrics (a
-    k1 KL may be negative: RLOO's loads) and the min_beta the state was saved with."""
+    """For each trainer the callback drives: the ranges of TRL's metrics (a k1 KL may be
+    negative: RLOO's loads) and the min_beta the state was saved with."""
     source = _callback(idle_trainers, kind)
     kl = -0.01 if kind == "rloo" else 0.01
     source.measurements.pending = {"kl": [kl], "entropy": [1.0], "reward": [], MEAN_LENGTH: []}

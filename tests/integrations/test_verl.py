@@ -190,7 +190,7 @@ def test_mixin_feeds_the_side_channel_and_checkpoints(tmp_path: Any) -> None:
 @pytest.mark.parametrize("missing", ["type", "kl_coef", "target_kl", "horizon"])
 @pytest.mark.parametrize("form", ["omegaconf", "dict", "object"])
 def test_adapter_like_names_a_missing_key_and_the_config(missing: str, form: str) -> None:
-    """Issue 25, item 18: a config without ``kl_coef`` raised a bare KeyError('kl_coef')."""
+    """A config without ``kl_coef`` raised a bare KeyError('kl_coef')."""
     values = {"type": "adaptive", "kl_coef": 0.05, "target_kl": 0.02, "horizon": 1000}
     del values[missing]
     config: Any = {
@@ -204,7 +204,7 @@ def test_adapter_like_names_a_missing_key_and_the_config(missing: str, form: str
 
 
 def test_a_state_observed_with_a_nan_entropy_is_saved_and_restored(tmp_path: Any) -> None:
-    """Issue 25, item 9: a NaN entropy (a batch whose entropys are NaN) made the adapter's state
+    """A NaN entropy (a batch whose entropys are NaN) made the adapter's state
     non-strict JSON, and save_checkpoint failed naming no file."""
     data, entropys = _batch(2)
     kl_ctrl = KLCtrlAdapter("safe", {"on_nonfinite": "skip"})

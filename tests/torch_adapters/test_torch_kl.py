@@ -179,7 +179,7 @@ def test_masked_mean_rejects_a_bad_dim_naming_it():
 
 
 def test_masked_mean_of_integers_is_their_mean_in_the_default_float_dtype():
-    """Issue 25, item 15: integer values raised torch's "mean(): could not infer output dtype"."""
+    """Integer values raised torch's "mean(): could not infer output dtype"."""
     counts = torch.tensor([[1, 2], [4, 4]])
     assert masked_mean(counts).dtype == torch.get_default_dtype()
     assert masked_mean(counts).item() == 2.75
@@ -196,7 +196,7 @@ def test_masked_mean_refuses_bool_values_naming_them():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.int64])
 def test_masked_mean_refuses_negative_weights_naming_the_mask_and_the_weight(dtype):
-    """Issue 25, item 15: weights [1, −1] summed to 0 and the mean was read as "empty" (0)."""
+    """Weights [1, −1] summed to 0 and the mean was read as "empty" (0)."""
     x = torch.tensor([1.0, 2.0, 3.0])
     mask = torch.tensor([1, -1, 0], dtype=dtype)
     with pytest.raises(ValueError, match=r"mask must be bool or weights >= 0.*-1"):

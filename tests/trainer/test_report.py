@@ -1,4 +1,4 @@
-"""Issue 25: ``report`` on a metrics.jsonl whose step record lacks a number the report reads, or
+"""``report`` on a metrics.jsonl whose step record lacks a number the report reads, or
 holds a NaN token, is exit 2 with an error naming the file, the line and the key or token."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 25: a reward function that hangs, returns a 0-d tensor or a value float32 cannot hold,
+"""A reward function that hangs, returns a 0-d tensor or a value float32 cannot hold,
 or raises ``SystemExit`` stops the run with exit 2 and an error naming the function; Ctrl-C
 during a reward call still stops the run as Ctrl-C, keeping the last checkpoint."""
 

@@ -1,4 +1,4 @@
-"""Issue 25: a full disk at any write of a run, or a crash in the middle of an append, loses nothing
+"""A full disk at any write of a run, or a crash in the middle of an append, loses nothing
 already saved, names the file it could not write, and leaves a run that ``--resume`` continues."""
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def test_a_full_disk_at_any_write_loses_nothing_and_the_run_resumes_once_space_i
 def test_a_line_cut_short_by_a_crash_is_dropped_on_resume_with_a_warning(
     tiny, saved_run, tmp_path, capsys, log, checkpointed
 ):
-    """Issue 25 item 4: a kill or a power loss in the middle of an append leaves half a line
+    """A kill or a power loss in the middle of an append leaves half a line
     (no newline) after the last checkpoint; every later ``--resume`` was refused."""
     run_dir = tmp_path / "run"
     shutil.copytree(saved_run, run_dir)
