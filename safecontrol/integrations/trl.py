@@ -184,12 +184,7 @@ class SafeBetaCallback(TrainerCallback):
         self.require_state_on_resume = bool(require_state_on_resume)
         self._global_step = 0
         self._restored_step: int | None = None
-        if not isinstance(limit_steps, bool):
-            raise ValueError(f"limit_steps must be True or False, got {limit_steps!r}")
-        self.step_limit = StepLimit(trainer) if limit_steps else None
-        if self.step_limit is not None:  # however the callback is added, it sees each batch
-            self.step_limit.install()
-        self._warned_unlimited = False
+        self.step_limit = StepLimit(trainer, limit_steps, type(self.controller).__name__)
 
     @classmethod
     def attach(
@@ -258,21 +253,10 @@ class SafeBetaCallback(TrainerCallback):
         just taken (the first step of a run is limited too, as in the reference trainer)."""
         if self.measurements.step_end():
             self._update()
-        decision = self.controller.decision
-        if self.step_limit is not None:
-            self.step_limit.before(decision)
-        elif math.isfinite(decision.max_preview_kl) and not self._warned_unlimited:
-            self._warned_unlimited = True
-            warnings.warn(
-                f"{type(self.controller).__name__} limits each optimizer step to "
-                f"max_preview_kl = {decision.max_preview_kl:.3g} nats per token, but the callback "
-                "was built with limit_steps=False: its steps are not limited",
-                stacklevel=2,
-            )
+        self.step_limit.before(self.controller.decision)
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.step_limit is not None:
-            self.step_limit.after(self.controller.decision)
+        self.step_limit.after(self.controller.decision)
 
     def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.measurements.micro_step_end()
@@ -401,10 +385,7 @@ class SafeBetaCallback(TrainerCallback):
     def _decision_values(self) -> dict[str, float]:
         entropy_coef = None if self.entropy_controller is None else self.trainer.entropy_coef
         values = decision_values(self.controller.decision, self.trainer.beta, entropy_coef)
-        if self.step_limit is not None and self.step_limit.step_kl is not None:
-            values["safe/step_scale"] = self.step_limit.scale
-            values["safe/step_kl"] = self.step_limit.step_kl
-        return values
+        return {**values, **self.step_limit.log_values()}
 
 
 def _positive_min_beta(min_beta: Any) -> float:

@@ -24,6 +24,7 @@ completion ids and masks), which ``StepLimit.install`` wraps to keep a reference
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -51,20 +52,35 @@ def completion_mask(inputs: dict[str, Any]) -> torch.Tensor:
 class StepLimit:
     """Limits each optimizer step of ``trainer`` to its controller decision's ``max_preview_kl``.
 
-    ``install`` (called when the callback is built) wraps ``trainer.compute_loss`` to keep the
-    last micro-batch's inputs; the callback calls ``before`` / ``after`` around the optimizer
-    step. ``scale`` and ``step_kl`` are the last step's (1.0 and None when the decision did not
-    limit it), for the logs.
+    ``enabled``: built so, it wraps ``trainer.compute_loss`` at once (``install``) to keep the
+    last micro-batch's inputs, however the callback is then added; the callback calls ``before``
+    / ``after`` around the optimizer step. Disabled (the ablation), it limits nothing and warns
+    once when a decision asks for a limit. ``scale`` and ``step_kl`` are the last step's (1.0 and
+    None when the decision did not limit it); ``log_values`` gives them for the logs.
     """
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: Any, enabled: bool = True, owner: str = "the controller") -> None:
+        if not isinstance(enabled, bool):
+            raise ValueError(f"limit_steps must be True or False, got {enabled!r}")
         self.trainer = trainer
+        self.enabled = enabled
+        self.owner = owner
+        """What the ablation's warning names: the controller's class."""
         self.temperature = float(getattr(trainer, "temperature", 1.0))
         self.probe: dict[str, Any] | None = None
         self.limiter: StepLimiter[dict[str, Any], Any] | None = None
         self.pending: Any = None
         self.scale: float = 1.0
         self.step_kl: float | None = None
+        self._warned = False
+        if enabled:
+            self.install()
+
+    def log_values(self) -> dict[str, float]:
+        """``safe/step_scale`` and ``safe/step_kl`` of the last step, when it was limited."""
+        if self.step_kl is None:
+            return {}
+        return {"safe/step_scale": self.scale, "safe/step_kl": self.step_kl}
 
     def install(self) -> None:
         original = self.trainer.compute_loss
@@ -79,6 +95,16 @@ class StepLimit:
         """Just before ``optimizer.step()``: save the weights and the probe's forward."""
         self.scale, self.step_kl, self.pending = 1.0, None, None
         if not math.isfinite(decision.max_preview_kl):
+            return
+        if not self.enabled:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"{self.owner} limits each optimizer step to max_preview_kl = "
+                    f"{decision.max_preview_kl:.3g} nats per token, but the callback was built "
+                    "with limit_steps=False: its steps are not limited",
+                    stacklevel=3,
+                )
             return
         if self.probe is None:
             raise RuntimeError(

@@ -135,7 +135,7 @@ def test_default_controller_is_the_registry_default_and_limits_steps(idle_traine
     callback = SafeBetaCallback(idle_trainer)
     assert registry.DEFAULT == "kl-budget"
     assert isinstance(callback.controller, BudgetKL)
-    assert callback.step_limit is not None  # its per-step KL limit is applied, not dropped
+    assert callback.step_limit.enabled  # its per-step KL limit is applied, not dropped
 
 
 def test_the_published_safe_recipe_is_refused_by_name_not_run_as_safe(idle_trainer):
