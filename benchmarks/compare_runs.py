@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reference_trainer.run_files import read_step_records
+from reference_trainer.run_dir.files import read_step_records
 
 TIMING = ("seconds_", "tokens_per_second")
 

@@ -1,9 +1,9 @@
 """Every controller against the reward–KL frontier of tuned fixed β, judged by gold.
 
-For each offline task (``reference_trainer/tasks.py``: sentiment, reward-model, topic; a proxy the
-policy trains on and a gold reward it never sees) and both learning rates, the reference trainer
-runs PPO with a fixed β on a log grid from "hacks the proxy" to "barely moves", β = 0 with an
-entropy controller (the GRPO/DAPO-style recipe), every registered controller at its defaults and
+For each offline task (``reference_trainer/tasks/offline.py``: sentiment, reward-model, topic; a
+proxy the policy trains on and a gold reward it never sees) and both learning rates, the reference
+trainer runs PPO with a fixed β on a log grid from "hacks the proxy" to "barely moves", β = 0 with
+an entropy controller (the GRPO/DAPO-style recipe), every registered controller at its defaults and
 at two more KL budgets, and SAFE with the published code's behaviour (SPEC §7). Runs live in
 ``--runs/<task>/<regime>/<variant>/seed<k>``; finished ones are skipped, interrupted ones resume
 (``benchmarks/runner.py``), and ``--only`` trains a part. ``frontier_report.py`` turns them into

@@ -175,8 +175,8 @@ def _method(results: dict[str, Any]) -> list[str]:
     return [
         "## Method",
         "",
-        "- **Tasks** (`reference_trainer/tasks.py`): the policy trains on a proxy reward and "
-        "never sees the gold one. *sentiment*: proxy VADER compound of the continuation "
+        "- **Tasks** (`reference_trainer/tasks/offline.py`): the policy trains on a proxy reward "
+        "and never sees the gold one. *sentiment*: proxy VADER compound of the continuation "
         "(gameable by repetition, emphasis, single letters); gold VADER of its distinct words "
         "times fluency under the frozen SFT model. *reward-model*: a gold labeller (the "
         "sentiment gold) labels SFT samples, a reward model initialised from the SFT model is "

@@ -28,8 +28,8 @@ Job = tuple[Any, dict[str, Any]]
 def _train_one(job: Job) -> tuple[str, float]:
     """Train (or resume) one run in this worker process; write ``done.json`` when finished."""
     from reference_trainer.config import TrainConfig, as_dict
-    from reference_trainer.report import summary
     from reference_trainer.run import train
+    from reference_trainer.run_dir.report import summary
     from safecontrol._atomic import write_json_atomic
 
     spec, fields = job
@@ -60,7 +60,7 @@ def _resolved(config: Any) -> dict[str, Any]:
 def pending(jobs: list[Job]) -> list[Job]:
     """The jobs still to do; a finished run whose config differs from its job is an error."""
     from reference_trainer.config import TrainConfig
-    from reference_trainer.run_log import OUTCOME_FREE_KEYS
+    from reference_trainer.run_dir.log import OUTCOME_FREE_KEYS
 
     todo = []
     for spec, fields in jobs:
@@ -91,7 +91,7 @@ def build_task_artefacts(jobs: list[Job]) -> None:
     """Build every task's cached artefacts once, in this process, before the workers start."""
     from reference_trainer.config import TrainConfig
     from reference_trainer.models import load_policy
-    from reference_trainer.tasks import scorers
+    from reference_trainer.tasks.scorers import scorers
 
     seen = set()
     for _, fields in jobs:
@@ -134,7 +134,7 @@ def run_sweep(
     the default, which TrainConfig finds by itself).
     """
     from reference_trainer.config import PrepareConfig
-    from reference_trainer.prepare import prepare
+    from reference_trainer.prepare.default_model import prepare
 
     chosen = [s for s in specs if not args.only or any(fnmatch(s.name, p) for p in args.only)]
     if not chosen:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from reference_trainer.config import PrepareConfig, TrainConfig
-from reference_trainer.prepare import prepare
+from reference_trainer.prepare.default_model import prepare
 from reference_trainer.train import Trainer
 
 STAGES = ("generate", "score", "forward", "controller", "update")
@@ -94,7 +94,7 @@ def measure_trl_grpo(iterations: int, warmup: int, threads: int, data_dir: str) 
     from trl import GRPOConfig, GRPOTrainer
 
     from benchmarks.step_clock import StepClock
-    from reference_trainer.rewards import vader_reward
+    from reference_trainer.tasks.rewards import vader_reward
 
     directory = PrepareConfig(data_dir=data_dir).directory()
     tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer", padding_side="left")

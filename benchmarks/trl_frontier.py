@@ -57,7 +57,7 @@ def run_one(
     from trl import GRPOConfig, GRPOTrainer
 
     from benchmarks.step_clock import StepClock
-    from reference_trainer.tasks import scorers
+    from reference_trainer.tasks.scorers import scorers
     from safecontrol.integrations.trl import SafeBetaCallback
 
     torch.set_num_threads(1)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .config import PrepareConfig, TrainConfig
 from .config_cli import build, describe_fields, parse_assignments
-from .rewards import is_python_reward
-from .run_files import read_json
+from .run_dir.files import read_json
+from .tasks.rewards import is_python_reward
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -99,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "report":
-            from .report import report
+            from .run_dir.report import report
 
             print(report(Path(args.run_dir)))
             return 0
         overrides = _overrides(args)
         if args.command == "prepare":
-            from .prepare import prepare
+            from .prepare.default_model import prepare
 
             print(
                 prepare(
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_dir = train(config, resume=args.resume, progress=not args.no_progress)
         if args.report:
-            from .report import report
+            from .run_dir.report import report
 
             print(f"report: {report(run_dir)}")
         print(f"run: {run_dir}")

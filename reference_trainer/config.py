@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -18,7 +19,6 @@ from safecontrol import registry
 
 from .recipes import names as algo_names
 from .recipes import recipe
-from .trackers import parse_report_to
 
 RENAMED_ALGORITHMS = {
     "ppo": "fixed-kl",
@@ -28,6 +28,12 @@ RENAMED_ALGORITHMS = {
 """Names the trainer used before its controllers came from ``safecontrol.registry``."""
 PENALTY_MODES = ("hinge", "coef", "detached")
 STEP_LIMITS = ("preview", "predicted")
+TASKS = ("sentiment", "reward-model", "topic")
+"""The offline tasks (``tasks/offline.py`` defines each proxy and gold)."""
+TRACKERS = ("none", "tensorboard", "wandb")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+"""The values of ``TrainConfig.device`` (``device.resolve_device`` says what each means here)."""
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ class TrainConfig:
     """A scorer the policy never trains on, logged as gold_mean on every batch (same forms as
     ``reward``; empty: none). Proxy rising while gold falls is reward hacking."""
     task: str = ""
-    """An offline task that sets both rewards (reference_trainer/tasks.py): "sentiment",
+    """An offline task that sets both rewards (reference_trainer/tasks/offline.py): "sentiment",
     "reward-model" or "topic"; empty: ``reward`` and ``gold_reward`` as given."""
     reward_label: int = -1
     """Which output of a classification reward model is the reward (-1: the last)."""
@@ -196,6 +202,19 @@ class TrainConfig:
     next epoch's forward, which runs anyway (redone, shrunk, only when the step overshot its
     limit by more than half): limiting steps then costs no forward of its own. "auto": the
     controller's (kl-budget: "predicted"), else "preview" (``resolved_step_limit``)."""
+    device: str = "auto"
+    """Where the policy, the reference and the critic compute: "auto" (CUDA when present, else
+    the CPU), "cpu", "cuda" (under torchrun, each process its LOCAL_RANK's GPU), "cuda:N" or
+    "mps". Rewards and the tasks' scorers run on the CPU."""
+    dtype: str = "float32"
+    """"float32", or "bfloat16": autocast of the policy's, reference's and critic's forwards and
+    backward, with float32 master weights and optimizer state, and log-probabilities, KL, entropy,
+    values and every controller statistic in float32."""
+    micro_batch_size: int = 0
+    """Sequences per forward and backward (gradient accumulation inside each PPO epoch, the
+    forwards without gradients chunked alike), so that peak memory stays flat as ``batch_size``
+    grows; 0: each process's whole shard at once. The step equals the whole-batch step within
+    float rounding."""
     seed: int = 0
     """Seeds prompts, sampling and initial critics; a run is bit-identical for a seed."""
     threads: int = 2
@@ -251,6 +270,7 @@ class TrainConfig:
             "min_new_tokens",
             "lora_rank",
             "critic_heads",
+            "micro_batch_size",
             "seed",
             "reward_timeout",
             "entropy_target",
@@ -269,8 +289,6 @@ class TrainConfig:
             raise ValueError(f"kl_estimator must be k1, k2 or k3, got {self.kl_estimator!r}")
         parse_report_to(self.report_to)
         if self.task:
-            from .tasks import TASKS
-
             if self.task not in TASKS:
                 raise ValueError(f"task must be one of {TASKS} or empty, got {self.task!r}")
             if self.reward != "vader" or self.gold_reward:
@@ -288,6 +306,10 @@ class TrainConfig:
             raise ValueError(
                 f"step_limit must be 'auto' or one of {STEP_LIMITS}, got {self.step_limit!r}"
             )
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.penalty_mode not in PENALTY_MODES:
             raise ValueError(
                 f"penalty_mode must be one of {PENALTY_MODES}, got {self.penalty_mode!r}"
@@ -335,6 +357,10 @@ class TrainConfig:
 
         return EntropyTargetController(target=self.entropy_target, init_coef=self.ent_coef)
 
+    def policy_source(self) -> Path | str:
+        """Where the policy loads from: ``model``, or the prepared offline default's directory."""
+        return PrepareConfig(data_dir=self.data_dir).directory() if not self.model else self.model
+
     @property
     def n_critic_heads(self) -> int:
         return self.critic_heads or recipe(self.algo).critic_heads
@@ -379,6 +405,17 @@ def _check_positive(config: Any, names: tuple[str, ...]) -> None:
         value = getattr(config, name)
         if value <= 0:
             raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def parse_report_to(text: str) -> tuple[str, ...]:
+    """``"none"``, one tracker or a comma-separated list; an unknown one is named."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown or not names:
+        raise ValueError(f"report_to must be a comma-separated subset of {TRACKERS}, got {text!r}")
+    if "none" in names and len(names) > 1:
+        raise ValueError(f"report_to 'none' cannot be combined with others, got {text!r}")
+    return () if names == ("none",) else names
 
 
 def as_dict(config: Any) -> dict[str, Any]:

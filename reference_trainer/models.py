@@ -16,9 +16,9 @@ import torch
 
 from safecontrol.torch import SoftMinCritic
 
-from .config import PrepareConfig, TrainConfig
-from .corpus import load_corpus
-from .prepare import PROMPTS, is_prepared
+from .config import TrainConfig
+from .prepare.corpus import load_corpus
+from .prepare.default_model import PROMPTS, is_prepared
 
 
 def prompts_from_texts(texts: list[str], n_words: int, n_prompts: int, seed: int) -> list[str]:
@@ -30,15 +30,11 @@ def prompts_from_texts(texts: list[str], n_words: int, n_prompts: int, seed: int
     return [" ".join(t.split()[:n_words]) for t in chosen]
 
 
-def policy_source(config: TrainConfig) -> Path | str:
-    return PrepareConfig(data_dir=config.data_dir).directory() if not config.model else config.model
-
-
 def load_policy(config: TrainConfig) -> tuple[torch.nn.Module, Any, list[str]]:
     """(policy, tokenizer with left padding, prompts)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = policy_source(config)
+    source = config.policy_source()
     prepared = is_prepared(Path(source))
     looks_local = str(source).startswith((".", "/", "~")) or Path(source).exists()
     if config.model and looks_local and not Path(source).expanduser().is_dir():
@@ -97,3 +93,18 @@ def make_critics(
     target = copy.deepcopy(critic)
     target.requires_grad_(False)
     return critic, target
+
+
+def check_context_length(policy: Any, tokenizer: Any, prompts: list[str], new: int) -> None:
+    """Prompt plus continuation must fit the model's positions (else generate misbehaves)."""
+    limit = getattr(policy.config, "n_positions", None) or getattr(
+        policy.config, "max_position_embeddings", None
+    )
+    if limit is None:
+        return
+    longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
+    if longest + new > limit:
+        raise ValueError(
+            f"max_new_tokens={new} plus the longest prompt ({longest} tokens) exceeds the "
+            f"model's {limit} positions"
+        )

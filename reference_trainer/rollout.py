@@ -32,6 +32,20 @@ class Rollout:
     def response_ids(self) -> torch.Tensor:
         return self.input_ids[:, self.prompt_length :]
 
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def rows(self, rows: slice) -> Rollout:
+        """The sequences ``rows`` of this batch (a micro-batch; the padding stays as it is)."""
+        return Rollout(
+            self.input_ids[rows],
+            self.attention_mask[rows],
+            self.response_mask[rows],
+            self.prompt_length,
+            self.prompts[rows],
+            self.completions[rows],
+        )
+
 
 def position_ids_from(attention_mask: torch.Tensor) -> torch.Tensor:
     """0, 1, 2, ... over the real tokens of each row; padding positions get 0."""
@@ -49,7 +63,8 @@ def sample(
 ) -> Rollout:
     """Sample one continuation per prompt from the full (untruncated) distribution."""
     encoded = tokenizer(prompts, return_tensors="pt", padding=True)
-    prompt_ids, prompt_mask = encoded["input_ids"], encoded["attention_mask"]
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
     output = model.generate(
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
@@ -84,6 +99,15 @@ class ForwardResult:
     """(B, T, V) the (temperature-scaled, EOS-masked) logits that produced them."""
     hidden: torch.Tensor
     """(B, T, h) last hidden state at the position that predicts each continuation token."""
+
+
+def concatenate(parts: list[ForwardResult]) -> ForwardResult:
+    """The forward of a batch from the forwards of its micro-batches, in order."""
+    return ForwardResult(
+        torch.cat([p.logp for p in parts]),
+        torch.cat([p.logits for p in parts]),
+        torch.cat([p.hidden for p in parts]),
+    )
 
 
 def sequence_forward(

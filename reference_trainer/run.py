@@ -6,38 +6,24 @@ checkpoints and feeds the trackers (``train.Trainer.iteration`` is one step of t
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
-from typing import Any
 
-import torch
 import torch.distributed as dist
 
+from . import ranks
 from .config import TrainConfig, as_dict
-from .prepare import is_prepared
-from .rewards import RewardFn, is_python_reward
-from .run_log import RunLog
-from .sources import check_pretrained
-from .trackers import Trackers
+from .device import resolve_device
+from .prepare.default_model import is_prepared
+from .prepare.sources import check_pretrained
+from .run_dir.log import RunLog
+from .run_dir.trackers import Trackers
+from .tasks.rewards import RewardFn, is_python_reward
 from .train import Trainer
-
-
-def world_size_from_environment() -> int:
-    """``WORLD_SIZE`` as torchrun sets it (1 when unset); anything else is an error naming it."""
-    text = os.environ.get("WORLD_SIZE", "1")
-    try:
-        world = int(text)
-    except ValueError:
-        world = 0
-    if world < 1:
-        raise ValueError(
-            f"environment variable WORLD_SIZE must be a positive integer, got {text!r}"
-        )
-    return world
 
 
 def preflight(config: TrainConfig, reward_fn: RewardFn | None) -> None:
     """Checks that need no model loaded, done before the run directory is touched."""
+    resolve_device(config.device)  # a device this machine lacks
     if config.model and not is_prepared(Path(config.model)):
         check_pretrained(config.model, "model")
     scorers = [("reward model", config.reward)] if reward_fn is None else []
@@ -53,10 +39,10 @@ def train(
     progress: bool = True,
 ) -> Path:
     """Run (or continue) a training run; returns its directory."""
-    distributed = world_size_from_environment() > 1
+    distributed = ranks.world_size_from_environment() > 1
     preflight(config, reward_fn)
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("gloo")
+    if distributed:
+        ranks.start_process_group(cuda=resolve_device(config.device).type == "cuda")
     try:
         return _train(config, reward_fn, resume, progress)
     finally:
@@ -86,7 +72,9 @@ def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progre
                 if trainer.step % config.sample_every == 0 or trainer.step == config.steps:
                     run.log_samples(trainer.step, trainer.last_samples[:4], metrics)
                 if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-                    run.save_checkpoint(trainer.state(), _rank_rng_states())
+                    run.save_checkpoint(
+                        {**trainer.state(), **ranks.rank_rng_states(trainer.device)}
+                    )
                 bar.update(1)
                 bar.set_postfix(
                     reward=f"{metrics['reward_mean']:.3f}",
@@ -94,13 +82,3 @@ def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progre
                     entropy=f"{metrics['entropy']:.2f}",
                 )
     return Path(config.run_dir)
-
-
-def _rank_rng_states() -> list[torch.Tensor]:
-    """Every rank's torch RNG state (rank 0 writes them all into the checkpoint)."""
-    state = torch.get_rng_state()
-    if not dist.is_initialized():
-        return [state]
-    states: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(states, state)
-    return states

@@ -11,11 +11,11 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from safecontrol.torch import (
     LimitedStep,
@@ -29,23 +29,48 @@ from safecontrol.torch import (
     polyak_update,
 )
 
+from . import ranks
 from .batch_metrics import decision_fields, distinct_1, explained_variance
 from .config import TrainConfig, as_dict
-from .kl_control import kl_loss, update_controller
-from .models import frozen_reference, load_policy, make_critics
-from .ppo import clipped_policy_loss, gae, whiten
-from .rewards import RewardFn, checked_rewards
-from .rollout import ForwardResult, Rollout, sample, sequence_forward
-from .tasks import scorers
-from .token_means import global_token_mean, token_share
+from .device import autocast, resolve_device
+from .losses import gae, token_share, whiten
+from .models import check_context_length, frozen_reference, load_policy, make_critics
+from .policy_gradient import EpochLoss, micro_batch_gradient, whole_batch_gradient
+from .rollout import ForwardResult, Rollout, concatenate, sample, sequence_forward
+from .tasks.rewards import RewardFn, checked_rewards
+from .tasks.scorers import scorers
 
 
 class NonFiniteTraining(RuntimeError):
     """A loss, gradient or weight became NaN or infinite; the run stops before saving it."""
 
 
-def _module(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+class StageClock:
+    """Wall-clock seconds of an iteration's stages, ``seconds_<stage>`` in ``metrics.jsonl``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[f"seconds_{stage}"] = now - self.last
+        self.last = now
+
+
+@dataclass
+class RolloutView:
+    """The rollout policy's, the reference's and the critics' view of one batch of samples, and
+    the batch's global statistics (step 3 of an iteration; nothing here carries gradient)."""
+
+    old: ForwardResult
+    reference_logp: torch.Tensor
+    old_heads: torch.Tensor
+    target_values: torch.Tensor
+    stats: dict[str, float]
+    """KL, entropy and reward: what the controller reads."""
+    extra: dict[str, float]
+    """The other estimators of the KL, the reward's second moment, the mean response length."""
 
 
 class Trainer:
@@ -53,13 +78,13 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, reward_fn: RewardFn | None = None) -> None:
         self.config = config
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world, self.rank = ranks.world(), ranks.rank()
+        self.device = resolve_device(config.device)
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)  # identical initial critics on every rank
         policy, self.tokenizer, self.prompts = load_policy(config)
         policy.eval()
-        _check_context_length(policy, self.tokenizer, self.prompts, config.max_new_tokens)
+        check_context_length(policy, self.tokenizer, self.prompts, config.max_new_tokens)
         if config.batch_size < self.world:
             raise ValueError(f"batch_size={config.batch_size} < number of processes {self.world}")
         if config.batch_size > len(self.prompts):
@@ -67,8 +92,9 @@ class Trainer:
                 f"batch_size={config.batch_size} exceeds the {len(self.prompts)} prompts of the "
                 f"model's prompt set (a batch draws distinct prompts)"
             )
+        policy.to(self.device)
         self.reference = frozen_reference(policy, config)
-        critic, self.target_critic = make_critics(policy, config)
+        critic, self.target_critic = (m.to(self.device) for m in make_critics(policy, config))
         self.policy_params = [p for p in policy.parameters() if p.requires_grad]
         self.policy_optimizer = torch.optim.AdamW(self.policy_params, lr=config.lr)
         self.critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr)
@@ -97,42 +123,55 @@ class Trainer:
 
     # ------------------------------------------------------------------ one iteration
     def iteration(self) -> dict[str, Any]:
-        c, timings = self.config, {}
-        clock = time.perf_counter()
+        """One PPO iteration, its steps in order; returns the row of ``metrics.jsonl``."""
+        clock = StageClock()
+        rollout = self._rollout()  # 1. sample a batch of continuations
+        clock.lap("generate")
+        scores, gold = self._score(rollout)  # 2. score them: proxy (trained on) and gold (logged)
+        clock.lap("score")
+        view = self._view(rollout, scores)  # 3. the old policy's, reference's and critics' view
+        clock.lap("forward")  # the statistics above are measurement, not control
+        self._control(view)  # 4. one controller update per batch, from global statistics
+        clock.lap("controller")
+        advantages, returns = self._advantages(rollout, scores, view)  # 5. GAE, whitened
+        logs = self._update(rollout, view, advantages, returns)  # 6. the PPO epochs
+        clock.lap("update")
+        metrics = self._metrics(rollout, view, gold, returns, logs, clock.seconds)
+        self.step += 1
+        return metrics
 
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[f"seconds_{name}"] = now - clock
-            clock = now
-
-        # 1. rollout: every rank draws the same batch of prompts and samples its shard of them
+    def _rollout(self) -> Rollout:
+        """Every rank draws the same batch of prompts and samples its shard of them."""
+        c = self.config
         indices = self.prompt_sampler.choice(len(self.prompts), size=c.batch_size, replace=False)
         shard = [self.prompts[i] for i in indices[self.rank :: self.world]]
-        policy = _module(self.policy)
-        rollout = sample(
-            policy, self.tokenizer, shard, c.max_new_tokens, c.min_new_tokens, c.temperature
-        )
-        lap("generate")
+        with autocast(self.device, c.dtype):
+            return sample(
+                ranks.unwrapped(self.policy),
+                self.tokenizer,
+                shard,
+                c.max_new_tokens,
+                c.min_new_tokens,
+                c.temperature,
+            )
 
-        # 2. score
+    def _score(self, rollout: Rollout) -> tuple[torch.Tensor, dict[str, float]]:
         scores = torch.tensor(
-            checked_rewards(self.reward_fn, rollout.prompts, rollout.completions, c.reward_timeout)
+            checked_rewards(
+                self.reward_fn, rollout.prompts, rollout.completions, self.config.reward_timeout
+            ),
+            device=self.device,
         )
-        gold = self._gold(rollout)
-        lap("score")
+        return scores, self._gold(rollout)
 
-        # 3. the rollout policy's, the reference's and the critics' view of the samples
-        mask = rollout.response_mask
+    def _view(self, rollout: Rollout, scores: torch.Tensor) -> RolloutView:
+        c, mask = self.config, rollout.response_mask
         with torch.no_grad():
-            old = self._forward(policy, rollout)
+            old = self._forward(ranks.unwrapped(self.policy), rollout)
             reference_logp = self._reference_forward(rollout).logp
-            old_heads, _ = _module(self.critic)(old.hidden)
-            _, target_values = self.target_critic(old.hidden)
+            old_heads, _ = self._critic(ranks.unwrapped(self.critic), old.hidden)
+            _, target_values = self._critic(self.target_critic, old.hidden)
             entropy = entropy_from_logits(old.logits)
-
-        # 4. one controller update per rollout batch, from global detached statistics (timed
-        # apart from the statistics: "controller" is the update alone)
         kl_tokens = kl_per_token(old.logp, reference_logp, kind=c.kl_estimator)
         k1_tokens = kl_per_token(old.logp, reference_logp, kind="k1")
         k3_tokens = (
@@ -145,87 +184,142 @@ class Trainer:
             reward_sq=scores**2,
             response_length=mask.sum(-1).float(),
         )
-        lap("forward")  # the statistics above are measurement, not control
-        self.decision = update_controller(
-            self.controller, stats, c.batch_size, extra["response_length"]
+        return RolloutView(old, reference_logp, old_heads, target_values, stats, extra)
+
+    def _control(self, view: RolloutView) -> None:
+        c = self.config
+        self.decision = self.controller.update(
+            kl=view.stats["kl"],
+            entropy=view.stats["entropy"],
+            reward=view.stats["reward"],
+            n_steps=c.batch_size,
+            tokens_per_sequence=view.extra["response_length"],
         )
-        self._check_ranks_agree(self.decision)
+        ranks.check_ranks_agree(self.decision)
         if self.entropy_controller is not None:  # the bonus of this batch's epochs
-            self.ent_coef = self.entropy_controller.update(entropy=stats["entropy"]).coef
-        lap("controller")
+            self.ent_coef = self.entropy_controller.update(entropy=view.stats["entropy"]).coef
 
-        # 5. advantages: GAE on the target critic's values, reward at the last token
+    def _advantages(
+        self, rollout: Rollout, scores: torch.Tensor, view: RolloutView
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE on the target critic's values, the reward at the last token; advantages whitened."""
+        c, mask = self.config, rollout.response_mask
         last = (mask.long().cumsum(-1) * mask).argmax(-1)
-        rewards = torch.zeros_like(old.logp)
-        rewards[torch.arange(len(scores)), last] = scores
-        advantages, returns = gae(rewards, target_values, mask, c.gamma, c.lam)
-        advantages = whiten(advantages, mask)
-        value_fit = explained_variance(returns, target_values, mask)
+        rewards = torch.zeros_like(view.old.logp)
+        rewards[torch.arange(len(scores), device=scores.device), last] = scores
+        advantages, returns = gae(rewards, view.target_values, mask, c.gamma, c.lam)
+        return whiten(advantages, mask), returns
 
-        # 6. PPO epochs: clipped policy loss + live KL term − entropy bonus; critic on returns.
-        # The policy stays in eval mode: dropout would make the ratio to the rollout's log-probs
-        # noise instead of the update's effect.
+    def _update(
+        self,
+        rollout: Rollout,
+        view: RolloutView,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+    ) -> dict[str, list[float]]:
+        """PPO epochs: clipped policy loss + live KL term − entropy bonus, the step limited to the
+        decision's KL; the critic on the returns. The policy stays in eval mode: dropout would
+        make the ratio to the rollout's log-probs noise instead of the update's effect."""
+        c, mask = self.config, rollout.response_mask
         logs: dict[str, list[float]] = {}
         share = token_share(mask)  # the mask is the same in every epoch
+        micro_batches = self._micro_batches(rollout)
         after: ForwardResult | None = None
         unchecked: UncheckedStep | None = None
         for epoch in range(c.ppo_epochs):
-            # A whole (unscaled) previewed step already ran the forward of the weights this epoch
-            # starts from: reuse it, so the preview costs one forward per iteration, not per epoch.
-            new = after if after is not None else self._forward(self.policy, rollout)
-            if unchecked is not None:  # the last epoch's predicted step, measured now
-                new, shrunk = self.step_limiter.checked(
-                    self.decision, rollout, new, unchecked, self.step
-                )
-                logs["step_scale"][-1] *= shrunk
-            pg, clip_fraction, approx_kl = clipped_policy_loss(
-                new.logp, old.logp, advantages, mask, c.clip_range
+            loss = EpochLoss(
+                view.old.logp,
+                view.reference_logp,
+                advantages,
+                share,
+                self.decision,
+                c,
+                self.ent_coef,
             )
-            live_kl = global_token_mean(
-                kl_per_token(new.logp, reference_logp, c.kl_estimator), mask, share
-            )
-            new_entropy = global_token_mean(entropy_from_logits(new.logits), mask, share)
-            policy_loss = global_token_mean(pg, mask, share)
-            kl_term = kl_loss(live_kl, self.decision, c)
-            loss = policy_loss + kl_term - self.ent_coef * new_entropy
             self.policy_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if micro_batches is None:
+                # A whole (unscaled) previewed step already ran the forward of the weights this
+                # epoch starts from: reuse it, so the preview costs one forward per iteration.
+                new = after if after is not None else self._forward(self.policy, rollout)
+                if unchecked is not None:  # the last epoch's predicted step, measured now
+                    new, shrunk = self.step_limiter.checked(
+                        self.decision, rollout, new, unchecked, self.step
+                    )
+                    logs["step_scale"][-1] *= shrunk
+                terms = whole_batch_gradient(loss, rollout, new)
+            else:
+                if unchecked is not None:  # measured on a forward of its own, without gradients
+                    with torch.no_grad():
+                        probe = self._forward(self.policy, rollout)
+                        _, shrunk = self.step_limiter.checked(
+                            self.decision, rollout, probe, unchecked, self.step
+                        )
+                    logs["step_scale"][-1] *= shrunk
+                new, terms = micro_batch_gradient(
+                    loss,
+                    rollout,
+                    micro_batches,
+                    lambda chunk: self._forward_rows(self.policy, chunk),
+                    self.policy,
+                    self.policy_params,
+                )
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
-            self._check_finite("policy loss", loss, "policy gradient norm", grad_norm)
-            last = epoch == c.ppo_epochs - 1
-            scale, preview_kl, after, unchecked = self._policy_step(
-                rollout, new, keep_forward=not last
-            )
-
-            heads, _ = self.critic(new.hidden.detach())
-            value_loss = critic_loss(heads, old_heads, returns, clip=c.value_clip, mask=mask)
-            value_loss = value_loss * share
-            self.critic_optimizer.zero_grad(set_to_none=True)
-            value_loss.backward()
-            critic_grad_norm = torch.nn.utils.clip_grad_norm_(
-                self.critic.parameters(), c.critic_max_grad_norm
-            )
-            self._check_finite("value loss", value_loss, "critic gradient norm", critic_grad_norm)
-            self.critic_optimizer.step()
-            self._check_finite_parameters("critic", list(self.critic.parameters()))
-            polyak_update(self.target_critic, _module(self.critic), c.polyak_tau)
-
-            epoch = global_means(clip_fraction=(clip_fraction, mask), approx_kl=(approx_kl, mask))
+            self._check_finite("policy loss", terms["loss"], "policy gradient norm", grad_norm)
+            # micro-batches never keep a whole batch's graph for the next epoch
+            keep = micro_batches is None and epoch < c.ppo_epochs - 1
+            scale, preview_kl, after, unchecked = self._policy_step(rollout, new, keep)
+            value_loss = self._critic_step(rollout, view, new, returns, share)
             for key, value in {
-                "policy_loss": float(policy_loss.detach()),
-                "value_loss": float(value_loss.detach()) / share,
-                "kl_term": float(kl_term.detach()),
-                "live_kl": float(live_kl.detach()),
+                "policy_loss": terms["policy_loss"],
+                "value_loss": value_loss,
+                "kl_term": terms["kl_term"],
+                "live_kl": terms["live_kl"],
                 "grad_norm": float(grad_norm),
                 "step_scale": scale,
                 **({} if preview_kl is None else {"preview_kl": preview_kl}),
-                **epoch,
+                "clip_fraction": terms["clip_fraction"],
+                "approx_kl": terms["approx_kl"],
             }.items():
                 logs.setdefault(key, []).append(value)
-        lap("update")
+        return logs
 
+    def _critic_step(
+        self,
+        rollout: Rollout,
+        view: RolloutView,
+        new: ForwardResult,
+        returns: torch.Tensor,
+        share: float,
+    ) -> float:
+        """One critic step on the returns, from the epoch's hidden states; its loss."""
+        c, mask = self.config, rollout.response_mask
+        heads, _ = self._critic(self.critic, new.hidden.detach())
+        value_loss = critic_loss(heads, view.old_heads, returns, clip=c.value_clip, mask=mask)
+        value_loss = value_loss * share
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        value_loss.backward()
+        critic_grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.critic.parameters(), c.critic_max_grad_norm
+        )
+        self._check_finite("value loss", value_loss, "critic gradient norm", critic_grad_norm)
+        self.critic_optimizer.step()
+        self._check_finite_parameters("critic", list(self.critic.parameters()))
+        polyak_update(self.target_critic, ranks.unwrapped(self.critic), c.polyak_tau)
+        return float(value_loss.detach()) / share
+
+    def _metrics(
+        self,
+        rollout: Rollout,
+        view: RolloutView,
+        gold: dict[str, float],
+        returns: torch.Tensor,
+        logs: dict[str, list[float]],
+        timings: dict[str, float],
+    ) -> dict[str, Any]:
+        """The iteration's row of ``metrics.jsonl`` (refused when a value is not finite)."""
+        c, stats, extra = self.config, view.stats, view.extra
         reward_std = max(extra["reward_sq"] - stats["reward"] ** 2, 0.0) ** 0.5
-        completions = self._gather(rollout.completions)
+        completions = ranks.gather_strings(rollout.completions)
         tokens = extra["response_length"] * c.batch_size
         metrics = {
             "step": self.step + 1,
@@ -239,17 +333,19 @@ class Trainer:
             "distinct_1": distinct_1(completions),
             **gold,
             **({} if self.entropy_controller is None else {"entropy_coef": self.ent_coef}),
-            "explained_variance": value_fit,
+            "explained_variance": explained_variance(
+                returns, view.target_values, rollout.response_mask
+            ),
             **decision_fields(self.decision),
             **{key: float(np.mean(values)) for key, values in logs.items()},
             "step_scale_min": min(logs["step_scale"]),
             **timings,
         }
-        metrics["seconds_total"] = sum(v for k, v in timings.items() if k.startswith("seconds_"))
+        metrics["seconds_total"] = sum(timings.values())
         metrics["tokens_per_second"] = tokens / metrics["seconds_total"]
         self._check_finite(*(x for k, v in metrics.items() if isinstance(v, float) for x in (k, v)))
-        self.step += 1
-        self.last_samples = list(zip(self._gather(rollout.prompts), completions, strict=True))
+        prompts = ranks.gather_strings(rollout.prompts)
+        self.last_samples = list(zip(prompts, completions, strict=True))
         return metrics
 
     def _gold(self, rollout: Rollout) -> dict[str, float]:
@@ -259,7 +355,7 @@ class Trainer:
         values = checked_rewards(
             self.gold_fn, rollout.prompts, rollout.completions, self.config.reward_timeout
         )
-        return {"gold_mean": global_means(gold=torch.tensor(values))["gold"]}
+        return {"gold_mean": global_means(gold=torch.tensor(values, device=self.device))["gold"]}
 
     # ------------------------------------------------------------------ finiteness guards
     def _check_finite(self, *named: Any) -> None:
@@ -286,17 +382,42 @@ class Trainer:
             )
 
     # ------------------------------------------------------------------ helpers
+    def _micro_batches(self, rollout: Rollout) -> list[slice] | None:
+        """The rows of each micro-batch, or None when the shard runs whole."""
+        size, rows = self.config.micro_batch_size, len(rollout)
+        if size == 0 or size >= rows:
+            return None
+        return [slice(start, start + size) for start in range(0, rows, size)]
+
     def _forward(self, model: torch.nn.Module, rollout: Rollout) -> ForwardResult:
+        """``model``'s view of the samples (micro-batch by micro-batch, concatenated: only ever
+        called so without gradients)."""
+        chunks = self._micro_batches(rollout)
+        if chunks is None:
+            return self._forward_rows(model, rollout)
+        return concatenate([self._forward_rows(model, rollout.rows(rows)) for rows in chunks])
+
+    def _forward_rows(self, model: torch.nn.Module, rollout: Rollout) -> ForwardResult:
         c = self.config
-        return sequence_forward(
-            model, rollout, c.temperature, c.min_new_tokens, self.tokenizer.eos_token_id
-        )
+        with autocast(self.device, c.dtype):
+            return sequence_forward(
+                model, rollout, c.temperature, c.min_new_tokens, self.tokenizer.eos_token_id
+            )
 
     def _reference_forward(self, rollout: Rollout) -> ForwardResult:
         if self.reference is not None:
             return self._forward(self.reference, rollout)
-        with _module(self.policy).disable_adapter():  # LoRA: the base model is the reference
-            return self._forward(_module(self.policy), rollout)
+        policy = ranks.unwrapped(self.policy)
+        with policy.disable_adapter():  # LoRA: the base model is the reference
+            return self._forward(policy, rollout)
+
+    def _critic(
+        self, critic: torch.nn.Module, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(heads, soft-min value) of a critic, in float32 whatever the autocast."""
+        with autocast(self.device, self.config.dtype):
+            heads, value = critic(hidden)
+        return heads.float(), value.float()
 
     def _policy_step(
         self, rollout: Rollout, before: ForwardResult, keep_forward: bool = False
@@ -315,32 +436,17 @@ class Trainer:
             self.decision, rollout, before, saved, self.step, keep_forward
         )
 
-    def _check_ranks_agree(self, decision: Any) -> None:
-        """Every rank must hold the same decision: the controllers saw the same global stats."""
-        if self.world == 1:
-            return
-        decisions: list[Any] = [None] * self.world
-        dist.all_gather_object(decisions, decision.as_dict())
-        if any(d != decisions[0] for d in decisions):
-            raise RuntimeError(f"controller decisions differ across ranks: {decisions}")
-
-    def _gather(self, items: list[str]) -> list[str]:
-        if self.world == 1:
-            return list(items)
-        gathered: list[list[str]] = [[] for _ in range(self.world)]
-        dist.all_gather_object(gathered, items)
-        return [x for part in gathered for x in part]
-
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
-        """Everything a resume needs; refuses (``NonFiniteTraining``) to hold non-finite weights."""
+        """Everything a resume needs, every rank's sampling streams included (so every rank calls
+        it); refuses (``NonFiniteTraining``) to hold non-finite weights."""
         for name, model in (("policy", self.policy), ("critic", self.critic)):
             self._check_finite_parameters(name, list(model.parameters()))
         return {
             "step": self.step,
             "config": as_dict(self.config),
-            "policy": _module(self.policy).state_dict(),
-            "critic": _module(self.critic).state_dict(),
+            "policy": ranks.unwrapped(self.policy).state_dict(),
+            "critic": ranks.unwrapped(self.critic).state_dict(),
             "target_critic": self.target_critic.state_dict(),
             "policy_optimizer": self.policy_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
@@ -353,12 +459,13 @@ class Trainer:
             **self.step_limiter.state_dict(),
             "prompt_sampler": json.dumps(self.prompt_sampler.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
+            **ranks.rank_rng_states(self.device),
             "python_rng": json.dumps(random.getstate()),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        _module(self.policy).load_state_dict(state["policy"])
-        _module(self.critic).load_state_dict(state["critic"])
+        ranks.unwrapped(self.policy).load_state_dict(state["policy"])
+        ranks.unwrapped(self.critic).load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
@@ -377,18 +484,5 @@ class Trainer:
         torch.set_rng_state(
             state["rank_rng"][self.rank] if "rank_rng" in state else state["torch_rng"]
         )
-
-
-def _check_context_length(policy: Any, tokenizer: Any, prompts: list[str], new: int) -> None:
-    """Prompt plus continuation must fit the model's positions (else generate misbehaves)."""
-    limit = getattr(policy.config, "n_positions", None) or getattr(
-        policy.config, "max_position_embeddings", None
-    )
-    if limit is None:
-        return
-    longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
-    if longest + new > limit:
-        raise ValueError(
-            f"max_new_tokens={new} plus the longest prompt ({longest} tokens) exceeds the "
-            f"model's {limit} positions"
-        )
+        if self.device.type == "cuda" and "rank_cuda_rng" in state:
+            torch.cuda.set_rng_state(state["rank_cuda_rng"][self.rank], self.device)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reference_trainer.corpus import python_reference
-from reference_trainer.prepare import FORMAT_VERSION, MANIFEST
+from reference_trainer.prepare.corpus import python_reference
+from reference_trainer.prepare.default_model import FORMAT_VERSION, MANIFEST
 
 
 def build_tiny(directory: Path, seed: int = 0) -> Path:

@@ -15,8 +15,8 @@ from tiny_lm import build_tiny
 
 from reference_trainer.config import TrainConfig
 from reference_trainer.config_cli import build
-from reference_trainer.report import budget_adherence, summary
 from reference_trainer.run import train
+from reference_trainer.run_dir.report import budget_adherence, summary
 from reference_trainer.train import Trainer
 
 SMALL = {"steps": "4", "batch_size": "4", "max_new_tokens": "6", "min_new_tokens": "1"}

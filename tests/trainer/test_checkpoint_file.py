@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from reference_trainer import checkpoint
+from reference_trainer.run_dir import checkpoint
 
 
 def test_a_checkpoint_without_the_trainers_keys_is_refused(tmp_path):

@@ -13,9 +13,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from reference_trainer import prepare as prep  # noqa: E402
 from reference_trainer.config import PrepareConfig, as_dict  # noqa: E402
-from reference_trainer.corpus import FORTUNES_DIR, WORDNET_DIR, load_corpus  # noqa: E402
+from reference_trainer.prepare import default_model as prep  # noqa: E402
+from reference_trainer.prepare.corpus import FORTUNES_DIR, WORDNET_DIR, load_corpus  # noqa: E402
 
 TINY = {
     "vocab_size": 400,

@@ -20,10 +20,10 @@ pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny  # noqa: E402
 
-from reference_trainer import checkpoint  # noqa: E402
 from reference_trainer.__main__ import main  # noqa: E402
 from reference_trainer.config import TrainConfig  # noqa: E402
-from reference_trainer.rewards import checked_rewards  # noqa: E402
+from reference_trainer.run_dir import checkpoint  # noqa: E402
+from reference_trainer.tasks.rewards import checked_rewards  # noqa: E402
 
 MODULE = "issue25_rewards"
 REWARDS = """

@@ -17,12 +17,12 @@ pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny  # noqa: E402
 
-from reference_trainer import checkpoint  # noqa: E402
 from reference_trainer.__main__ import main  # noqa: E402
 from reference_trainer.config import TrainConfig  # noqa: E402
 from reference_trainer.config_cli import build  # noqa: E402
-from reference_trainer.report import summary  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
+from reference_trainer.run_dir import checkpoint  # noqa: E402
+from reference_trainer.run_dir.report import summary  # noqa: E402
 from reference_trainer.train import NonFiniteTraining  # noqa: E402
 from safecontrol import registry  # noqa: E402
 
@@ -319,7 +319,7 @@ def test_train_help_lists_every_config_field_with_its_doc_and_default():
 
 
 def test_a_permission_error_is_an_error_line_not_a_traceback(tiny, tmp_path, capsys, monkeypatch):
-    from reference_trainer.run_lock import RunLock
+    from reference_trainer.run_dir.lock import RunLock
 
     def denied(self):
         raise PermissionError(13, "Permission denied", str(self.path))

@@ -1,6 +1,6 @@
 """One process per run directory: a second trainer on a live run is refused at once naming the
 holder, even when ``.lock`` was deleted or replaced by a link; a lock left by a killed process does
-not block the next run (``reference_trainer/run_lock.py``)."""
+not block the next run (``reference_trainer/run_dir/lock.py``)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ pytest.importorskip("transformers")
 
 from trainer import test_run_directory as run_directory
 
-from reference_trainer import checkpoint
 from reference_trainer.__main__ import main
 from reference_trainer.run import train
+from reference_trainer.run_dir import checkpoint
 
 cli, config, constant_reward = (
     run_directory.cli,
@@ -35,7 +35,7 @@ tiny = run_directory.tiny  # the tiny-model fixture (a fixture is found by its n
 HOLDER = """
 import sys, time
 from pathlib import Path
-from reference_trainer.run_lock import RunLock
+from reference_trainer.run_dir.lock import RunLock
 lock = RunLock(Path(sys.argv[1]))
 lock.acquire()
 print("locked", flush=True)

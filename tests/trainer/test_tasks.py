@@ -15,11 +15,13 @@ pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny  # noqa: E402
 
-from reference_trainer import reward_model, tasks  # noqa: E402
 from reference_trainer.config import TrainConfig  # noqa: E402
 from reference_trainer.config_cli import build  # noqa: E402
-from reference_trainer.report import summary  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
+from reference_trainer.run_dir.report import summary  # noqa: E402
+from reference_trainer.tasks import offline as tasks  # noqa: E402
+from reference_trainer.tasks import reward_model  # noqa: E402
+from reference_trainer.tasks.rewards import vader_reward  # noqa: E402
 
 SMALL = {
     "steps": "4",
@@ -55,7 +57,7 @@ def fully_fluent(prompts, completions):
 # ------------------------------------------------------------------ the gold and proxy scorers
 def test_sentiment_gold_ignores_repetition_emphasis_and_single_letters():
     gold = tasks.sentiment_gold(fully_fluent)  # type: ignore[arg-type]
-    proxy = tasks.vader_reward()
+    proxy = vader_reward()
     texts = ["a good day", "good good good good!!!", "l l l l l"]
     proxy_scores = proxy([""] * 3, texts)
     gold_scores = gold([""] * 3, texts)

@@ -12,10 +12,10 @@ pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny  # noqa: E402
 
-from reference_trainer.config import TrainConfig  # noqa: E402
+from reference_trainer.config import TrainConfig, parse_report_to  # noqa: E402
 from reference_trainer.config_cli import build  # noqa: E402
 from reference_trainer.run import train  # noqa: E402
-from reference_trainer.trackers import NAMESPACES, namespaced, parse_report_to  # noqa: E402
+from reference_trainer.run_dir.trackers import NAMESPACES, namespaced  # noqa: E402
 
 SMALL = {"steps": "2", "batch_size": "4", "max_new_tokens": "6", "min_new_tokens": "1"}
 

@@ -17,9 +17,9 @@ pytest.importorskip("transformers")
 
 from trainer import test_run_directory as run_directory
 
-from reference_trainer import checkpoint
 from reference_trainer.__main__ import main
-from reference_trainer.run_files import read_step_records
+from reference_trainer.run_dir import checkpoint
+from reference_trainer.run_dir.files import read_step_records
 
 cli = run_directory.cli
 tiny = run_directory.tiny  # the tiny-model fixture (a fixture is found by its name here)

@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reference_trainer.config import PrepareConfig, as_dict
-from reference_trainer.corpus import load_corpus
-from reference_trainer.sft import blocks, build_model, log_stage, sft
+from ..config import PrepareConfig, as_dict
+from .corpus import load_corpus
+from .sft import blocks, build_model, log_stage, sft
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

@@ -1,4 +1,5 @@
-"""Offline tasks: a proxy reward the policy trains on and a gold reward it never sees (SPEC §7).
+"""The offline tasks' scorers: a proxy reward the policy trains on and a gold reward it never sees
+(SPEC §7); ``scorers.py`` builds a run's pair from them.
 
 Gao, Schulman & Hilton (2022) measure over-optimisation as the gap between a proxy that keeps
 rising with KL and a gold score that rises, then falls. Each task here pairs the two; the trainer
@@ -31,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +40,10 @@ import torch
 
 from safecontrol._atomic import write_json_atomic
 
-from .corpus import INSTALL_HINT, WORDNET_DIR
-from .rewards import RewardFn, vader_reward
-from .rollout import position_ids_from, sample
+from ..prepare.corpus import INSTALL_HINT, WORDNET_DIR
+from ..rollout import position_ids_from, sample
+from .rewards import RewardFn
 
-TASKS = ("sentiment", "reward-model", "topic")
 TOPIC_LEXFILE = 18
 """WordNet's lexicographer file ``noun.person``."""
 TOPIC_DISTINCT_WORDS = 3
@@ -56,13 +55,6 @@ held-out correlation with the labeller of 0.19, 6000 with 8 epochs 0.58)."""
 RM_HELD_OUT = 500
 BASELINE_SAMPLES = 512
 """SFT samples whose median log-probability is the fluency baseline ℓ₀."""
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    proxy: RewardFn
-    gold: RewardFn
 
 
 def words(text: str) -> list[str]:
@@ -226,25 +218,6 @@ class TaskSource:
         return self.cache_dir / f"tasks-{self.key()}"
 
 
-def make_task(name: str, source: TaskSource, load: Callable[[], tuple[Any, Any]]) -> Task:
-    """The task ``name`` on ``source``; ``load()`` gives a fresh (SFT model in eval mode,
-    tokenizer with left padding). Cached artefacts are built on first use."""
-    if name not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {name!r}")
-    model, tokenizer = load()
-    model.requires_grad_(False)
-    fluency = Fluency(model, tokenizer, fluency_baseline(source, model, tokenizer))
-    if name == "sentiment":
-        return Task(name, vader_reward(), sentiment_gold(fluency))
-    if name == "topic":
-        topic = topic_words()
-        return Task(name, topic_proxy(topic), topic_gold(topic, fluency))
-    from .reward_model import reward_model_proxy
-
-    gold = sentiment_gold(fluency)
-    return Task(name, reward_model_proxy(source, gold, load), gold)
-
-
 def sft_samples(
     source: TaskSource, model: Any, tokenizer: Any, n: int, seed: int
 ) -> tuple[list[str], list[str]]:
@@ -278,40 +251,3 @@ def fluency_baseline(source: TaskSource, model: Any, tokenizer: Any) -> float:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"baseline": baseline, "samples": BASELINE_SAMPLES})
     return baseline
-
-
-# ------------------------------------------------------------------ what a run trains on and logs
-def scorers(config: Any, prompts: list[str]) -> tuple[RewardFn, RewardFn | None]:
-    """(proxy, gold or None) of a ``TrainConfig``: its task's pair, else ``reward`` and
-    ``gold_reward`` as given."""
-    from .rewards import make_reward
-
-    if not config.task:
-        gold = make_reward(config.gold_reward, config.reward_label) if config.gold_reward else None
-        return make_reward(config.reward, config.reward_label), gold
-    from .models import policy_source
-    from .prepare import is_prepared
-
-    source_path = Path(policy_source(config))
-    prepared = is_prepared(source_path)
-    model_dir = source_path / "model" if prepared else source_path
-    tokenizer_dir = source_path / "tokenizer" if prepared else source_path
-
-    def load() -> tuple[Any, Any]:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "left"
-        return AutoModelForCausalLM.from_pretrained(model_dir).eval(), tokenizer
-
-    source = TaskSource(
-        model_dir=str(model_dir),
-        prompts=tuple(prompts),
-        max_new_tokens=config.max_new_tokens,
-        min_new_tokens=config.min_new_tokens,
-        cache_dir=Path(config.data_dir),
-    )
-    task = make_task(config.task, source, load)
-    return task.proxy, task.gold

@@ -1,5 +1,6 @@
-"""PPO's pieces on their own: GAE against its recursion written out, whitening over the masked
-tokens only, and the clipped loss against its formula."""
+"""The loss of a PPO epoch, piece by piece: GAE against its recursion written out, whitening over
+the masked tokens only, the clipped loss against its formula, token means in one process, and the
+KL term of each penalty mode with its slope."""
 
 from __future__ import annotations
 
@@ -7,7 +8,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from reference_trainer.ppo import clipped_policy_loss, gae, whiten  # noqa: E402
+from reference_trainer.config import TrainConfig  # noqa: E402
+from reference_trainer.losses import (  # noqa: E402
+    clipped_policy_loss,
+    gae,
+    global_token_mean,
+    kl_loss,
+    kl_loss_is_linear,
+    kl_slope,
+    token_share,
+    whiten,
+)
+from safecontrol import SafeController  # noqa: E402
+from safecontrol.decision import CoefDecision  # noqa: E402
 
 
 def gae_by_hand(rewards, values, length, gamma, lam):
@@ -75,3 +88,58 @@ def test_the_clipped_loss_carries_gradient_only_where_unclipped():
     loss.sum().backward()
     assert logp.grad is not None
     assert logp.grad[0, 0] != 0.0 and logp.grad[0, 1] == 0.0  # ratio 1.5 is clipped: flat
+
+
+@pytest.mark.parametrize(
+    "mode, has_gradient", [("hinge", True), ("coef", True), ("detached", False)]
+)
+def test_safe_penalty_modes_differ_in_whether_the_penalty_reaches_the_gradient(mode, has_gradient):
+    controller = SafeController()
+    for _ in range(3):
+        decision = controller.update(kl=2.0, entropy=0.5, reward=0.0)
+    assert decision.active
+    live_kl = torch.tensor(2.0, requires_grad=True)
+    term = kl_loss(live_kl, decision, TrainConfig(penalty_mode=mode))
+    assert float(term) == pytest.approx(
+        decision.loss_at(2.0) if mode != "coef" else decision.coef * 2.0
+    )
+    assert term.requires_grad == has_gradient
+
+
+def test_in_one_process_the_token_mean_is_the_masked_mean_with_its_gradient():
+    x = torch.tensor([[1.0, 2.0, 30.0], [4.0, 50.0, 60.0]], requires_grad=True)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    assert token_share(mask) == 1.0
+    mean = global_token_mean(x, mask, token_share(mask))
+    assert float(mean) == pytest.approx(7.0 / 3.0)
+    mean.backward()
+    assert torch.equal(x.grad, mask.float() / 3.0)
+
+
+def active_safe_decision():
+    controller = SafeController()
+    for _ in range(3):
+        decision = controller.update(kl=2.0, entropy=0.5, reward=0.0)
+    assert decision.active
+    return decision
+
+
+@pytest.mark.parametrize("kl", [0.0, 0.5, 2.0, 5.0])
+def test_the_kl_slope_is_the_derivative_of_the_kl_term(kl):
+    """What micro-batches scale the live KL's gradient by: β for a linear penalty, the hinge's
+    2·c·g·max(0, KL − τ) for SAFE's, 0 for the published detached penalty."""
+    beta = CoefDecision(coef=0.3)
+    assert kl_slope(kl, beta, TrainConfig()) == pytest.approx(0.3)
+    safe = active_safe_decision()
+    hinge = 2 * safe.penalty_coef * safe.gate * max(0.0, kl - safe.threshold)
+    assert kl_slope(kl, safe, TrainConfig(penalty_mode="hinge")) == pytest.approx(hinge)
+    assert kl_slope(kl, safe, TrainConfig(penalty_mode="coef")) == pytest.approx(safe.coef)
+    assert kl_slope(kl, safe, TrainConfig(penalty_mode="detached")) == 0.0
+
+
+def test_only_the_dead_band_hinge_is_not_linear_in_the_kl():
+    safe = active_safe_decision()
+    assert kl_loss_is_linear(CoefDecision(coef=0.3), TrainConfig())
+    assert not kl_loss_is_linear(safe, TrainConfig(penalty_mode="hinge"))
+    assert kl_loss_is_linear(safe, TrainConfig(penalty_mode="coef"))
+    assert kl_loss_is_linear(safe, TrainConfig(penalty_mode="detached"))

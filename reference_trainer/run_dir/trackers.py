@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-TRACKERS = ("none", "tensorboard", "wandb")
+from ..config import parse_report_to
 
 NAMESPACES = {
     "reward_mean": "reward/mean",
@@ -63,17 +63,6 @@ def namespaced(metrics: dict[str, Any]) -> dict[str, float]:
             raise KeyError(f"metric {key!r} has no tracker namespace (trackers.NAMESPACES)")
         out[name] = float(value)
     return out
-
-
-def parse_report_to(text: str) -> tuple[str, ...]:
-    """``"none"``, one tracker or a comma-separated list; an unknown one is named."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in TRACKERS]
-    if unknown or not names:
-        raise ValueError(f"report_to must be a comma-separated subset of {TRACKERS}, got {text!r}")
-    if "none" in names and len(names) > 1:
-        raise ValueError(f"report_to 'none' cannot be combined with others, got {text!r}")
-    return () if names == ("none",) else names
 
 
 class Tracker(Protocol):

@@ -16,7 +16,7 @@ from safecontrol import registry
 from safecontrol._atomic import write_json_atomic
 from safecontrol.testing.metrics import CRASH_WINDOW, count_crashes, rolling_mean, summarize
 
-from .run_files import numbered_step_records, read_json
+from .files import numbered_step_records, read_json
 
 REPORTED = (
     "reward_mean",

@@ -19,8 +19,8 @@ import torch
 
 from safecontrol._atomic import write_json_atomic
 
+from .offline import RM_HELD_OUT, RM_SAMPLES, TaskSource, sft_samples
 from .rewards import RewardFn, classifier_reward
-from .tasks import RM_HELD_OUT, RM_SAMPLES, TaskSource, sft_samples
 
 RM_EPOCHS = 8
 RM_BATCH = 64

@@ -21,16 +21,17 @@ from typing import Any
 
 from safecontrol._atomic import write_json_atomic, write_text_atomic
 
+from ..config import TrainConfig, as_dict
 from . import checkpoint
-from .config import TrainConfig, as_dict
-from .run_files import read_json, read_step_records, write_all
-from .run_lock import LOCK_NAME, RunLock
+from .files import read_json, read_step_records, write_all
+from .lock import LOCK_NAME, RunLock
 
 OUTCOME_FREE_KEYS = ("reward_timeout", "report_to", "checkpoint_every", "sample_every")
 """Config keys that cannot change what a run trains or logs per step: a timeout for a scorer that
 hung, trackers, and how often checkpoints and samples are written."""
-RESUMABLE_CHANGES = ("steps", "run_dir", *OUTCOME_FREE_KEYS)
-"""Config keys a resumed run may change: those, more steps, and where the directory now lives."""
+RESUMABLE_CHANGES = ("steps", "run_dir", "device", "micro_batch_size", *OUTCOME_FREE_KEYS)
+"""Config keys a resumed run may change: those, more steps, where the directory now lives, and
+the device and memory it continues on (the same run, equal within float rounding)."""
 OWN_KEYS = frozenset({"algo", "run_dir", "kl_estimator", "seed"})
 """Keys that mark a ``config.json`` as one of ours (every version of TrainConfig has them)."""
 
@@ -174,11 +175,12 @@ class RunLog:
             kept = read_step_records(path, keep=lambda row: row["step"] <= step)
             write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
 
-    def save_checkpoint(self, state: dict[str, Any], rank_rng: list[Any]) -> None:
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Rank 0 writes ``state`` (every rank's RNG streams in it) after the logs it covers."""
         if self.writer:
             for path in (self.metrics_path, self.samples_path):
                 _fsync(path)
-            checkpoint.save_atomic(self.checkpoint_path, {**state, "rank_rng": rank_rng})
+            checkpoint.save_atomic(self.checkpoint_path, state)
 
     # ------------------------------------------------------------------ logs
     def log_metrics(self, metrics: dict[str, Any]) -> None:

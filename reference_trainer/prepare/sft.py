@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from reference_trainer.config import PrepareConfig
+from ..config import PrepareConfig
 
 N_EVALS = 4
 LOG_EVERY_STEPS = 100

@@ -19,7 +19,7 @@ import stat
 import time
 from pathlib import Path
 
-from .run_files import write_all
+from .files import write_all
 
 LOCK_NAME = ".lock"
 
