@@ -219,6 +219,14 @@ class TrainConfig:
     """Seeds prompts, sampling and initial critics; a run is bit-identical for a seed."""
     threads: int = 2
     """torch CPU threads (runs are bit-identical only at the same thread count)."""
+    eval_every: int = 0
+    """> 0: evaluate the policy every this many iterations and after the last on ``eval_prompts``
+    prompts held out of every training batch (the last of the prompt set), with the same sampling
+    noise each time: proxy, gold, KL to the reference, entropy, distinct-1 and length, logged as
+    ``eval_*`` and summed up by the report (the gold's drawdown from its best evaluation). 0: no
+    evaluation, and every prompt can be drawn for training."""
+    eval_prompts: int = 512
+    """Held-out prompts of an evaluation (``eval_every`` > 0)."""
     checkpoint_every: int = 25
     """Save a checkpoint every this many steps (and at the last)."""
     sample_every: int = 10
@@ -255,6 +263,7 @@ class TrainConfig:
                 "threads",
                 "checkpoint_every",
                 "sample_every",
+                "eval_prompts",
                 "temperature",
                 "lr",
                 "critic_lr",
@@ -270,6 +279,7 @@ class TrainConfig:
             "min_new_tokens",
             "lora_rank",
             "critic_heads",
+            "eval_every",
             "micro_batch_size",
             "seed",
             "reward_timeout",

@@ -67,6 +67,10 @@ def _train(config: TrainConfig, reward_fn: RewardFn | None, resume: bool, progre
         with contextlib.closing(bar), contextlib.closing(trackers):
             while trainer.step < config.steps:
                 metrics = trainer.iteration()
+                if config.eval_every and (
+                    trainer.step % config.eval_every == 0 or trainer.step == config.steps
+                ):
+                    metrics.update(trainer.evaluate())
                 run.log_metrics(metrics)
                 trackers.log(metrics)
                 if trainer.step % config.sample_every == 0 or trainer.step == config.steps:

@@ -33,6 +33,7 @@ from . import ranks
 from .batch_metrics import decision_fields, distinct_1, explained_variance
 from .config import TrainConfig, as_dict
 from .device import autocast, resolve_device
+from .evaluation import Evaluation, split_prompts
 from .losses import gae, token_share, whiten
 from .models import check_context_length, frozen_reference, load_policy, make_critics
 from .policy_gradient import EpochLoss, micro_batch_gradient, whole_batch_gradient
@@ -82,9 +83,12 @@ class Trainer:
         self.device = resolve_device(config.device)
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)  # identical initial critics on every rank
-        policy, self.tokenizer, self.prompts = load_policy(config)
+        policy, self.tokenizer, prompts = load_policy(config)
         policy.eval()
-        check_context_length(policy, self.tokenizer, self.prompts, config.max_new_tokens)
+        check_context_length(policy, self.tokenizer, prompts, config.max_new_tokens)
+        self.prompts, held_out = (
+            split_prompts(prompts, config.eval_prompts) if config.eval_every else (prompts, [])
+        )
         if config.batch_size < self.world:
             raise ValueError(f"batch_size={config.batch_size} < number of processes {self.world}")
         if config.batch_size > len(self.prompts):
@@ -112,8 +116,20 @@ class Trainer:
             mode=config.resolved_step_limit,
             check_finite=self._check_finite,
         )
-        proxy, self.gold_fn = scorers(config, self.prompts)
+        proxy, self.gold_fn = scorers(config, prompts)  # a task's cached artefacts: every prompt
         self.reward_fn = reward_fn or proxy
+        self.evaluation = None
+        if config.eval_every:
+            self.evaluation = Evaluation(
+                held_out,
+                config.seed,
+                config.batch_size,
+                self._sample,
+                self._policy_and_reference,
+                self.reward_fn,
+                self.gold_fn,
+                config.reward_timeout,
+            )
         self.entropy_controller = config.make_entropy_controller()
         self.ent_coef = config.ent_coef
         self.prompt_sampler = np.random.default_rng(config.seed)
@@ -140,11 +156,20 @@ class Trainer:
         self.step += 1
         return metrics
 
+    def evaluate(self) -> dict[str, float]:
+        """The ``eval_*`` metrics of the policy now (``evaluation.py``; ``eval_every`` > 0)."""
+        if self.evaluation is None:
+            raise RuntimeError("this run holds no prompts out for evaluation (eval_every=0)")
+        return self.evaluation.run(self.device)
+
     def _rollout(self) -> Rollout:
         """Every rank draws the same batch of prompts and samples its shard of them."""
         c = self.config
         indices = self.prompt_sampler.choice(len(self.prompts), size=c.batch_size, replace=False)
-        shard = [self.prompts[i] for i in indices[self.rank :: self.world]]
+        return self._sample([self.prompts[i] for i in indices[self.rank :: self.world]])
+
+    def _sample(self, shard: list[str]) -> Rollout:
+        c = self.config
         with autocast(self.device, c.dtype):
             return sample(
                 ranks.unwrapped(self.policy),
@@ -403,6 +428,12 @@ class Trainer:
             return sequence_forward(
                 model, rollout, c.temperature, c.min_new_tokens, self.tokenizer.eos_token_id
             )
+
+    def _policy_and_reference(self, rollout: Rollout) -> tuple[ForwardResult, torch.Tensor]:
+        """The policy's forward on a rollout and the reference's log-probabilities of it."""
+        with torch.no_grad():
+            policy = self._forward(ranks.unwrapped(self.policy), rollout)
+            return policy, self._reference_forward(rollout).logp
 
     def _reference_forward(self, rollout: Rollout) -> ForwardResult:
         if self.reference is not None:

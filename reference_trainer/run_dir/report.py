@@ -112,6 +112,31 @@ def budget_adherence(kl: np.ndarray, limit: np.ndarray | float, warmup: int) -> 
     return float(np.mean(kl[warmup:] <= BUDGET_SLACK * limits[warmup:]))
 
 
+EVALUATED = ("eval_reward", "eval_kl", "eval_entropy", "eval_distinct_1")
+"""What every evaluation logs (``eval_every`` > 0), and ``eval_gold`` where the run has a gold."""
+
+
+def evaluation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last evaluation's metrics and, with a gold reward, the gold's drawdown: the best
+    evaluation's gold − the last one's (0 when the last is the best); empty without evaluations."""
+    evaluations = [row for row in rows if "eval_reward" in row]
+    if not evaluations:
+        return {}
+    last = evaluations[-1]
+    out: dict[str, Any] = {f"{key}_final": float(last[key]) for key in EVALUATED}
+    out["evaluations"] = len(evaluations)
+    if "eval_gold" in last:
+        gold = [float(row["eval_gold"]) for row in evaluations]
+        best = max(range(len(gold)), key=gold.__getitem__)
+        out.update(
+            eval_gold_final=gold[-1],
+            eval_gold_best=gold[best],
+            eval_gold_best_step=evaluations[best]["step"],
+            gold_drawdown=gold[best] - gold[-1],
+        )
+    return out
+
+
 def summary(run_dir: Path) -> dict[str, Any]:
     rows = read_metrics(run_dir)
     config = read_json(run_dir / "config.json")
@@ -128,6 +153,7 @@ def summary(run_dir: Path) -> dict[str, Any]:
             gold_peak=float(rolling_mean(gold).max()),
             gold_crashes=count_crashes(gold),
         )
+    metrics.update(evaluation_summary(rows))
     metrics.update(
         algo=config.get("algo"),
         steps=len(rows),
@@ -192,7 +218,29 @@ def plot(run_dir: Path, out_dir: Path) -> list[Path]:
         fig.savefig(out_dir / name, dpi=100)
         plt.close(fig)
         written.append(out_dir / name)
+    if any("eval_reward" in row for row in rows):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for label, xs, ys in evaluation_lines(rows):
+            ax.plot(xs, ys, marker="o", label=label)
+        ax.set_xlabel("PPO iteration")
+        ax.set_ylabel("mean score")
+        ax.set_title(f"{config.get('algo')}: held-out evaluation")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "evaluation.png", dpi=100)
+        plt.close(fig)
+        written.append(out_dir / "evaluation.png")
     return written
+
+
+def evaluation_lines(rows: list[dict[str, Any]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, steps, values) of the evaluations' proxy and gold."""
+    evaluations = [row for row in rows if "eval_reward" in row]
+    steps = np.array([row["step"] for row in evaluations])
+    lines = [("held-out proxy", steps, np.array([row["eval_reward"] for row in evaluations]))]
+    if "eval_gold" in evaluations[-1]:
+        lines.append(("held-out gold", steps, np.array([row["eval_gold"] for row in evaluations])))
+    return lines
 
 
 def report(run_dir: Path) -> Path:

@@ -18,6 +18,7 @@ from ..config import parse_report_to
 NAMESPACES = {
     "reward_mean": "reward/mean",
     "reward_std": "reward/std",
+    "gold_mean": "reward/gold_mean",
     "kl_k1": "kl/k1",
     "kl_k3": "kl/k3",
     "kl_measured": "kl/measured",
@@ -38,6 +39,7 @@ NAMESPACES = {
     "pid_d": "controller/pid_d",
     "skipped": "controller/skipped",
     "entropy": "policy/entropy",
+    "entropy_coef": "policy/entropy_coef",
     "policy_loss": "policy/loss",
     "grad_norm": "policy/grad_norm",
     "clip_fraction": "policy/clip_fraction",
@@ -48,6 +50,12 @@ NAMESPACES = {
     "response_length": "rollout/response_length",
     "distinct_1": "rollout/distinct_1",
     "tokens_per_second": "time/tokens_per_second",
+    "eval_reward": "eval/reward",
+    "eval_gold": "eval/gold",
+    "eval_kl": "eval/kl",
+    "eval_entropy": "eval/entropy",
+    "eval_distinct_1": "eval/distinct_1",
+    "eval_response_length": "eval/response_length",
 }
 """Flat metric key → tracker key; ``seconds_*`` go to ``time/``, ``step`` is the x axis."""
 

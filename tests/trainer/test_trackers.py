@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,10 +26,16 @@ def tiny(tmp_path_factory) -> Path:
     return build_tiny(tmp_path_factory.mktemp("tiny"))
 
 
-def run(tiny: Path, run_dir: Path, report_to: str) -> list[dict]:
+def run(tiny: Path, run_dir: Path, report_to: str, **extra: Any) -> list[dict]:
     values = build(TrainConfig, {**SMALL, "threads": "1"}, strings=True)
     config = TrainConfig(
-        **{**values.__dict__, "model": str(tiny), "run_dir": str(run_dir), "report_to": report_to}
+        **{
+            **values.__dict__,
+            "model": str(tiny),
+            "run_dir": str(run_dir),
+            "report_to": report_to,
+            **extra,
+        }
     )
     train(config, reward_fn=lambda p, c: [float(len(x) % 3) for x in c], progress=False)
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
@@ -66,8 +73,14 @@ def test_an_offline_wandb_run_holds_the_namespaced_metrics(tiny, tmp_path, monke
         assert json.dumps(row["reward_mean"]).encode() in records
 
 
-def test_every_metric_the_trainer_logs_has_a_namespace(tiny, tmp_path):
-    rows = run(tiny, tmp_path / "run", "none")
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"gold_reward": "vader", "entropy_target": 2.0, "eval_every": 1, "eval_prompts": 8}],
+)
+def test_every_metric_the_trainer_logs_has_a_namespace(tiny, tmp_path, extra):
+    """Also a gold reward's, the entropy controller's and the evaluations' metrics (a run with
+    a gold reward and a tracker raised at its first step before they had one)."""
+    rows = run(tiny, tmp_path / "run", "none", **extra)
     flat = {k for row in rows for k in row if k != "step" and not k.startswith("seconds_")}
     assert flat <= set(NAMESPACES), flat - set(NAMESPACES)
     ev = rows[-1]["explained_variance"]

@@ -234,8 +234,12 @@ def two_processes(args: list[str], port: int) -> None:
 
 def test_two_processes_train_data_parallel_with_one_writer(tiny, tmp_path):
     run_dir = tmp_path / "ddp"
-    two_processes(cli(tiny, run_dir, steps="2", checkpoint_every="1"), 29531)
+    two_processes(
+        cli(tiny, run_dir, steps="2", checkpoint_every="1", eval_every="1", eval_prompts="6"),
+        29531,
+    )
     rows = deterministic(run_dir)
+    assert all("eval_kl" in row and "eval_distinct_1" in row for row in rows)
     assert [r["step"] for r in rows] == [1, 2]  # one writer: no duplicated lines
     assert checkpoint.load(run_dir / "checkpoint.pt")["step"] == 2
     assert len(checkpoint.load(run_dir / "checkpoint.pt")["rank_rng"]) == 2
