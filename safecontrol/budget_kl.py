@@ -47,6 +47,46 @@ answers KL's rise before it overshoots (seed 0 of five budget × cell pairs: 0.9
 A given budget b scales both gains by g: near the reference KL ≈ ½ δᵀFδ, so the pull of β·KL
 back toward it grows as ‖∇KL‖ ∝ √KL, and holding a tighter budget needs proportionally more β
 (before the scaling, budget 0.1 nats per token was held on 86–95% of the frontier's steps).
+
+**Steered budget** (``budget_growth`` = γ; off by default, and then every decision is as above).
+A fixed budget cannot be loose while the proxy still pays for KL and tight once it stops paying
+(on one task the best fixed β's KL rose usefully from 1.37 to 1.60 nats per token by iteration
+300 while this controller held it at 1.37). With γ set, the budget grows while the proxy's gain
+per nat of KL holds up, measured on the rewards the controller is given::
+
+    W_t    = the last w = gain_window batches' (KL, R)       (R: the proxy's batch-mean reward)
+    ΔKL, ΔR = mean over W_t's newer half − mean over its older half
+    κ_t    = γ · setpoint · b_{t−1}                         (the KL one growth step opens)
+    G_t    = ΔR / max(ΔKL, κ_t)                             (proxy per nat of KL)
+    G_ref  = G_w                                            (the first full window's gain)
+    b₀     = b above (given or derived);   b_max = max(b₀, max_budget_ratio · H₀)
+    b_t    = min((1 + γ) · b_{t−1}, b_max)   if KL_t ≥ setpoint · b_{t−1} and G_ref > 0
+                                               and G_t ≥ gain_floor · G_ref
+           = b_{t−1}                         otherwise
+    (e_KL, g, the integral's clip and max_preview_kl of update t then use b_t)
+
+- **It grows only where the budget binds** (KL at its set point): a leash that is not pulled
+  tells nothing about what more KL would buy, and room opened ahead of the policy is what an
+  exploit spends first. KL then has to catch up with each step before the next, so the budget
+  grows at the pace the policy actually takes it.
+- **G_ref is the run's own scale**: the proxy per nat while the policy first moves away from
+  the reference. The budget grows while the marginal gain keeps ``gain_floor`` of it; where the
+  proxy did not pay even then (G_ref ≤ 0) it never grows.
+- **κ is one growth step's KL**, not a token constant: where KL stalls at the set point, the
+  proxy must rise by what one step would pay at ``gain_floor`` · G_ref before the leash opens,
+  not by any amount above zero. Means of the window's halves rather than its two end batches
+  measure the same ratio on a trend, with √(w / 2) less of one batch's noise. Reward noise
+  larger than that threshold still opens it now and then after the proxy has stopped paying,
+  and a budget that never shrinks keeps each step: b_max bounds that creep, a longer
+  ``gain_window`` slows it.
+- **It never shrinks** (b ≥ b₀ always): when G_t turns negative the policy is spending KL on
+  the proxy's exploits, and a hacking policy narrows, so the entropy floor already raises β
+  against it, where shrinking the budget too would pull twice on one cause and move β with
+  every swing of a noisy G_t.
+- The step limit keeps its formula in the current budget (above the derived budget it is
+  step_ratio · H₀: growing does not enlarge the steps), and g = √(derived / b) falls as the
+  budget grows, as for a looser given budget. Without γ the steering settings neither act nor
+  enter the state dict, which keeps the fixed budget's layout (its checkpoints load unchanged).
 """
 
 from __future__ import annotations
@@ -54,8 +94,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._state import require
-from ._validation import MAX_MEASUREMENT, all_finite, clamp, non_negative, positive
+from ._validation import MAX_MEASUREMENT, all_finite, clamp, non_negative, positive, positive_int
 from ._validation import decay as check_decay
+from .budget_steering import BudgetSteering, BudgetSteeringState
 from .classic import CoefControllerBase, _batch_shape
 from .decision import BudgetDecision, _construct
 from .filters import EMA, EMAState, check_ema_state
@@ -80,6 +121,8 @@ class BudgetKLFullState(NamedTuple):
     controller: BudgetKLState
     error_ema: EMAState
     """EMA of the relative excess e (P is its bias-corrected value)."""
+    steering: BudgetSteeringState | None = None
+    """The gain window of a steered budget (None without ``budget_growth``)."""
 
 
 class BudgetKL(CoefControllerBase[BudgetKLFullState]):
@@ -103,6 +146,15 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             (nats per token) one optimizer step may move the policy, > 0 (default 0.001); None:
             no step limit.
         on_nonfinite: "raise" or "skip" a NaN/inf measurement.
+        budget_growth: None (default): a fixed budget. γ in (0, 1]: the budget grows by a factor
+            1 + γ on an update where KL is at its set point and the proxy still pays for KL (see
+            the module doc; every update then needs ``reward``); a given ``budget`` is its start.
+        max_budget_ratio: a steered budget stays within max_budget_ratio × H₀ (or its start,
+            if larger), ≥ budget_ratio (default 1.0).
+        gain_window: the updates over which the proxy's gain per nat of KL is measured, ≥ 2
+            (default 10).
+        gain_floor: a steered budget grows while the gain keeps at least gain_floor × the first
+            window's gain, ≥ 0 (default 0.5).
     """
 
     _record = BudgetKLFullState
@@ -120,6 +172,10 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         max_coef: float = 10.0,
         step_ratio: float | None = 0.001,
         on_nonfinite: str = "raise",
+        budget_growth: float | None = None,
+        max_budget_ratio: float = 1.0,
+        gain_window: int = 10,
+        gain_floor: float = 0.5,
     ) -> None:
         super().__init__(on_nonfinite)
         self.budget = None if budget is None else positive("budget", budget)
@@ -140,9 +196,33 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         self.p_decay = check_decay("p_decay", p_decay)
         self.max_coef = positive("max_coef", max_coef)
         self.step_ratio = None if step_ratio is None else positive("step_ratio", step_ratio)
+        self.budget_growth = (
+            None if budget_growth is None else positive("budget_growth", budget_growth)
+        )
+        if self.budget_growth is not None and self.budget_growth > 1.0:
+            raise ValueError(f"budget_growth must be <= 1, got {budget_growth!r}")
+        self.max_budget_ratio = positive("max_budget_ratio", max_budget_ratio)
+        if self.budget_growth is not None and self.max_budget_ratio < self.budget_ratio:
+            raise ValueError(
+                f"max_budget_ratio must be >= budget_ratio {self.budget_ratio!r} (the budget "
+                f"only grows), got {max_budget_ratio!r}"
+            )
+        self.gain_window = positive_int("gain_window", gain_window)
+        if self.gain_window < 2:
+            raise ValueError(
+                f"gain_window must be >= 2 (the gain compares the window's older and newer "
+                f"halves), got {gain_window!r}"
+            )
+        self.gain_floor = non_negative("gain_floor", gain_floor)
+        self._steering = (
+            None
+            if self.budget_growth is None
+            else BudgetSteering(self.budget_growth, self.gain_window, self.gain_floor)
+        )
         self._error_ema = EMA(self.p_decay)
         initial = BudgetKLState(budget=self.budget or 0.0, coef=0.0, integral=0.0)
-        self._initial = BudgetKLFullState(initial, EMAState())
+        steering = None if self._steering is None else BudgetSteeringState()
+        self._initial = BudgetKLFullState(initial, EMAState(), steering)
         self.reset()
 
     def update(
@@ -155,11 +235,17 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         tokens_per_sequence: float | None = None,
     ) -> BudgetDecision:
         """One update per rollout batch with the batch KL and entropy per token (the first
-        entropy sets H₀; without a given ``budget`` the first update must have it)."""
+        entropy sets H₀; without a given ``budget`` the first update must have it) and, for a
+        steered budget, the proxy's batch-mean reward."""
         _batch_shape(n_steps, tokens_per_sequence)
         m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
         if m is None:
             return self._skip()
+        if self._steering is not None and m["reward"] is None:
+            raise ValueError(
+                "budget_growth steers the budget by the proxy's gain per nat of KL: every "
+                "update needs the batch's mean reward, got reward None; pass reward="
+            )
         s = self._state
         c = s.controller
         h = m["entropy"]
@@ -172,6 +258,13 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
                     "entropy), got None; pass entropy= or construct with budget="
                 )
             budget = max(self.budget_ratio * h0, self.min_budget)
+        steering = s.steering
+        if self._steering is not None:
+            assert steering is not None  # a record whenever budget_growth is set (load checks)
+            most = self._largest_budget(self._start_budget(h0), h0)
+            steering, budget = self._steering.step(
+                steering, m["kl"], m["reward"], budget, self.setpoint * budget, most
+            )
         error = m["kl"] / (self.setpoint * budget) - 1.0
         if self.max_entropy_drop is not None and h is not None and h0 is not None and h0 > 0.0:
             error = max(error, (1.0 - h / h0) / self.max_entropy_drop - 1.0)
@@ -184,7 +277,7 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
                 f"kl {m['kl']!r} / entropy {h!r} overflow the budget controller's state"
             )
         controller = BudgetKLState(budget, coef, integral, proportional, h0, c.step + 1, c.skipped)
-        self._state = BudgetKLFullState(controller, error_ema)
+        self._state = BudgetKLFullState(controller, error_ema, steering)
         return self.decision
 
     @property
@@ -213,13 +306,27 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             return 1.0
         return float((max(self.budget_ratio * initial_entropy, self.min_budget) / budget) ** 0.5)
 
+    def _start_budget(self, initial_entropy: float | None) -> float:
+        """b₀: the given budget, or the one H₀ derives (which must then be known)."""
+        if self.budget is not None:
+            return self.budget
+        assert initial_entropy is not None, "a derived budget needs H₀"
+        return max(self.budget_ratio * initial_entropy, self.min_budget)
+
+    def _largest_budget(self, start: float, initial_entropy: float | None) -> float:
+        """The most a steered budget may grow to: max_budget_ratio × H₀, or its start if that is
+        larger (and its start while H₀ is unknown: no scale to grow to)."""
+        if initial_entropy is None:
+            return start
+        return max(start, self.max_budget_ratio * initial_entropy)
+
     def _skip(self) -> BudgetDecision:
         s = self._state
         self._state = s._replace(controller=s.controller._replace(skipped=s.controller.skipped + 1))
         return self.decision
 
     def _config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "budget": self.budget,
             "budget_ratio": self.budget_ratio,
             "min_budget": self.min_budget,
@@ -232,6 +339,29 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             "step_ratio": self.step_ratio,
             "on_nonfinite": self.on_nonfinite,
         }
+        # Without growth the steering settings act on nothing; leaving them out keeps the fixed
+        # budget's config, so its checkpoints (saved before they existed) load unchanged.
+        if self.budget_growth is not None:
+            config["budget_growth"] = self.budget_growth
+            config["max_budget_ratio"] = self.max_budget_ratio
+            config["gain_window"] = self.gain_window
+            config["gain_floor"] = self.gain_floor
+        return config
+
+    def state_dict(self) -> dict[str, Any]:
+        """As ``Stateful.state_dict``; without ``budget_growth`` the state has no ``steering``
+        entry (the fixed budget's layout, which its earlier checkpoints have)."""
+        out = super().state_dict()
+        if self._steering is None:
+            del out["state"]["steering"]
+        return out
+
+    def _upgrade_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """A state without ``steering`` (a fixed budget's, see ``state_dict``) has none."""
+        state = state_dict.get("state")
+        if isinstance(state, dict) and "steering" not in state:
+            state["steering"] = None
+        return state_dict
 
     def _check_state(self, state: BudgetKLFullState, owner: str) -> None:
         c = state.controller
@@ -247,9 +377,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             require(c.step > 0, owner, "initial_entropy", "be null before the first update", h0)
         # The budget is given, or derived from H₀ by the first update and fixed from then on:
         # one that disagrees with H₀ would be held while the step limit and gain follow H₀.
-        if self.budget is not None:
-            require(c.budget == self.budget, owner, "budget", f"equal {self.budget!r}", c.budget)
-        elif c.step == 0:
+        # A steered budget starts there and may only have grown, up to its largest.
+        start = None
+        if self.budget is None and c.step == 0:
             require(
                 c.budget == 0.0,
                 owner,
@@ -257,7 +387,7 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
                 "be 0 before the first update derives it",
                 c.budget,
             )
-        elif h0 is None:
+        elif self.budget is None and h0 is None:
             require(
                 False,
                 owner,
@@ -266,15 +396,8 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
                 h0,
             )
         else:
-            derived = max(self.budget_ratio * h0, self.min_budget)
-            require(
-                c.budget == derived,
-                owner,
-                "budget",
-                f"equal max(budget_ratio · initial_entropy, min_budget) = {derived!r} for "
-                f"initial_entropy {h0!r}",
-                c.budget,
-            )
+            start = self._start_budget(h0)
+            self._check_budget(c.budget, start, h0, owner)
         gain = self._gain(c.budget, h0)
         # The gain follows from the budget and H₀: a bound or a β that disagrees names both.
         of = f"gain {gain!r} of budget {c.budget!r} and initial_entropy {h0!r}"
@@ -298,3 +421,43 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         )
         check_ema_state(state.error_ema, f"{owner}.error_ema")
         require(state.error_ema.seen == c.step, owner, "error_ema.count", "equal step", c.step)
+        if self._steering is None:
+            require(
+                state.steering is None,
+                owner,
+                "steering",
+                "be null without budget_growth",
+                state.steering,
+            )
+        else:
+            grown = start is not None and c.budget > start
+            set_point = None if start is None else self.setpoint * start
+            self._steering.check(state.steering, owner, c.step, grown, set_point)
+
+    def _check_budget(
+        self, budget: float, start: float, initial_entropy: float | None, owner: str
+    ) -> None:
+        """The budget of a loaded state, once it exists: its start (fixed), or within
+        [start, largest] (steered)."""
+        if self._steering is not None:
+            most = self._largest_budget(start, initial_entropy)
+            require(
+                start <= budget <= most,
+                owner,
+                "budget",
+                f"lie in [{start!r}, {most!r}] (a steered budget grows from its start up to "
+                f"max(start, max_budget_ratio · initial_entropy) for initial_entropy "
+                f"{initial_entropy!r})",
+                budget,
+            )
+        elif self.budget is not None:
+            require(budget == self.budget, owner, "budget", f"equal {self.budget!r}", budget)
+        else:
+            require(
+                budget == start,
+                owner,
+                "budget",
+                f"equal max(budget_ratio · initial_entropy, min_budget) = {start!r} for "
+                f"initial_entropy {initial_entropy!r}",
+                budget,
+            )
