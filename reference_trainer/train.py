@@ -290,9 +290,11 @@ class Trainer:
                 )
             grad_norm = torch.nn.utils.clip_grad_norm_(self.policy_params, c.max_grad_norm)
             self._check_finite("policy loss", terms["loss"], "policy gradient norm", grad_norm)
-            # micro-batches never keep a whole batch's graph for the next epoch
-            keep = micro_batches is None and epoch < c.ppo_epochs - 1
-            scale, preview_kl, after, unchecked = self._policy_step(rollout, new, keep)
+            # A next epoch measures a predicted step; micro-batches never keep a whole batch's
+            # graph for it (they measure it on a forward without gradients).
+            later = epoch < c.ppo_epochs - 1
+            keep = micro_batches is None and later
+            scale, preview_kl, after, unchecked = self._policy_step(rollout, new, keep, later)
             value_loss = self._critic_step(rollout, view, new, returns, share)
             for key, value in {
                 "policy_loss": terms["policy_loss"],
@@ -451,7 +453,7 @@ class Trainer:
         return heads.float(), value.float()
 
     def _policy_step(
-        self, rollout: Rollout, before: ForwardResult, keep_forward: bool = False
+        self, rollout: Rollout, before: ForwardResult, keep_forward: bool, check_later: bool
     ) -> LimitedStep:
         """Optimizer step, its new weights checked finite; when the decision limits steps (a
         finite ``max_preview_kl``: SAFE's preview, kl-budget's step limit), ``step_limiter``
@@ -464,7 +466,7 @@ class Trainer:
         self.policy_optimizer.step()
         self._check_finite_parameters("policy", self.policy_params)
         return self.step_limiter.limit(
-            self.decision, rollout, before, saved, self.step, keep_forward
+            self.decision, rollout, before, saved, self.step, keep_forward, check_later
         )
 
     # ------------------------------------------------------------------ checkpoints

@@ -189,20 +189,25 @@ class StepLimiter(Generic[Batch, Forward]):
         saved: list[torch.Tensor],
         iteration: int,
         keep_forward: bool,
+        check_later: bool | None = None,
     ) -> LimitedStep:
         """Shrink the step just taken from ``saved`` (the forward of which is ``before``). With
         ``keep_forward`` a preview's forward runs with gradients and is returned when the step
         was kept whole (it is the next epoch's forward), and a predicted step is returned to be
         measured there; without it (an iteration's last step) a prediction is made only from a
-        curvature measured in this iteration, else the step is previewed."""
+        curvature measured in this iteration, else the step is previewed. ``check_later``
+        (default: ``keep_forward``) alone says whether a next forward will measure a predicted
+        step: a loop in micro-batches has one (without gradients) but keeps no whole-batch graph,
+        and so follows the same schedule of predictions and previews as a whole-batch loop."""
+        check_later = keep_forward if check_later is None else check_later
         length_sq = squared_distance(self.params, saved) if self.predicted else 0.0
-        fresh = keep_forward or self.measured_at == iteration
+        fresh = check_later or self.measured_at == iteration
         if self.predicted and self.curvature is not None and fresh:
             step_kl = self.curvature * length_sq
             scale = decision.step_scale(step_kl)
             shrink(self.params, saved, scale)
             unchecked = UncheckedStep(before, saved, scale**2 * length_sq)
-            return LimitedStep(scale, step_kl, None, unchecked if keep_forward else None)
+            return LimitedStep(scale, step_kl, None, unchecked if check_later else None)
         previewed = self._previewed(decision, batch, before, saved, keep_forward)
         if self.predicted and previewed.step_kl is not None:
             self._measured(previewed.step_kl, length_sq, iteration)

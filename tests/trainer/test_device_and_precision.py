@@ -112,16 +112,23 @@ def assert_same_gradient(trainer: Trainer) -> None:
 
 @pytest.mark.parametrize("algo", [registry.DEFAULT, "fixed-kl", "safe"])
 def test_micro_batches_run_the_whole_batch_iteration(tiny, tmp_path, algo):
-    """Uneven micro-batches (3 + 3 + 2 sequences) run the iteration of the whole batch: the
-    default's predicted step limit, a plain β, SAFE's previewed step. (The weights after AdamW
+    """Uneven micro-batches (3 + 3 + 2 sequences) run the iterations of the whole batch: the
+    default's predicted step limit (the same schedule of predicted, checked and previewed
+    steps), a plain β, SAFE's previewed step. (The weights after AdamW
     are not compared: it divides each gradient by its own size, so a parameter whose gradient
     is rounding noise moves by the learning rate either way.)"""
-    whole, _ = run(Trainer(config(tiny, tmp_path / "whole", algo=algo)))
-    micro, _ = run(Trainer(config(tiny, tmp_path / "micro", algo=algo, micro_batch_size=3)))
+    settings = {"algo": algo, "lr": 0.05}  # kl-budget's step limit binds: scales 0.09-0.57
+    whole, _ = run(Trainer(config(tiny, tmp_path / "whole", **settings)), 4)
+    micro, _ = run(Trainer(config(tiny, tmp_path / "micro", micro_batch_size=3, **settings)), 4)
+    # Rounding differences (1e-7 at the first iteration) grow under AdamW at this learning rate
+    # to ~2e-4 by the fourth; another schedule of steps differs by percents (0.92 against 0.98).
     for row_a, row_b in zip(whole, micro, strict=True):
         for key in COMPARED:
-            assert row_b[key] == pytest.approx(row_a[key], rel=1e-4, abs=1e-6), key
-        assert row_b["step_scale"] == pytest.approx(row_a["step_scale"], rel=1e-3)
+            assert row_b[key] == pytest.approx(row_a[key], rel=1e-3, abs=1e-6), key
+        for key in ("step_scale", "step_scale_min"):  # the same predictions and previews
+            assert row_b[key] == pytest.approx(row_a[key], rel=1e-3), key
+    if algo == registry.DEFAULT:  # its limit binds (SAFE's 0.5 nats does not, here)
+        assert min(row["step_scale_min"] for row in whole) < 0.9
 
 
 @pytest.mark.parametrize("algo", [registry.DEFAULT, "fixed-kl"])

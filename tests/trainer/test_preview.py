@@ -53,7 +53,7 @@ def test_preview_reads_the_exact_kl_of_the_step_from_before_to_after(tmp_path):
     before = trainer._forward(trainer.policy, rollout)
     trainer.policy_optimizer.zero_grad()
     (-before.logp[rollout.response_mask].sum()).backward()
-    scale, preview, _, _ = trainer._policy_step(rollout, before)
+    scale, preview, _, _ = trainer._policy_step(rollout, before, False, False)
     assert scale == 1.0
     with torch.no_grad():
         after = trainer._forward(trainer.policy, rollout)
