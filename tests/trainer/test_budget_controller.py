@@ -70,8 +70,8 @@ def test_reusing_the_preview_forward_as_the_next_epoch_forward_changes_nothing(
     calls = {"forward": 0}
     original_step, original_forward = Trainer._policy_step, Trainer._forward
 
-    def never_reuse(self, rollout, before, keep_forward=False):
-        return original_step(self, rollout, before, keep_forward=False)
+    def never_reuse(self, rollout, before, keep_forward, check_later):
+        return original_step(self, rollout, before, False, check_later)
 
     def counted(self, model, rollout):
         calls["forward"] += 1
