@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import nodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -343,18 +344,6 @@ def test_a_fixed_budget_refuses_a_steering_record():
         BudgetKL(budget=START).load_state_dict(state)
     state["state"]["steering"] = None  # null: the same as absent
     BudgetKL(budget=START).load_state_dict(state)
-
-
-def nodes(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """The path of every value in a nested dict/list: the leaves and the containers."""
-    if path:
-        yield path
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from nodes(value, (*path, key))
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from nodes(value, (*path, i))
 
 
 GROWN_STATE = saved(grown())

@@ -12,10 +12,11 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import nodes
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_hostile_inputs import EXAMPLES, rejected_naming
@@ -27,18 +28,6 @@ from safecontrol.testing.strategies import hostile_values
 
 
 # ---------------------------------------------------------------- every node of a state
-def nodes(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """The path of every value in a nested dict/list: the leaves and the containers."""
-    if path:
-        yield path
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from nodes(value, (*path, key))
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from nodes(value, (*path, i))
-
-
 def with_value(state: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     out = copy.deepcopy(state)
     node = out

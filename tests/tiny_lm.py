@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from reference_trainer.config import TrainConfig
 from reference_trainer.prepare.corpus import python_reference
 from reference_trainer.prepare.default_model import FORMAT_VERSION, MANIFEST
 
@@ -52,3 +54,18 @@ def build_tiny(directory: Path, seed: int = 0) -> Path:
     (directory / "prompts.json").write_text(json.dumps(prompts))
     (directory / MANIFEST).write_text(json.dumps({"format": FORMAT_VERSION, "tiny": True}))
     return directory
+
+
+def tiny_config(model: Path, run_dir: Path, **overrides: Any) -> TrainConfig:
+    """A short run of the tiny model: 8 prompts × 6 tokens, one thread, lr 0.01, 2 steps."""
+    settings: dict[str, Any] = {
+        "model": str(model),
+        "run_dir": str(run_dir),
+        "batch_size": 8,
+        "max_new_tokens": 6,
+        "min_new_tokens": 1,
+        "threads": 1,
+        "lr": 1e-2,
+        "steps": 2,
+    }
+    return TrainConfig(**{**settings, **overrides})

@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 from tiny_lm import build_tiny  # noqa: E402
+from tiny_lm import tiny_config as config  # noqa: E402
 
-from reference_trainer.config import TrainConfig  # noqa: E402
 from reference_trainer.device import resolve_device  # noqa: E402
 from reference_trainer.policy_gradient import (  # noqa: E402
     EpochLoss,
@@ -32,20 +32,6 @@ COMPARED = ("policy_loss", "kl_term", "live_kl", "grad_norm", "value_loss", "app
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     return build_tiny(tmp_path_factory.mktemp("tiny"))
-
-
-def config(tiny: Path, run_dir: Path, **overrides: Any) -> TrainConfig:
-    settings: dict[str, Any] = {
-        "model": str(tiny),
-        "run_dir": str(run_dir),
-        "batch_size": 8,
-        "max_new_tokens": 6,
-        "min_new_tokens": 1,
-        "threads": 1,
-        "lr": 1e-2,
-        "steps": 2,
-    }
-    return TrainConfig(**{**settings, **overrides})
 
 
 class FixedDecision:

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
-from tiny_lm import build_tiny  # noqa: E402
+from tiny_lm import build_tiny, tiny_config  # noqa: E402
 
 from reference_trainer.config import TrainConfig  # noqa: E402
 from reference_trainer.evaluation import split_prompts  # noqa: E402
@@ -36,20 +36,8 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def config(tiny: Path, run_dir: Path, **overrides: Any) -> TrainConfig:
-    settings: dict[str, Any] = {
-        "model": str(tiny),
-        "run_dir": str(run_dir),
-        "batch_size": 4,
-        "max_new_tokens": 6,
-        "min_new_tokens": 1,
-        "threads": 1,
-        "lr": 1e-2,
-        "steps": 4,
-        "eval_every": 2,
-        "eval_prompts": 10,
-        "gold_reward": "vader",
-    }
-    return TrainConfig(**{**settings, **overrides})
+    evaluated = {"batch_size": 4, "steps": 4, "eval_every": 2, "eval_prompts": 10}
+    return tiny_config(tiny, run_dir, gold_reward="vader", **{**evaluated, **overrides})
 
 
 def training_rows(run_dir: Path) -> list[dict]:
