@@ -191,9 +191,8 @@ class Trainer:
 
     def _view(self, rollout: Rollout, scores: torch.Tensor) -> RolloutView:
         c, mask = self.config, rollout.response_mask
+        old, reference_logp = self._policy_and_reference(rollout)
         with torch.no_grad():
-            old = self._forward(ranks.unwrapped(self.policy), rollout)
-            reference_logp = self._reference_forward(rollout).logp
             old_heads, _ = self._critic(ranks.unwrapped(self.critic), old.hidden)
             _, target_values = self._critic(self.target_critic, old.hidden)
             entropy = entropy_from_logits(old.logits)
