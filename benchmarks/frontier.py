@@ -40,6 +40,19 @@ TASKS = ("sentiment", "reward-model", "topic")
 REGIMES: dict[str, dict[str, Any]] = {"standard": {"lr": 1e-3}, "stress": {"lr": 1e-2}}
 BETAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 """Fixed β, per token (the grid spans "hacks the proxy" to "barely moves" on every task)."""
+FINE_BETAS = (0.055, 0.17, 0.55)
+"""The standard lr's grid refined where the best β lies (0.1 to 0.3 on every task): the
+geometric midpoints, so that neighbours differ by a factor ≈ √3 (a user refines around the best
+point of a coarse grid)."""
+HIGH_BETAS = (1.7, 3.0, 5.5, 10.0)
+"""Above the coarse grid, at the stress lr only (√3 apart up to 10), where β = 1 still runs away."""
+TRUST_REGION_BETAS = (0.03, 0.1, 0.3, 1.0)
+"""Fixed β with the trainer's per-step KL limit (``max_step_kl``): trust-region PPO."""
+TRUST_REGION_KL = 0.005
+"""Nats per token per optimizer step: kl-budget's own limit on this model (0.001 × its initial
+entropy of about 5.2 nats), so that the trust-region baseline has the same limit."""
+STRESS_ONLY = tuple(f"beta-{b:g}" for b in HIGH_BETAS)
+STANDARD_ONLY = tuple(f"beta-{b:g}" for b in FINE_BETAS)
 BUDGETS = (0.1, 1.0)
 """KL budgets in nats per token given to every budgeted controller beside its default."""
 TOKENS_PER_SEQUENCE = 16
@@ -56,6 +69,16 @@ def _variants() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {
         beta_name(b): {"algo": "fixed-kl", "controller_settings": {"coef": b}} for b in BETAS
     }
+    for b in (*FINE_BETAS, *HIGH_BETAS):
+        out[beta_name(b)] = {"algo": "fixed-kl", "controller_settings": {"coef": b}}
+    for b in TRUST_REGION_BETAS:
+        # The same limit found as kl-budget finds it: predicted, measured at the next epoch.
+        out[f"tr-{beta_name(b)}"] = {
+            "algo": "fixed-kl",
+            "controller_settings": {"coef": b},
+            "max_step_kl": TRUST_REGION_KL,
+            "step_limit": "predicted",
+        }
     out["beta0-entropy"] = {
         "algo": "fixed-kl",
         "controller_settings": {"coef": 0.0},
@@ -93,7 +116,8 @@ def _variants() -> dict[str, dict[str, Any]]:
 
 VARIANTS = _variants()
 HEADLINE = (
-    *(beta_name(b) for b in BETAS),
+    *(beta_name(b) for b in (*BETAS, *FINE_BETAS, *HIGH_BETAS)),
+    *(f"tr-{beta_name(b)}" for b in TRUST_REGION_BETAS),
     "beta0-entropy",
     "kl-budget",
     "safe",
@@ -148,6 +172,8 @@ def run_specs(plan: Plan) -> list[RunSpec]:
         for task in plan.tasks:
             for regime in REGIMES:
                 for variant in plan.variants:
+                    if variant in (STANDARD_ONLY if regime == "stress" else STRESS_ONLY):
+                        continue
                     limit = plan.headline_seeds if variant in plan.headline else plan.seeds
                     if seed < limit:
                         specs.append(RunSpec(task, regime, variant, seed))

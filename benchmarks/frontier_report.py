@@ -35,7 +35,7 @@ from benchmarks.frontier import (
     beta_name,
     run_specs,
 )
-from benchmarks.intervals import bootstrap_mean_ci
+from benchmarks.stats import bootstrap_mean_ci
 
 N_RESAMPLES = 10_000
 RESAMPLE_SEED = 0

@@ -79,7 +79,7 @@ from typing import Any
 import numpy as np
 import scipy
 
-from benchmarks.intervals import CONFIDENCE
+from benchmarks.stats import CONFIDENCE
 from benchmarks.plant_render import jsonable_runs, markdown, write
 from benchmarks.plant_report import (
     BOOTSTRAP_RESAMPLES,

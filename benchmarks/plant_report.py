@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from benchmarks.intervals import (
+from benchmarks.stats import (
     CONFIDENCE,
     bootstrap_mean_ci,
     holm,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.intervals import bootstrap_mean_ci
+from benchmarks.stats import bootstrap_mean_ci
 from benchmarks.plant import RESULTS, make_settings, sweep
 from benchmarks.steering import STEERED
 from safecontrol import registry

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.intervals import bootstrap_mean_ci
+from benchmarks.stats import bootstrap_mean_ci
 
 ALPHA = 0.05
 N_RESAMPLES = 10_000

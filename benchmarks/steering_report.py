@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.intervals import bootstrap_mean_ci
+from benchmarks.stats import bootstrap_mean_ci
 from reference_trainer.run_dir.files import read_step_records
 from safecontrol._atomic import write_json_atomic, write_text_atomic
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.intervals import bootstrap_mean_ci
+from benchmarks.stats import bootstrap_mean_ci
 from reference_trainer.config import PrepareConfig, TrainConfig
 from safecontrol._atomic import write_json_atomic
 

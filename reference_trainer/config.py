@@ -194,6 +194,11 @@ class TrainConfig:
     """When the controller limits a step (a finite ``max_preview_kl``: safe, kl-budget), scale
     each optimizer step so its KL to the pre-step policy stays within the limit (false by
     default for safe-published, whose published code has no preview)."""
+    max_step_kl: float = 0.0
+    """The trainer's trust region, whatever the controller: scale each optimizer step so that
+    its KL to the pre-step policy stays within this many nats per token (0: none). With fixed-kl
+    it is trust-region PPO; with a controller that limits steps too, the tighter limit applies
+    (``trust_region.py``)."""
     step_limit: str = "auto"
     """How ``preview_steps`` finds a step's KL (``safecontrol.torch.StepLimiter``). "preview":
     run the stepped policy's forward after every optimizer step (SAFE's preview: one more
@@ -311,6 +316,11 @@ class TrainConfig:
             raise ValueError(
                 f"ent_coef={self.ent_coef!r} is the entropy controller's initial coefficient and "
                 "must lie in its range [0, 0.1]"
+            )
+        if not (math.isfinite(self.max_step_kl) and self.max_step_kl >= 0):
+            raise ValueError(
+                f"max_step_kl must be a finite KL >= 0 (0: no trust region), got "
+                f"{self.max_step_kl!r}"
             )
         if self.step_limit not in ("auto", *STEP_LIMITS):
             raise ValueError(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from safecontrol.contract import Decision
 from safecontrol.torch import (
     LimitedStep,
     StepLimiter,
@@ -40,6 +41,7 @@ from .policy_gradient import EpochLoss, micro_batch_gradient, whole_batch_gradie
 from .rollout import ForwardResult, Rollout, concatenate, sample, sequence_forward
 from .tasks.rewards import RewardFn, checked_rewards
 from .tasks.scorers import scorers
+from .trust_region import step_limit
 
 
 class NonFiniteTraining(RuntimeError):
@@ -267,7 +269,7 @@ class Trainer:
                 new = after if after is not None else self._forward(self.policy, rollout)
                 if unchecked is not None:  # the last epoch's predicted step, measured now
                     new, shrunk = self.step_limiter.checked(
-                        self.decision, rollout, new, unchecked, self.step
+                        self.step_limit, rollout, new, unchecked, self.step
                     )
                     logs["step_scale"][-1] *= shrunk
                 terms = whole_batch_gradient(loss, rollout, new)
@@ -276,7 +278,7 @@ class Trainer:
                     with torch.no_grad():
                         probe = self._forward(self.policy, rollout)
                         _, shrunk = self.step_limiter.checked(
-                            self.decision, rollout, probe, unchecked, self.step
+                            self.step_limit, rollout, probe, unchecked, self.step
                         )
                     logs["step_scale"][-1] *= shrunk
                 new, terms = micro_batch_gradient(
@@ -455,9 +457,10 @@ class Trainer:
         self, rollout: Rollout, before: ForwardResult, keep_forward: bool, check_later: bool
     ) -> LimitedStep:
         """Optimizer step, its new weights checked finite; when the decision limits steps (a
-        finite ``max_preview_kl``: SAFE's preview, kl-budget's step limit), ``step_limiter``
-        shrinks it so that KL(before ‖ after) ≤ ``decision.max_preview_kl``."""
-        if not (self.config.preview_steps and math.isfinite(self.decision.max_preview_kl)):
+        finite ``max_preview_kl``: SAFE's preview, kl-budget's step limit) or the run has a trust
+        region (``max_step_kl``), ``step_limiter`` shrinks it so that KL(before ‖ after) stays
+        within the tighter limit (``step_limit``)."""
+        if not math.isfinite(self.step_limit.max_preview_kl):
             self.policy_optimizer.step()
             self._check_finite_parameters("policy", self.policy_params)
             return LimitedStep(1.0, None, None, None)
@@ -465,8 +468,14 @@ class Trainer:
         self.policy_optimizer.step()
         self._check_finite_parameters("policy", self.policy_params)
         return self.step_limiter.limit(
-            self.decision, rollout, before, saved, self.step, keep_forward, check_later
+            self.step_limit, rollout, before, saved, self.step, keep_forward, check_later
         )
+
+    @property
+    def step_limit(self) -> Decision:
+        """The decision as the step limiter reads it: its own limit and the trust region's."""
+        c = self.config
+        return step_limit(self.decision, c.preview_steps, c.max_step_kl)
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:

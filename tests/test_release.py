@@ -109,3 +109,14 @@ def test_changelog_has_unreleased_and_this_version():
     text = (ROOT / "CHANGELOG.md").read_text()
     assert "\n## [Unreleased]\n" in text
     assert f"\n## [{safecontrol.__version__}] - " in text
+
+
+def test_the_distribution_installs_no_benchmarks_package():
+    """``benchmarks`` runs from a checkout; installed, a top-level package of that name would
+    shadow any other project's."""
+    from setuptools import find_packages
+
+    include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    found = find_packages(str(ROOT), include=include)
+    assert "safecontrol" in found and "reference_trainer" in found
+    assert not [name for name in found if name.split(".")[0] in ("benchmarks", "tests")]

@@ -69,3 +69,12 @@ def tiny_config(model: Path, run_dir: Path, **overrides: Any) -> TrainConfig:
         "steps": 2,
     }
     return TrainConfig(**{**settings, **overrides})
+
+
+TIMING_PREFIXES = ("seconds_", "tokens_per")
+
+
+def deterministic_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's metrics rows without its timings (equal for equal seeds and configs)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.startswith(TIMING_PREFIXES)} for r in rows]

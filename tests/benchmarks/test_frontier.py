@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks import frontier, frontier_answer, frontier_goal, readme_results
 from benchmarks import frontier_report as report
-from benchmarks.intervals import bootstrap_mean_ci
+from benchmarks.stats import bootstrap_mean_ci
 
 BETA_GOLD = dict(zip(frontier.BETAS, (0.10, 0.30, 0.50, 0.40, 0.20, 0.05), strict=True))
 """Mean final gold per β: 0.03 is the best in hindsight."""

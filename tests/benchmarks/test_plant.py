@@ -1,5 +1,5 @@
 """``python -m benchmarks.plant``: the quick sweep's json, and the statistics on hand-made inputs
-(``benchmarks.plant_report``, ``benchmarks.intervals``)."""
+(``benchmarks.plant_report``, ``benchmarks.stats``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks import intervals, plant, plant_report
+from benchmarks import stats as intervals, plant, plant_report
 from safecontrol.testing import PATHOLOGIES
 from safecontrol.testing.demo import DEMO_SETTINGS, controllers
 

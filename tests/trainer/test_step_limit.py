@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny  # noqa: E402
+from tiny_lm import deterministic_rows as deterministic  # noqa: E402
 
 from reference_trainer.config import TrainConfig  # noqa: E402
 from reference_trainer.config_cli import build  # noqa: E402
@@ -32,12 +32,6 @@ def tiny(tmp_path_factory) -> Path:
 def config(tiny: Path, run_dir: Path, **changes) -> TrainConfig:
     values = build(TrainConfig, {**SMALL, "threads": "1"}, strings=True).__dict__
     return TrainConfig(**{**values, "model": str(tiny), "run_dir": str(run_dir), **changes})
-
-
-def deterministic(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    timing = ("seconds_", "tokens_per")
-    return [{k: v for k, v in r.items() if not k.startswith(timing)} for r in rows]
 
 
 def count_forwards(monkeypatch) -> dict[str, int]:

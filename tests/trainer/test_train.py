@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from tiny_lm import build_tiny  # noqa: E402
+from tiny_lm import deterministic_rows as deterministic  # noqa: E402
 
 from reference_trainer.__main__ import main  # noqa: E402
 from reference_trainer.config import TrainConfig  # noqa: E402
@@ -25,7 +26,6 @@ from reference_trainer.run import train  # noqa: E402
 from reference_trainer.run_dir import checkpoint  # noqa: E402
 from safecontrol import registry  # noqa: E402
 
-TIMING_KEYS = ("seconds_", "tokens_per_second")
 SMALL = {
     "steps": "6",
     "batch_size": "4",
@@ -58,11 +58,6 @@ def cli(model: Path, run_dir: Path, *extra: str, **overrides: str) -> list[str]:
     for key, value in settings.items():
         args += ["--set", f"{key}={value}"]
     return args + list(extra)
-
-
-def deterministic(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if not k.startswith(TIMING_KEYS)} for row in rows]
 
 
 def test_sigkilled_run_resumes_to_the_same_metrics_as_an_uninterrupted_run(tiny, tmp_path):

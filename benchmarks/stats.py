@@ -1,6 +1,8 @@
-"""Confidence intervals and multiple-test adjustment shared by the benchmarks.
+"""Statistics shared by every study: the one bootstrap, paired differences and proportions.
 
-- ``bootstrap_mean_ci``: percentile bootstrap of the mean (scipy.stats.bootstrap);
+- ``Estimate`` / ``mean_estimate`` / ``paired_difference``: a mean with its percentile-bootstrap
+  interval (``bootstrap_mean_ci``: scipy.stats.bootstrap, ``RESAMPLES`` resamples from a generator
+  seeded with ``SEED``, the same in every study so that one seed set gives one interval);
 - ``wilson_interval``: Wilson's score interval of a binomial proportion (Wilson 1927);
 - ``newcombe_paired_interval``: the difference of paired proportions (Newcombe 1998, method 10);
 - ``holm``: Holm's step-down adjusted p-values.
@@ -10,15 +12,64 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
+RESAMPLES = 10_000
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over paired seeds (or runs) with its 95% bootstrap interval."""
+
+    n: int
+    mean: float | None
+    """None when there are no values."""
+    low: float | None = None
+    high: float | None = None
+    """The interval; None below 2 values."""
+
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        return None if self.low is None or self.high is None else (self.low, self.high)
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
+
+
+def mean_estimate(values: Sequence[float] | np.ndarray, resamples: int = RESAMPLES) -> Estimate:
+    """The mean of ``values`` with its bootstrap interval (``bootstrap_mean_ci``)."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return Estimate(n=0, mean=None)
+    ci = bootstrap_mean_ci(x, resamples)
+    return Estimate(
+        n=int(x.size),
+        mean=float(x.mean()),
+        low=None if ci is None else ci[0],
+        high=None if ci is None else ci[1],
+    )
+
+
+def paired_difference(
+    values: Sequence[float] | np.ndarray,
+    baseline: Sequence[float] | np.ndarray,
+    resamples: int = RESAMPLES,
+) -> Estimate:
+    """Mean of ``values − baseline`` (the same seeds, in the same order) with its interval."""
+    a, b = np.asarray(values, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal shapes, got {a.shape} and {b.shape}")
+    return mean_estimate(a - b, resamples)
 
 
 def bootstrap_mean_ci(
-    values: np.ndarray, resamples: int, seed: int = 0, confidence: float = CONFIDENCE
+    values: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED, confidence: float = CONFIDENCE
 ) -> tuple[float, float] | None:
     """Percentile-bootstrap interval of the mean; None below 2 values, exact for constant data
     (where scipy would warn about a degenerate distribution)."""
