@@ -1,12 +1,13 @@
 """The one sweep runner: train many reference-trainer runs, resumably, two side by side.
 
-A sweep (``stability.py``, ``frontier.py``) is a list of jobs, each a run spec (a dataclass with
-a ``name`` that is also its directory under the runs root) and the ``TrainConfig`` fields of that
-run. A finished run holds ``done.json`` and is skipped; an interrupted one resumes from its
-checkpoint; a finished run whose config differs from the plan is an error, never silently
-mixed into results. The offline default and each task's cached artefacts (fluency baseline,
-learned reward model) are built once here, before the workers start, so that two workers never
-build the same artefact at once.
+A sweep (the frontier, stability and steering studies) is a list of jobs, each a ``RunSpec``
+(whose ``name`` is also its directory under the runs root) and the ``TrainConfig`` fields of that
+run (``run_fields``: the plan's shared fields, the regime's, the variant's, then the run's own).
+A finished run holds ``done.json`` and is skipped; an interrupted one resumes from its
+checkpoint; a finished run whose config differs from the plan is an error, never silently mixed
+into results. The offline default and each task's cached artefacts (fluency baseline, learned
+reward model) are built once here, before the workers start, so that two workers never build the
+same artefact at once.
 """
 
 from __future__ import annotations
@@ -16,13 +17,69 @@ import json
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
 Job = tuple[Any, dict[str, Any]]
 """(run spec with ``.name``, TrainConfig fields)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: a variant (its TrainConfig fields) on a seed, in a regime (its learning
+    rate) and, for a study over tasks, a task."""
+
+    regime: str
+    variant: str
+    seed: int
+    task: str = ""
+
+    @property
+    def name(self) -> str:
+        """``[task/]regime/variant/seed<k>``: the run's directory under the runs root."""
+        parts = (self.task, self.regime, self.variant, f"seed{self.seed}")
+        return "/".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What every run of a sweep shares."""
+
+    steps: int
+    threads: int = 1
+    """torch threads per run; two single-threaded runs side by side use 2 cores best."""
+    train: Mapping[str, Any] = field(default_factory=dict)
+    """Further TrainConfig fields of every run."""
+    prepare: Mapping[str, Any] = field(default_factory=dict)
+    """PrepareConfig fields of the offline default (empty: the default)."""
+
+
+def run_fields(
+    spec: RunSpec,
+    plan: SweepPlan,
+    regime: Mapping[str, Any],
+    variant: Mapping[str, Any],
+    runs_dir: Path,
+    data_dir: str,
+    model: str,
+) -> dict[str, Any]:
+    """The TrainConfig fields of one run (``model`` empty: the default prepared model); later
+    layers override earlier ones: the plan's, the regime's, the variant's, the run's own."""
+    return {
+        **plan.train,
+        **regime,
+        **variant,
+        **({"task": spec.task} if spec.task else {}),
+        "seed": spec.seed,
+        "steps": plan.steps,
+        "threads": plan.threads,
+        "data_dir": data_dir,
+        "model": model,
+        "run_dir": str(runs_dir / spec.name),
+    }
 
 
 def _train_one(job: Job) -> tuple[str, float]:
