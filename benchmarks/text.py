@@ -17,8 +17,11 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def signed(value: float | None) -> str:
-    """``fmt`` with an explicit sign (differences and regrets)."""
-    return "–" if value is None else ("+" if value >= 0 else "") + fmt(value)
+    """``fmt`` with an explicit sign (differences and regrets); −0.0 reads as +0.000."""
+    if value is None:
+        return "–"
+    value = value + 0.0  # -0.0 + 0.0 is +0.0
+    return ("+" if value >= 0 else "") + fmt(value)
 
 
 def with_ci(estimate: Estimate) -> str:

@@ -16,7 +16,9 @@ a controller takes one (SAFE's base threshold; the plant's completions are one t
 per-token and per-sequence KL coincide): ``fixed-kl`` β = 0.05 (SPEC §6's coefficient);
 ``adaptive-kl`` init 0.2, target 0.3 (Ziegler's horizon 10000, ``n_steps`` = batch size);
 ``schulman-kl`` init 0.2, target 0.3 (the PPO paper's ×2/÷2 rule applied to the KL to the
-reference); ``pid-lagrangian-kl`` target 0.3; ``safe`` with the published defaults.
+reference); ``pid-lagrangian-kl`` target 0.3; ``kl-budget`` budget 0.3 (its own default, 0.35 ×
+the initial entropy, is a budget the plant's runaway measure never sees); ``safe`` with the
+published defaults.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "adaptive-kl": {"init_coef": 0.2, "target": KL_BUDGET},
     "schulman-kl": {"init_coef": 0.2, "target": KL_BUDGET},
     "pid-lagrangian-kl": {"target": KL_BUDGET},
+    "kl-budget": {"budget": KL_BUDGET},
 }
 """Settings that differ from a registered controller's defaults, by registry name (optional:
 a controller without an entry runs with its registered defaults)."""

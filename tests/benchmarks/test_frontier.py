@@ -1,4 +1,5 @@
-"""The frontier report: its statistics on hand-made run trees, and ``--quick`` end to end."""
+"""The frontier study: its statistics on hand-made run trees and records, the records stored in
+and read back from the results JSON, and ``--quick`` end to end."""
 
 from __future__ import annotations
 
@@ -12,9 +13,31 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import frontier, frontier_answer, frontier_goal, readme_results
-from benchmarks import frontier_report as report
-from benchmarks.stats import bootstrap_mean_ci
+from benchmarks import readme_results
+from benchmarks.frontier import plan as frontier
+from benchmarks.frontier import words
+from benchmarks.frontier.__main__ import strict, write_report
+from benchmarks.frontier.aggregate import FrontierAggregate, aggregate
+from benchmarks.frontier.cells import (
+    BEST_PAIR,
+    FIXED_BETA,
+    NO_BETA,
+    TRUST_REGION,
+    FrontierPoint,
+    Gap,
+    cells_of,
+    frontier_gap,
+)
+from benchmarks.frontier.records import (
+    METRICS,
+    RunRecord,
+    load_records,
+    record_from_done,
+    records_from_results,
+)
+from benchmarks.frontier.render import family_regret_table
+from benchmarks.runner import run_fields
+from benchmarks.stats import RESAMPLES, bootstrap_mean_ci
 
 BETA_GOLD = dict(zip(frontier.BETAS, (0.10, 0.30, 0.50, 0.40, 0.20, 0.05), strict=True))
 """Mean final gold per β: 0.03 is the best in hindsight."""
@@ -23,9 +46,11 @@ SEED_OFFSET = (-0.1, 0.1, 0.0)
 """Per-seed shift of every β's gold: seeds differ a lot, so only a paired regret is tight."""
 
 
-def write_run(root: Path, task: str, regime: str, variant: str, seed: int, **summary: Any) -> None:
-    algo = "fixed-kl" if variant.startswith("beta") else variant
-    record = {
+def done_record(
+    root: Path, task: str, regime: str, variant: str, seed: int, **summary: Any
+) -> dict[str, Any]:
+    algo = "fixed-kl" if variant.startswith(("beta", "tr-beta")) else variant
+    return {
         "spec": {"task": task, "regime": regime, "variant": variant, "seed": seed},
         "config": {
             "algo": algo,
@@ -52,6 +77,10 @@ def write_run(root: Path, task: str, regime: str, variant: str, seed: int, **sum
             **summary,
         },
     }
+
+
+def write_run(root: Path, task: str, regime: str, variant: str, seed: int, **summary: Any) -> None:
+    record = done_record(root, task, regime, variant, seed, **summary)
     run_dir = root / task / regime / variant / f"seed{seed}"
     run_dir.mkdir(parents=True)
     # json.dumps writes NaN for a NaN summary value, as a careless writer would.
@@ -75,18 +104,34 @@ def write_beta_grid(root: Path, task: str = "sentiment", regime: str = "standard
             )
 
 
-def cell(root: Path, task: str = "sentiment", regime: str = "standard") -> dict[str, Any]:
-    return report.aggregate(report.load_runs(root))["cells"][task][regime]
+def aggregate_runs(root: Path) -> FrontierAggregate:
+    return aggregate(load_records(root, None, "full").records)
+
+
+def cell(root: Path, task: str = "sentiment", regime: str = "standard") -> Any:
+    return aggregate_runs(root).cells[task][regime]
 
 
 def test_best_beta_is_the_one_with_the_highest_mean_gold(tmp_path: Path) -> None:
     write_beta_grid(tmp_path)
     result = cell(tmp_path)
-    assert result["best_beta"] == BEST
-    kls = [p["kl_final"] for p in result["frontier"]]
+    assert result.best_beta == BEST
+    kls = [p.kl_final for p in result.frontier]
     assert kls == sorted(kls) and len(kls) == len(frontier.BETAS)
-    assert result["frontier"][0]["beta"] == 1.0  # the largest β spends the least KL
-    assert result["variants"][BEST]["metrics"]["gold_final"]["mean"] == pytest.approx(0.5)
+    assert result.frontier[0].beta == 1.0  # the largest β spends the least KL
+    assert result.variants[BEST].metrics["gold_final"].mean == pytest.approx(0.5)
+
+
+def test_best_beta_is_chosen_among_the_betas_with_every_headline_seed(tmp_path: Path) -> None:
+    write_beta_grid(tmp_path)
+    # A refined β on one seed with a far higher gold: reported, but neither best nor on the line.
+    write_run(tmp_path, "sentiment", "standard", "beta-0.055", 0, gold_final=0.9, kl_final=0.5)
+    result = cell(tmp_path)
+    assert result.best_beta == BEST
+    assert result.families[FIXED_BETA].headline_seeds == (0, 1, 2)
+    assert "beta-0.055" not in {p.variant for p in result.frontier}
+    assert result.variants["beta-0.055"].n == 1
+    assert list(result.variants)[:4] == ["beta-0.003", "beta-0.01", "beta-0.03", "beta-0.055"]
 
 
 def test_regret_is_paired_by_seed_on_the_seeds_both_have(tmp_path: Path) -> None:
@@ -100,40 +145,129 @@ def test_regret_is_paired_by_seed_on_the_seeds_both_have(tmp_path: Path) -> None
         gold = 0.5 + SEED_OFFSET[seed] + lag
         write_run(tmp_path, "sentiment", "standard", "adaptive-kl", seed, gold_final=gold)
 
-    variants = cell(tmp_path)["variants"]
-    regret = variants["safe"]["gold_regret"]
-    assert regret["seeds"] == [0, 1, 2] and regret["n"] == 3
-    assert regret["mean"] == pytest.approx(0.03)
-    expected = bootstrap_mean_ci(np.array([0.01, 0.03, 0.05]), report.N_RESAMPLES, 0)
-    assert regret["ci"] == pytest.approx(expected)
-    assert 0.0 < regret["ci"][0] < 0.03 < regret["ci"][1] <= 0.05 + 1e-12
-    assert regret["above_zero"] is True
-    assert regret["lower_at_least_minus_tolerance"] is True
-    lagging = variants["adaptive-kl"]["gold_regret"]
-    assert lagging["mean"] == pytest.approx(-0.15)
-    assert lagging["lower_at_least_minus_tolerance"] is False and lagging["above_zero"] is False
-    assert variants[BEST]["gold_regret"]["mean"] == 0.0  # the best β against itself
+    variants = cell(tmp_path).variants
+    regret = variants["safe"].gold_regret
+    assert regret.seeds == (0, 1, 2) and regret.estimate.n == 3
+    assert regret.estimate.mean == pytest.approx(0.03)
+    expected = bootstrap_mean_ci(np.array([0.01, 0.03, 0.05]), RESAMPLES, 0)
+    assert regret.estimate.ci == pytest.approx(expected)
+    assert 0.0 < regret.estimate.low < 0.03 < regret.estimate.high <= 0.05 + 1e-12
+    assert regret.above_zero is True and regret.within_tolerance is True
+    lagging = variants["adaptive-kl"].gold_regret
+    assert lagging.estimate.mean == pytest.approx(-0.15)
+    assert lagging.within_tolerance is False and lagging.above_zero is False
+    assert variants[BEST].gold_regret.estimate.mean == 0.0  # the best β against itself
     # Reproducible: the same runs give the same interval.
-    assert cell(tmp_path)["variants"]["safe"]["gold_regret"]["ci"] == regret["ci"]
+    assert cell(tmp_path).variants["safe"].gold_regret == regret
+
+
+def _record(
+    variant: str, seed: int, gold: float, kl: float = 0.5, regime: str = "stress"
+) -> RunRecord:
+    algo = "fixed-kl" if variant.startswith(("beta", "tr-beta")) else variant
+    values = {name: 0.5 for name in METRICS}
+    return RunRecord(
+        task="topic",
+        regime=regime,
+        variant=variant,
+        seed=seed,
+        algo=algo,
+        lr=frontier.REGIMES[regime]["lr"],
+        steps=100,
+        **{**values, "gold_final": gold, "kl_final": kl},
+        proxy_crashes=0,
+        gold_crashes=0,
+    )
+
+
+def test_regret_is_against_the_best_of_each_family_paired_by_seed() -> None:
+    # Fixed β: 0.1 is best (gold 0.4 + s); trust region: 0.3 is best (0.6 + s), 0.1 (0.5 + s).
+    # kl-budget: 0.55 + s on seeds 0-2, so +0.15 against fixed β and −0.05 against trust region.
+    shift = (0.0, 0.02, -0.02)
+    golds = {"beta-0.1": 0.4, "beta-1": 0.2, "tr-beta-0.1": 0.5, "tr-beta-0.3": 0.6}
+    records = [
+        _record(v, s, g + shift[s], kl=1.0 / (i + 1))
+        for i, (v, g) in enumerate(golds.items())
+        for s in range(3)
+    ]
+    records += [_record(NO_BETA, s, 0.55 + shift[s]) for s in range(3)]
+    found = cells_of(records)["topic"]["stress"]
+    assert found.families[FIXED_BETA].best == "beta-0.1"
+    assert found.families[TRUST_REGION].best == "tr-beta-0.3"
+    assert found.families[TRUST_REGION].members == ("tr-beta-0.1", "tr-beta-0.3")
+    regrets = found.variants[NO_BETA].regrets
+    assert regrets[FIXED_BETA].against == "beta-0.1"
+    assert regrets[FIXED_BETA].estimate.mean == pytest.approx(0.15)
+    assert regrets[TRUST_REGION].against == "tr-beta-0.3"
+    assert regrets[TRUST_REGION].estimate.mean == pytest.approx(-0.05)
+    assert regrets[TRUST_REGION].within_tolerance is False
+    # Family members are baselines, not controllers: tr-beta-0.3 beats the fixed β by 0.2 but
+    # is never the pick.
+    assert found.variants["tr-beta-0.3"].regrets[FIXED_BETA].estimate.mean == pytest.approx(0.2)
+    agg = aggregate(records)
+    assert agg.overall.pick == NO_BETA
+    table = "\n".join(family_regret_table(found))
+    assert "best `tr-beta-0.3`" in table and "-0.050" in table
+
+
+def test_the_best_beta_lr_pair_is_the_best_fixed_beta_over_every_learning_rate() -> None:
+    # Standard lr: beta-0.3 best (0.5 + s); stress lr: beta-1 best (0.2 + s); kl-budget at the
+    # stress lr has 0.35 + s: +0.15 against its cell's best β, −0.15 against the task's best pair.
+    shift = (0.0, 0.03, -0.03)
+    golds = {
+        "standard": {"beta-0.1": 0.45, "beta-0.3": 0.5, NO_BETA: 0.52},
+        "stress": {"beta-0.1": 0.1, "beta-1": 0.2, NO_BETA: 0.35},
+    }
+    records = [
+        _record(v, s, g + shift[s], regime=regime)
+        for regime, by_variant in golds.items()
+        for v, g in by_variant.items()
+        for s in range(3)
+    ]
+    cells = cells_of(records)["topic"]
+    assert {c.best_pair for c in cells.values()} == {"beta-0.3 at lr 0.001"}
+    stress = cells["stress"].variants[NO_BETA].regrets
+    assert stress[FIXED_BETA].estimate.mean == pytest.approx(0.15)
+    assert stress[BEST_PAIR].against == "beta-0.3 at lr 0.001"
+    assert stress[BEST_PAIR].estimate.mean == pytest.approx(-0.15)
+    assert stress[BEST_PAIR].seeds == (0, 1, 2)
+    standard = cells["standard"].variants[NO_BETA].regrets
+    assert standard[BEST_PAIR].estimate.mean == pytest.approx(0.02)
+    table = family_regret_table(cells["standard"])
+    assert "(β, lr) pair (`beta-0.3 at lr 0.001`)" in table[0]
+    assert "| beta-0.3 | " in "\n".join(table) and "0 (itself)" in "\n".join(table)
+    text = words.plain_answer(aggregate(records))
+    assert "the task's best (β, lr) pair (across the learning rates run) -0.150 to +0.020" in text
+
+
+def test_a_family_without_runs_is_said_not_run(tmp_path: Path) -> None:
+    write_beta_grid(tmp_path)
+    for seed in range(3):
+        write_run(tmp_path, "sentiment", "standard", NO_BETA, seed, gold_final=0.55)
+    agg = aggregate_runs(tmp_path)
+    found = agg.cells["sentiment"]["standard"]
+    assert found.families[TRUST_REGION].members == () and found.families[TRUST_REGION].best is None
+    assert found.variants[NO_BETA].regrets[TRUST_REGION] is None
+    assert "regret against trust-region β (not run)" in family_regret_table(found)[0]
+    text = words.plain_answer(agg)
+    assert "trust-region β (fixed β with a per-step KL limit of 0.005" in text
+    assert "not run" in text
 
 
 def test_frontier_gap_is_linear_in_log_kl_and_none_outside_the_grid() -> None:
     points = [
-        {"kl_final": 0.01, "reward_final": 0.2, "gold_final": 0.1},
-        {"kl_final": 1.0, "reward_final": 0.6, "gold_final": None},
+        FrontierPoint("beta-1", 1.0, 3, kl_final=0.01, reward_final=0.2, gold_final=0.1),
+        FrontierPoint("beta-0.1", 0.1, 3, kl_final=1.0, reward_final=0.6, gold_final=None),
     ]
     # KL 0.1 is halfway in log KL (0.4 on the frontier); linear in KL would put it at 0.236.
-    inside = report.frontier_gap(points, "reward_final", 0.1, 0.5)
-    assert inside["status"] == "inside"
-    assert inside["gap"] == pytest.approx(0.1)
-    assert report.frontier_gap(points, "reward_final", 0.01, 0.1)["gap"] == pytest.approx(-0.1)
+    inside = frontier_gap(points, "reward_final", 0.1, 0.5)
+    assert inside.status == "inside"
+    assert inside.gap == pytest.approx(0.1)
+    assert frontier_gap(points, "reward_final", 0.01, 0.1).gap == pytest.approx(-0.1)
     for kl in (0.005, 2.0, 0.0):
-        assert report.frontier_gap(points, "reward_final", kl, 0.5) == {
-            "gap": None,
-            "status": "outside",
-        }
-    assert report.frontier_gap(points, "gold_final", 0.1, 0.5)["status"] == "no frontier"
-    assert report.frontier_gap(points[:1], "reward_final", 0.01, 0.5)["status"] == "no frontier"
+        assert frontier_gap(points, "reward_final", kl, 0.5) == Gap(None, "outside")
+    assert frontier_gap(points, "gold_final", 0.1, 0.5).status == "no frontier"
+    assert frontier_gap(points[:1], "reward_final", 0.01, 0.5).status == "no frontier"
 
 
 def test_gaps_of_a_controller_above_the_frontier_are_positive(tmp_path: Path) -> None:
@@ -141,20 +275,20 @@ def test_gaps_of_a_controller_above_the_frontier_are_positive(tmp_path: Path) ->
     # β grid: proxy = 0.5 + 0.1 log10(KL); at KL 0.1 the frontier gives 0.4.
     write_run(tmp_path, "sentiment", "standard", "safe", 0, kl_final=0.1, reward_final=0.45)
     write_run(tmp_path, "sentiment", "standard", "schulman-kl", 0, kl_final=50.0)
-    variants = cell(tmp_path)["variants"]
-    assert variants["safe"]["proxy_gap"]["gap"] == pytest.approx(0.05)
-    assert variants["schulman-kl"]["proxy_gap"] == {"gap": None, "status": "outside"}
-    assert variants["schulman-kl"]["gold_gap"]["status"] == "outside"
+    variants = cell(tmp_path).variants
+    assert variants["safe"].proxy_gap.gap == pytest.approx(0.05)
+    assert variants["schulman-kl"].proxy_gap == Gap(None, "outside")
+    assert variants["schulman-kl"].gold_gap.status == "outside"
 
 
 def test_fixed_beta_has_no_budget_adherence(tmp_path: Path) -> None:
     write_beta_grid(tmp_path)
     write_run(tmp_path, "sentiment", "standard", "beta0-entropy", 0, budget_adherence=0.7)
     write_run(tmp_path, "sentiment", "standard", "pid-lagrangian-kl", 0, budget_adherence=0.7)
-    variants = cell(tmp_path)["variants"]
-    assert variants[BEST]["metrics"]["budget_adherence"]["mean"] is None
-    assert variants["beta0-entropy"]["metrics"]["budget_adherence"]["mean"] is None
-    assert variants["pid-lagrangian-kl"]["metrics"]["budget_adherence"]["mean"] == 0.7
+    variants = cell(tmp_path).variants
+    assert variants[BEST].metrics["budget_adherence"].mean is None
+    assert variants["beta0-entropy"].metrics["budget_adherence"].mean is None
+    assert variants["pid-lagrangian-kl"].metrics["budget_adherence"].mean == 0.7
 
 
 def test_pick_prefers_a_controller_that_matches_the_best_beta_everywhere(tmp_path: Path) -> None:
@@ -171,18 +305,18 @@ def test_pick_prefers_a_controller_that_matches_the_best_beta_everywhere(tmp_pat
             for seed, regret in enumerate(by_regime[regime]):
                 gold = 0.5 + SEED_OFFSET[seed] + regret
                 write_run(tmp_path, "sentiment", regime, name, seed, gold_final=gold)
-    results = report.aggregate(report.load_runs(tmp_path))
-    answer = results["answers"]["sentiment"]
+    results = aggregate_runs(tmp_path)
+    answer = results.answers["sentiment"]
     # Over every task × regime (here one task) the same rule picks the same controller.
-    assert results["overall"]["pick"] == "steady"
-    assert set(results["overall"]["per_regime"]) == {"sentiment/standard", "sentiment/stress"}
-    assert answer["per_regime"]["standard"]["pick"] == "erratic"
-    assert answer["per_regime"]["stress"]["pick"] == "noisy"
-    assert answer["match_best_beta_everywhere"] == ["steady"]
+    assert results.overall.pick == "steady"
+    assert set(results.overall.per_regime) == {"sentiment/standard", "sentiment/stress"}
+    assert answer.per_regime["standard"].pick == "erratic"
+    assert answer.per_regime["stress"].pick == "noisy"
+    assert answer.match_best_beta_everywhere == ("steady",)
     # noisy's worst-regime mean (0) beats steady's (−0.01), but only steady is cleared.
-    assert answer["pick"] == "steady"
-    assert answer["pick_worst_regime_regret"] == pytest.approx(-0.01)
-    assert answer["too_few_seeds"] is False
+    assert answer.pick == "steady"
+    assert answer.pick_worst_regime_regret == pytest.approx(-0.01)
+    assert answer.too_few_seeds is False
 
 
 def test_issue_13_goal_needs_every_cell_within_tolerance_half_above_zero_and_the_budget_held(
@@ -198,20 +332,19 @@ def test_issue_13_goal_needs_every_cell_within_tolerance_half_above_zero_and_the
                 tmp_path,
                 "sentiment",
                 regime,
-                frontier_goal.NO_BETA,
+                NO_BETA,
                 seed,
                 gold_final=gold,
                 budget_adherence=0.97,
                 crashes=crashes if seed == 0 else 0,
             )
-    results = report.aggregate(report.load_runs(tmp_path))
-    goal = results["goal"]
-    rows = {r["regime"]: r for r in goal["cells"]}
-    assert rows["standard"]["above_zero"] and rows["standard"]["crashes_ok"]
-    assert rows["stress"]["ci_low_ok"] and not rows["stress"]["above_zero"]
-    assert not rows["stress"]["crashes_ok"] and rows["stress"]["adherence_ok"]
-    assert goal["cells_above_zero"] == 1 and goal["met"] is False
-    table = "\n".join(frontier_goal.goal_table(goal, report.REGRET_TOLERANCE))
+    goal = aggregate_runs(tmp_path).goal
+    rows = {r.regime: r for r in goal.cells}
+    assert rows["standard"].above_zero and rows["standard"].crashes_ok
+    assert rows["stress"].ci_low_ok and not rows["stress"].above_zero
+    assert not rows["stress"].crashes_ok and rows["stress"].adherence_ok
+    assert goal.cells_above_zero == 1 and goal.met is False
+    table = "\n".join(words.goal_table(goal))
     assert "(not met)" in table and "| sentiment | stress | 3 |" in table
 
 
@@ -237,7 +370,7 @@ def test_plain_answer_says_what_to_run_per_learning_rate_and_what_safe_published
                     kl_final=20.0,
                     budget_adherence=0.01,
                 )
-    text = frontier_answer.plain_answer(report.aggregate(report.load_runs(tmp_path)))
+    text = words.plain_answer(aggregate_runs(tmp_path))
     standard, stress = (frontier.REGIMES[r]["lr"] for r in ("standard", "stress"))
     assert text.startswith("**Plain answer.** Run `kl-budget`")
     assert (
@@ -248,6 +381,7 @@ def test_plain_answer_says_what_to_run_per_learning_rate_and_what_safe_published
         f"stress learning rate (lr {stress:g}) +0.100 over 2 tasks (CI above 0 on 2 of 2)" in text
     )
     assert "within 1.1 × its budget on 0.90 of post-warm-up steps" in text
+    assert "fixed β -0.010 to +0.100 over 4 cells" in text
     assert "sentiment `kl-budget`, topic `kl-budget`" in text
     assert (
         "end at KL 20.000 nats per token, more than every fixed β of the grid spends in 4 of 4"
@@ -265,34 +399,77 @@ def test_partial_sweep_reports_what_finished(tmp_path: Path) -> None:
     # A cell with controllers only: no frontier, no best β, no regret.
     write_run(runs, "topic", "stress", "safe", 0)
     write_run(runs, "topic", "stress", "safe-published", 0, kl_p95=math.nan)
-    text = report.write_report(runs, out, quick=False)
+    text = write_report(runs, out, "full")
     assert "sentiment" in text and "topic" in text
 
     results = json.loads((out / "frontier.json").read_text())
     assert list(results["cells"]) == ["sentiment", "topic"]
     assert list(results["cells"]["topic"]) == ["stress"]
     sentiment = results["cells"]["sentiment"]["standard"]["variants"]
-    assert sentiment["safe"]["n"] == 2 and sentiment["safe"]["seeds"] == [0, 2]
-    assert sentiment["safe"]["gold_regret"]["seeds"] == [0, 2]
+    assert sentiment["safe"]["seeds"] == [0, 2]
+    assert sentiment["safe"]["regrets"][FIXED_BETA]["seeds"] == [0, 2]
     topic = results["cells"]["topic"]["stress"]
-    assert topic["best_beta"] is None and topic["frontier"] == []
-    assert topic["variants"]["safe"]["gold_regret"] is None
+    assert topic["families"][FIXED_BETA]["best"] is None
+    assert topic["families"][FIXED_BETA]["frontier"] == []
+    assert topic["variants"]["safe"]["regrets"][FIXED_BETA] is None
     assert topic["variants"]["safe"]["proxy_gap"]["status"] == "no frontier"
     assert topic["variants"]["safe-published"]["metrics"]["kl_p95"]["mean"] is None
     total = len(frontier.run_specs(frontier.FULL))
     assert results["meta"]["runs_found"] == len(frontier.BETAS) * 3 + 4
     assert results["meta"]["runs_planned"] == total
+    assert len(results["records"]) == results["meta"]["runs_found"]
 
     markdown = (out / "frontier.md").read_text()
     assert "| safe | 2 |" in markdown
     assert "## topic / stress" in markdown and "## sentiment / standard" in markdown
     assert "no fixed-β run has finished" in markdown
+    assert results["words"]["tasks"]["sentiment"] in markdown
     for plot in results["plots"]:
         assert (out / plot).stat().st_size > 1000
     assert sorted(results["plots"]) == [
         "frontier_sentiment_standard.png",
         "frontier_topic_stress.png",
     ]
+
+
+def test_the_aggregate_from_runs_equals_the_aggregate_from_the_stored_records(
+    tmp_path: Path,
+) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    write_beta_grid(runs)
+    for seed in range(3):
+        write_run(runs, "sentiment", "standard", NO_BETA, seed, gold_final=0.5 + 0.01 * seed)
+    write_run(runs, "sentiment", "standard", "safe", 0, gold_final=math.nan, crashes=2)
+    write_report(runs, out, "full")
+    stored = records_from_results(json.loads((out / "frontier.json").read_text()))
+    from_runs = load_records(runs, None, "full").records
+    assert sorted(stored, key=lambda r: r.name) == sorted(from_runs, key=lambda r: r.name)
+    assert aggregate(stored) == aggregate(from_runs)
+    # Without the runs, the report is regenerated from the stored records alone, unchanged.
+    before = (out / "frontier.json").read_text()
+    write_report(tmp_path / "absent", out, "full")
+    again = json.loads((out / "frontier.json").read_text())
+    first = json.loads(before)
+    for key in ("cells", "answers", "overall", "goal", "words", "records"):
+        assert again[key] == first[key]
+    assert again["meta"]["records_from_runs"] == 0
+
+
+def test_a_run_under_runs_replaces_the_stored_record_of_the_same_name(tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    write_beta_grid(runs)
+    write_report(runs, out, "full")
+    newer = tmp_path / "newer"
+    write_run(newer, "sentiment", "standard", BEST, 0, gold_final=0.0, kl_final=1.0)
+    write_run(newer, "sentiment", "standard", "beta-0.17", 0, gold_final=0.2, kl_final=0.2)
+    found = load_records(newer, out / "frontier.json", "full")
+    assert found.from_runs == 2 and found.from_results == len(frontier.BETAS) * 3 - 1
+    by_name = {r.name: r for r in found.records}
+    assert by_name[f"sentiment/standard/{BEST}/seed0"].gold_final == 0.0
+    assert "sentiment/standard/beta-0.17/seed0" in by_name
+    # A results file of the other plan is not mixed in.
+    with pytest.raises(FileNotFoundError, match="no quick records"):
+        load_records(tmp_path / "absent", out / "frontier.json", "quick")
 
 
 def _reject(constant: str) -> None:
@@ -304,17 +481,19 @@ def test_results_are_strict_json_with_null_for_missing_values(tmp_path: Path) ->
     write_beta_grid(runs)
     write_run(runs, "sentiment", "standard", "safe", 0, gold_final=math.nan, kl_p95=math.inf)
     write_run(runs, "sentiment", "standard", "safe", 1, gold_final=None)
-    report.write_report(runs, out, quick=False)
+    write_report(runs, out, "full")
     results = json.loads((out / "frontier.json").read_text(), parse_constant=_reject)
     safe = results["cells"]["sentiment"]["standard"]["variants"]["safe"]
-    assert safe["metrics"]["gold_final"] == {"n": 0, "mean": None, "ci": None, "values": []}
-    assert safe["gold_regret"] is None  # no seed with a finite gold on both sides
-    assert report.strict({"a": [math.nan, 1.0, (math.inf,)]}) == {"a": [None, 1.0, [None]]}
+    assert safe["metrics"]["gold_final"] == {"n": 0, "mean": None, "low": None, "high": None}
+    assert safe["regrets"][FIXED_BETA] is None  # no seed with a finite gold on both sides
+    assert strict({"a": [math.nan, 1.0, (math.inf,)]}) == {"a": [None, 1.0, [None]]}
+    done = done_record(runs, "sentiment", "standard", "safe", 0, kl_p95=math.inf)
+    assert record_from_done(done).kl_p95 is None
 
 
 def test_no_finished_run_is_an_error_naming_the_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
-        report.load_runs(tmp_path)
+        load_records(tmp_path, None, "full")
 
 
 def test_quick_sweep_trains_reports_and_feeds_the_readme(tmp_path: Path) -> None:
@@ -329,12 +508,13 @@ def test_quick_sweep_trains_reports_and_feeds_the_readme(tmp_path: Path) -> None
     results = json.loads((out / "frontier.json").read_text(), parse_constant=_reject)
     assert list(results["cells"]) == list(frontier.TASKS)
     for task in frontier.TASKS:
-        assert list(results["cells"][task]) == list(frontier.REGIMES)
+        assert list(results["cells"][task]) == list(frontier.QUICK.regimes)
         for regime, found in results["cells"][task].items():
             assert set(found["variants"]) == set(frontier.QUICK.variants)
-            assert found["best_beta"] in {frontier.beta_name(b) for b in frontier.BETAS}
+            best = found["families"][FIXED_BETA]["best"]
+            assert best in {frontier.beta_name(b) for b in frontier.BETAS}
             assert (out / f"frontier_{task}_{regime}.png").stat().st_size > 1000
-        assert results["answers"][task]["text"]
+        assert results["words"]["tasks"][task]
     assert {r["task"] for r in results["goal"]["cells"]} == set(frontier.TASKS)
     markdown = (out / "frontier.md").read_text()
     assert "--quick" in markdown and "## Answers" in markdown
@@ -344,3 +524,34 @@ def test_quick_sweep_trains_reports_and_feeds_the_readme(tmp_path: Path) -> None
     assert "Across every task" in section and "against issue 13's goal" in section
     # build() picks frontier.json up from a results directory beside the others.
     assert "reward–KL frontier" in readme_results.build(out)
+
+
+def test_the_lr_sweep_runs_its_variants_at_the_two_further_learning_rates() -> None:
+    specs = frontier.run_specs(frontier.FULL)
+    for regime in frontier.LR_SWEEP_REGIMES:
+        assert {s.variant for s in specs if s.regime == regime} == set(frontier.LR_SWEEP)
+    lrs = sorted(frontier.REGIMES[r]["lr"] for r in frontier.FULL.regimes)
+    assert lrs == [3e-4, 1e-3, 3e-3, 1e-2]
+    # the standard and stress cells keep every variant they had
+    assert "safe-published" in {s.variant for s in specs if s.regime == "stress"}
+
+
+def test_the_larger_plan_is_a_bigger_model_with_longer_answers_in_its_own_files(
+    tmp_path: Path,
+) -> None:
+    larger = frontier.PLANS["larger"]
+    specs = frontier.run_specs(larger)
+    assert len(specs) == 2 * 2 * len(frontier.LARGER_VARIANTS) * 3
+    assert {s.task for s in specs} == {"sentiment", "reward-model"}
+    fields = run_fields(specs[0], larger, frontier.REGIMES["standard"], {}, tmp_path, ".data", "m")
+    assert fields["max_new_tokens"] == 32 and fields["model"] == "m"
+    assert dict(larger.prepare) == {"n_embd": 256, "n_layer": 4}
+    runs = tmp_path / "runs"
+    write_beta_grid(runs)
+    out = tmp_path / "out"
+    write_report(runs, out, "larger")
+    assert (out / "frontier_larger.json").is_file() and (out / "frontier_larger.md").is_file()
+    assert not (out / "frontier.json").exists()
+    text = (out / "frontier_larger.md").read_text()
+    assert "python -m benchmarks.frontier --plan larger --runs" in text
+    assert "](frontier_larger_sentiment_standard.png)" in text

@@ -15,9 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from benchmarks import gpu_check  # noqa: E402
+from benchmarks.speed import gpu_check  # noqa: E402
 
-ROOT = Path(gpu_check.__file__).resolve().parents[1]
+ROOT = Path(gpu_check.__file__).resolve().parents[2]
 TINY = ("--device", "cpu", "--size", "tiny", "--iterations", "1")
 
 

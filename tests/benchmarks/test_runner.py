@@ -10,8 +10,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from benchmarks import frontier
-from benchmarks.runner import pending
+from benchmarks.frontier import plan as frontier
+from benchmarks.frontier.__main__ import main as frontier_main
+from benchmarks.runner import pending, run_fields
 from reference_trainer.config import TrainConfig, as_dict
 
 
@@ -50,7 +51,7 @@ def test_a_field_added_after_the_run_finished_is_no_conflict_at_its_default(tmp_
 
 
 def test_frontier_only_pattern_that_matches_nothing_is_an_error(tmp_path: Path, capsys) -> None:
-    code = frontier.main(["--runs", str(tmp_path), "--only", "chess/*", "--out", str(tmp_path)])
+    code = frontier_main(["--runs", str(tmp_path), "--only", "chess/*", "--out", str(tmp_path)])
     assert code == 2
     assert "matches no run" in capsys.readouterr().err
 
@@ -62,7 +63,17 @@ def test_every_frontier_variant_is_a_valid_trainer_config_in_every_cell(tmp_path
         (t, r) for t in frontier.TASKS for r in frontier.REGIMES
     }
     configs = {
-        s.variant: TrainConfig(**frontier.train_fields(s, frontier.FULL, tmp_path, ".data", ""))
+        s.variant: TrainConfig(
+            **run_fields(
+                s,
+                frontier.FULL,
+                frontier.REGIMES[s.regime],
+                frontier.VARIANTS[s.variant],
+                tmp_path,
+                ".data",
+                "",
+            )
+        )
         for s in specs
         if s.task == "topic" and s.regime == "stress" and s.seed == 0
     }
@@ -70,7 +81,10 @@ def test_every_frontier_variant_is_a_valid_trainer_config_in_every_cell(tmp_path
     distinct = {
         json.dumps(as_dict(c), sort_keys=True).replace(c.run_dir, "") for c in configs.values()
     }
-    assert len(distinct) == len(frontier.VARIANTS)
+    # (the refined β grid runs at the standard lr only)
+    in_stress = [v for v in frontier.VARIANTS if frontier.runs_in_regime(v, "stress")]
+    assert len(in_stress) == len(frontier.VARIANTS) - len(frontier.STANDARD_ONLY)
+    assert len(distinct) == len(in_stress)
     headline_seeds = {s.seed for s in specs if s.variant == "safe"}
     assert headline_seeds == set(range(frontier.FULL.headline_seeds))
 

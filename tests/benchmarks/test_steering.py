@@ -1,15 +1,27 @@
-"""The steering study: its statistics on hand-made runs, and ``--quick`` end to end."""
+"""The steering study: its statistics on hand-made runs, the report regenerated from its own
+JSON, and ``--quick`` end to end."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from benchmarks.steering_report import RunResult, cell, cells, drawdown, render
+from benchmarks.steering.__main__ import write_report
+from benchmarks.steering.aggregate import (
+    RunResult,
+    aggregate,
+    cell,
+    cells,
+    drawdown,
+    runs_from_results,
+)
+from benchmarks.steering.plan import FULL, QUICK, run_specs, steering_fields
+from benchmarks.steering.render import page
 
 
 def run(variant: str, seed: int, gold: dict[int, float], task: str = "topic") -> RunResult:
@@ -23,26 +35,61 @@ def test_the_drawdown_is_the_best_evaluation_up_to_the_horizon_minus_the_gold_at
     assert drawdown(gold, 300) == pytest.approx(0.2)
 
 
+RUNS = [
+    # beta-0.3 is best at 100, beta-0.1 at 300 (its KL keeps paying)
+    run("beta-0.3", 0, {100: 0.40, 300: 0.38}),
+    run("beta-0.3", 1, {100: 0.42, 300: 0.36}),
+    run("beta-0.1", 0, {100: 0.30, 300: 0.45}),
+    run("beta-0.1", 1, {100: 0.34, 300: 0.47}),
+    run("steer", 0, {100: 0.41, 300: 0.50}),
+    run("steer", 1, {100: 0.45, 300: 0.46}),
+    run("alone", 5, {100: 0.41, 300: 0.50}),  # no seed paired with a fixed β
+]
+
+
 def test_the_best_beta_is_chosen_per_horizon_and_regret_is_paired_by_seed():
-    results = [
-        # beta-0.3 is best at 100, beta-0.1 at 300 (its KL keeps paying)
-        run("beta-0.3", 0, {100: 0.40, 300: 0.38}),
-        run("beta-0.3", 1, {100: 0.42, 300: 0.36}),
-        run("beta-0.1", 0, {100: 0.30, 300: 0.45}),
-        run("beta-0.1", 1, {100: 0.34, 300: 0.47}),
-        run("steer", 0, {100: 0.41, 300: 0.50}),
-        run("steer", 1, {100: 0.45, 300: 0.46}),
-    ]
-    early, late = cell(results, "topic", "standard", 100), cell(results, "topic", "standard", 300)
+    early, late = cell(RUNS, "topic", "standard", 100), cell(RUNS, "topic", "standard", 300)
     assert early is not None and late is not None
     assert early.best_beta == "beta-0.3" and late.best_beta == "beta-0.1"
-    steer = {row.variant: row for row in late.rows}["steer"]
-    assert steer.regret == pytest.approx(((0.50 - 0.45) + (0.46 - 0.47)) / 2)
-    assert steer.regret_ci is not None and steer.regret_ci[0] <= steer.regret <= steer.regret_ci[1]
-    assert {row.variant: row for row in late.rows}["beta-0.3"].drawdown == pytest.approx(0.04)
-    assert cell(results, "sentiment", "standard", 100) is None  # no runs of that cell
-    assert len(cells(results, (100, 300))) == 2
-    assert "best fixed β `beta-0.1`" in render(cells(results, (100, 300)), quick=False)
+    rows = {row.variant: row for row in late.rows}
+    regret = rows["steer"].regret
+    assert regret is not None and regret.n == 2
+    assert regret.mean == pytest.approx(((0.50 - 0.45) + (0.46 - 0.47)) / 2)
+    assert regret.ci is not None and regret.ci[0] <= regret.mean <= regret.ci[1]
+    assert rows["alone"].regret is None and rows["alone"].n == 1
+    assert rows["beta-0.3"].drawdown == pytest.approx(0.04)
+    assert cell(RUNS, "sentiment", "standard", 100) is None  # no runs of that cell
+    assert len(cells(RUNS, (100, 300))) == 2
+    text = page(cells(RUNS, (100, 300)), quick=False)
+    assert "best fixed β `beta-0.1`" in text
+    assert "| alone | 1 | 0.500 | 1.000 | – |" in text
+
+
+def test_the_stored_run_records_give_back_the_same_results(tmp_path: Path) -> None:
+    results = aggregate(RUNS, (100, 300))
+    stored = json.loads(json.dumps(asdict(results)))  # JSON turns the iterations into strings
+    assert runs_from_results(stored) == list(results.runs)
+    assert aggregate(runs_from_results(stored), (100, 300)) == results
+    (tmp_path / "steering.json").write_text(json.dumps(stored))
+    (tmp_path / "runs").mkdir()
+    write_report(tmp_path / "runs", tmp_path, (100, 300), quick=False)  # no run: the JSON's
+    assert json.loads((tmp_path / "steering.json").read_text()) == stored
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        write_report(tmp_path / "runs", tmp_path / "empty", (100, 300), quick=False)
+
+
+def test_every_run_evaluates_on_held_out_prompts_and_runs_seed_major():
+    for plan in (FULL, QUICK):
+        specs = run_specs(plan)
+        assert len(specs) == plan.seeds * 3 * 2 * 7
+        assert [s.seed for s in specs] == sorted(s.seed for s in specs)
+        fields = steering_fields(specs[0], plan, Path("runs"), ".data", "")
+        assert fields["eval_every"] == plan.eval_every
+        assert fields["eval_prompts"] == plan.eval_prompts
+        assert fields["steps"] == max(plan.horizons)
+        assert fields["run_dir"] == str(Path("runs") / specs[0].name)
+    steered = steering_fields(run_specs(FULL)[6], FULL, Path("r"), ".data", "")
+    assert steered["controller_settings"]["budget_growth"] == 0.02
 
 
 def test_quick_sweep_trains_and_reports(tmp_path: Path) -> None:
@@ -52,24 +99,9 @@ def test_quick_sweep_trains_and_reports(tmp_path: Path) -> None:
     command += ["--only", "sentiment/standard/*"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    table = json.loads((out / "steering_quick.json").read_text())["cells"]
+    stored = json.loads((out / "steering_quick.json").read_text())
+    table = stored["cells"]
     assert [(c["task"], c["horizon"]) for c in table] == [("sentiment", 3), ("sentiment", 6)]
     variants = {row["variant"] for row in table[0]["rows"]}
     assert {"kl-budget", "kl-budget-steer-0.5", "beta-0.1"} <= variants
-
-
-def test_the_plant_comparison_pairs_both_modes_on_every_preset(capsys) -> None:
-    from benchmarks import plant_steering
-
-    result = plant_steering.compare(seeds=1, steps=40)
-    assert set(result["presets"]) == {
-        "reward_hacking",
-        "kl_runaway",
-        "entropy_collapse",
-        "late_crash",
-    }
-    for preset in result["presets"].values():
-        assert preset["runs"] == 9  # one seed on each of the 9 settings
-        steered, fixed = preset["kl-budget-steer-0.5_kl_p95"], preset["kl-budget_kl_p95"]
-        assert steered >= 0.0 and fixed >= 0.0
-    assert "| late_crash | 9 |" in plant_steering.render(result)
+    assert len(stored["runs"]) == 7 and all(set(r["gold"]) == {"3", "6"} for r in stored["runs"])

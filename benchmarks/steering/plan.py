@@ -1,0 +1,96 @@
+"""What the steering study runs.
+
+Every run trains 300 iterations and is evaluated every 50 on 512 held-out prompts with the same
+sampling noise each time (``eval_every``): the evaluations at iterations 100 and 300 are the two
+horizons (a run is deterministic, so its evaluation at 100 is what a 100-iteration run would end
+with). Variants: fixed β around each task's best (the frontier sweep's best β was 0.1–0.3 at the
+standard learning rate), ``kl-budget`` at its defaults, and ``kl-budget`` with its budget steered
+by the proxy's gain per nat of KL (``safecontrol/budget_kl.py``, ``budget_growth``) at two gain
+floors.
+
+Sizes: the offline default (0.34 M parameters), 32 prompts × 16 tokens, one thread per run, two
+runs side by side; a run takes ~3 minutes (300 iterations + 6 evaluations of 512 prompts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.frontier.plan import FIXED_BETA_PREFIX, REGIMES, beta_name
+from benchmarks.runner import RunSpec, SweepPlan, run_fields
+from reference_trainer.config import TASKS
+
+BETAS = (0.03, 0.1, 0.3, 1.0)
+STEERED: dict[str, dict[str, float]] = {
+    # Fixed before the pilot: growth of 2% per batch (a doubling in ~35 batches) up to the
+    # initial entropy, while the proxy's gain per nat over the last 10 batches stays above this
+    # share of its first window's gain.
+    "kl-budget-steer-0.5": {"budget_growth": 0.02, "gain_floor": 0.5},
+    "kl-budget-steer-0.25": {"budget_growth": 0.02, "gain_floor": 0.25},
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    **{beta_name(b): {"algo": "fixed-kl", "controller_settings": {"coef": b}} for b in BETAS},
+    "kl-budget": {"algo": "kl-budget"},
+    **{
+        name: {"algo": "kl-budget", "controller_settings": settings}
+        for name, settings in STEERED.items()
+    },
+}
+HORIZONS = (100, 300)
+"""Iterations at which gold is judged."""
+EVAL_EVERY = 50
+
+
+@dataclass(frozen=True)
+class SteeringPlan(SweepPlan):
+    """The shared sizes (``SweepPlan``) plus the seeds, the evaluations and the horizons."""
+
+    seeds: int = 8
+    eval_every: int = EVAL_EVERY
+    """Iterations between held-out evaluations."""
+    eval_prompts: int = 512
+    """Held-out prompts per evaluation."""
+    horizons: tuple[int, ...] = HORIZONS
+
+
+FULL = SteeringPlan(steps=max(HORIZONS))
+QUICK = SteeringPlan(
+    steps=6,
+    seeds=1,
+    eval_every=3,
+    eval_prompts=16,
+    horizons=(3, 6),
+    train={"batch_size": 8, "max_new_tokens": 8, "min_new_tokens": 2, "checkpoint_every": 5},
+    prepare={"sft_steps": 30, "n_prompts": 64, "vocab_size": 512, "n_layer": 2, "n_embd": 32},
+)
+
+
+STEERING_REGIMES = ("standard", "stress")
+"""The frontier's standard and stress learning rates (``frontier.plan.REGIMES``)."""
+
+
+def is_fixed_beta(variant: str) -> bool:
+    return variant.startswith(FIXED_BETA_PREFIX)
+
+
+def run_specs(plan: SteeringPlan) -> list[RunSpec]:
+    """Seed-major: a sweep stopped early has the same seeds of every variant of every cell."""
+    return [
+        RunSpec(regime, variant, seed, task)
+        for seed in range(plan.seeds)
+        for task in TASKS
+        for regime in STEERING_REGIMES
+        for variant in VARIANTS
+    ]
+
+
+def steering_fields(
+    spec: RunSpec, plan: SteeringPlan, runs_dir: Path, data_dir: str, model: str
+) -> dict[str, Any]:
+    """``run_fields`` and the held-out evaluations."""
+    fields = run_fields(
+        spec, plan, REGIMES[spec.regime], VARIANTS[spec.variant], runs_dir, data_dir, model
+    )
+    return {**fields, "eval_every": plan.eval_every, "eval_prompts": plan.eval_prompts}
