@@ -325,25 +325,25 @@ def _method(agg: FrontierAggregate, meta: ReportMeta) -> list[str]:
         "registered controller at its defaults and at per-token KL budgets "
         + ", ".join(f"{b:g}" for b in BUDGETS)
         + " (`-b<budget>`); `safe` and `safe-published` (the published code's behaviour).",
-        "- **Definitions**: *final* = mean of the last 10 iterations; KL = k3 estimate of the "
-        "per-token KL to the reference policy; mean over seeds with a 95% percentile-bootstrap "
+        f"- **Definitions**: *final* = mean of the last 10 iterations; KL = k3 estimate of the "
+        f"per-token KL to the reference policy; mean over seeds with a 95% percentile-bootstrap "
         f"CI ({meta.resamples} resamples, fixed seed). A family's *headline seeds* are every "
-        "seed one of its members has in the cell; its *frontier* and its *best member in "
-        "hindsight* (the highest mean final gold) are taken among the members with all of them "
-        "(a member with fewer seeds is still reported in the tables, as a grey point in the "
-        "plots). *Best β*: the fixed-β family's best. *Gold regret*: final gold − the best β's "
-        "on the same seed, mean over the seeds both have, bootstrap CI over those pairs (≥ 0: "
-        "the β search was not needed); the per-family tables give it against each family's "
-        "best, and against the task's best *(β, lr) pair*: the fixed-β best of the learning "
-        "rate whose best has the highest mean final gold (a user who tunes the learning rate "
-        "with β), on the same seeds. *Proxy (gold) gap*: mean final proxy (gold) − the fixed-β frontier interpolated "
-        "linearly in log KL at the variant's mean final KL (> 0: above the frontier; "
-        "'outside': KL beyond the frontier's range). *Adherence*: share of post-warm-up steps "
-        "with KL ≤ 1.1 × the controller's budget, in its own estimator (– for fixed β). "
-        "*Crashes*: SPEC §5, total (runs with any); the first 750 runs' results kept these two "
-        "numbers per variant and not per seed, so their records give the crashes to the "
-        "variant's first seeds (every total and count shown is exact, which seed crashed is "
-        "not). *distinct-1*: of the last 10 iterations' samples.",
+        f"seed one of its members has in the cell; its *frontier* and its *best member in "
+        f"hindsight* (the highest mean final gold) are taken among the members with all of them "
+        f"(a member with fewer seeds is still reported in the tables, as a grey point in the "
+        f"plots). *Best β*: the fixed-β family's best. *Gold regret*: final gold − the best β's "
+        f"on the same seed, mean over the seeds both have, bootstrap CI over those pairs (≥ 0: "
+        f"the β search was not needed); the per-family tables give it against each family's "
+        f"best, and against the task's best *(β, lr) pair*: the fixed-β best of the learning "
+        f"rate whose best has the highest mean final gold (a user who tunes the learning rate "
+        f"with β), on the same seeds. *Proxy (gold) gap*: mean final proxy (gold) − the fixed-β "
+        f"frontier interpolated linearly in log KL at the variant's mean final KL (> 0: above "
+        f"the frontier; 'outside': KL beyond the frontier's range). *Adherence*: share of post-"
+        f"warm-up steps with KL ≤ 1.1 × the controller's budget, in its own estimator (– for "
+        f"fixed β). *Crashes*: SPEC §5, total (runs with any); the first 750 runs' results kept "
+        f"these two numbers per variant and not per seed, so their records give the crashes to "
+        f"the variant's first seeds (every total and count shown is exact, which seed crashed is"
+        f" not). *distinct-1*: of the last 10 iterations' samples.",
         "",
     ]
 
