@@ -12,7 +12,7 @@ controller answers it in the run's own scale and leaves the β search to a Lagra
     g   = √(max(budget_ratio · H₀, min_budget) / b)       (1 at the derived budget)
     P_t = EMA(e_t)
     I_t = clip(I_{t−1} + e_t, 0, max_coef / (g · ki))     (anti-windup through the clip)
-    β_t = clip(g · (kp · P_t + ki · I_t), 0, max_coef)
+    β_t = clip(g · (kp · P_t + ki · I_t), min_coef, max_coef)
     max_preview_kl = step_ratio · min(H₀, b / budget_ratio)   (a trust region on each step)
 
 - **Two limits, one multiplier.** The KL budget is the user's leash ("at most b nats per token
@@ -142,6 +142,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         ki: integral gain > 0 (default 0.05).
         p_decay: EMA decay of the proportional term, in (0, 1) (default 0.2).
         max_coef: the largest β, > 0 (default 10; the integral stops there: anti-windup).
+        min_coef: the smallest β, in [0, max_coef] (default 0: below the budget the policy
+            learns unhindered); a floor penalises the KL from the first step, as a fixed β does,
+            and the budget still raises β above it.
         step_ratio: ``max_preview_kl`` = step_ratio × min(H₀, b / budget_ratio), the largest KL
             (nats per token) one optimizer step may move the policy, > 0 (default 0.001); None:
             no step limit.
@@ -170,6 +173,7 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         ki: float = 0.05,
         p_decay: float = 0.2,
         max_coef: float = 10.0,
+        min_coef: float = 0.0,
         step_ratio: float | None = 0.001,
         on_nonfinite: str = "raise",
         budget_growth: float | None = None,
@@ -195,6 +199,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         self.ki = positive("ki", ki)
         self.p_decay = check_decay("p_decay", p_decay)
         self.max_coef = positive("max_coef", max_coef)
+        self.min_coef = non_negative("min_coef", min_coef)
+        if self.min_coef > self.max_coef:
+            raise ValueError(f"min_coef must be <= max_coef {self.max_coef!r}, got {min_coef!r}")
         self.step_ratio = None if step_ratio is None else positive("step_ratio", step_ratio)
         self.budget_growth = (
             None if budget_growth is None else positive("budget_growth", budget_growth)
@@ -220,7 +227,7 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             else BudgetSteering(self.budget_growth, self.gain_window, self.gain_floor)
         )
         self._error_ema = EMA(self.p_decay)
-        initial = BudgetKLState(budget=self.budget or 0.0, coef=0.0, integral=0.0)
+        initial = BudgetKLState(budget=self.budget or 0.0, coef=self.min_coef, integral=0.0)
         steering = None if self._steering is None else BudgetSteeringState()
         self._initial = BudgetKLFullState(initial, EMAState(), steering)
         self.reset()
@@ -271,7 +278,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         gain = self._gain(budget, h0)
         integral = clamp(c.integral + error, 0.0, self.max_coef / (gain * self.ki))
         error_ema, proportional = self._error_ema._step(s.error_ema, error)
-        coef = clamp(gain * (self.kp * proportional + self.ki * integral), 0.0, self.max_coef)
+        coef = clamp(
+            gain * (self.kp * proportional + self.ki * integral), self.min_coef, self.max_coef
+        )
         if not all_finite(error, integral, proportional, coef):
             raise ValueError(
                 f"kl {m['kl']!r} / entropy {h!r} overflow the budget controller's state"
@@ -339,6 +348,8 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             "step_ratio": self.step_ratio,
             "on_nonfinite": self.on_nonfinite,
         }
+        if self.min_coef > 0.0:  # left out at 0 like the steering: older checkpoints load
+            config["min_coef"] = self.min_coef
         # Without growth the steering settings act on nothing; leaving them out keeps the fixed
         # budget's config, so its checkpoints (saved before they existed) load unchanged.
         if self.budget_growth is not None:
@@ -410,13 +421,14 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             c.integral,
         )
         expected = clamp(
-            gain * (self.kp * c.proportional + self.ki * c.integral), 0.0, self.max_coef
+            gain * (self.kp * c.proportional + self.ki * c.integral), self.min_coef, self.max_coef
         )
         require(
             c.coef == expected,
             owner,
             "coef",
-            f"be clip(gain · (kp·proportional + ki·integral), 0, max_coef) = {expected!r} ({of})",
+            f"be clip(gain · (kp·proportional + ki·integral), min_coef, max_coef) = {expected!r} "
+            f"({of})",
             c.coef,
         )
         check_ema_state(state.error_ema, f"{owner}.error_ema")

@@ -24,6 +24,26 @@ def feed(controller: BudgetKL, kls: list[float], entropy: float = 5.0) -> list[f
 def test_passes_the_conformance_suite_with_a_derived_and_a_given_budget():
     check_controller(BudgetKL)
     check_controller(lambda: BudgetKL(budget=0.3))
+    check_controller(lambda: BudgetKL(min_coef=0.1))
+
+
+def test_a_beta_floor_penalises_from_the_first_step_and_the_budget_still_raises_beta():
+    floored = BudgetKL(budget=1.0, setpoint=0.8, min_coef=0.1)
+    assert floored.decision.coef == 0.1  # before any update: the floor, as a fixed β
+    assert feed(floored, [0.1, 0.3, 0.5, 0.7]) == [0.1] * 4  # inside the budget: the floor
+    rising = feed(floored, [1.2] * 10)
+    assert rising[0] > 0.1 and all(b > a for a, b in itertools.pairwise(rising))
+    free = BudgetKL(budget=1.0, setpoint=0.8)
+    feed(free, [0.1, 0.3, 0.5, 0.7])
+    # Above the floor the floor changes nothing: the same integral, the same β.
+    assert feed(free, [1.2] * 10) == pytest.approx(rising)
+    assert floored.state_dict()["config"]["min_coef"] == 0.1
+    assert "min_coef" not in free.state_dict()["config"]  # a floorless state keeps its layout
+    restored = BudgetKL(budget=1.0, setpoint=0.8, min_coef=0.1)
+    restored.load_state_dict(json.loads(json.dumps(floored.state_dict())))
+    assert restored.decision == floored.decision
+    with pytest.raises(ValueError, match=r"min_coef must be <= max_coef 1.0, got 2"):
+        BudgetKL(min_coef=2, max_coef=1.0)
 
 
 def test_the_budget_and_step_limit_are_shares_of_the_first_entropy_and_then_fixed():
@@ -152,6 +172,7 @@ def test_state_round_trips_and_a_tampered_coef_is_refused():
         ("setpoint", 1.5),
         ("ki", 0.0),
         ("max_coef", -1),
+        ("min_coef", -0.1),
         ("max_entropy_drop", 1.5),
         ("max_entropy_drop", 0.0),
         ("step_ratio", -0.1),

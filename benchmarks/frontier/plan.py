@@ -104,6 +104,9 @@ def _variants() -> dict[str, dict[str, Any]]:
         "algo": "kl-budget",
         "controller_settings": {"max_entropy_drop": None},
     }
+    # kl-budget with a β floor: the KL penalised from the first step as by a fixed β (the refined
+    # grid's best β beats the budget at equal KL), the budget still binding above it.
+    out["kl-budget-floor-0.1"] = {"algo": "kl-budget", "controller_settings": {"min_coef": 0.1}}
     out["safe"] = {"algo": "safe"}
     for budget in BUDGETS:
         # SAFE's budget is its threshold: the published range (0.1, 0.6) around a base of 0.3,
