@@ -15,6 +15,7 @@ from benchmarks.frontier.aggregate import FrontierAggregate
 from benchmarks.frontier.cells import (
     BEST_PAIR,
     FAMILY_LABELS,
+    NO_BETA,
     REGRET_FAMILIES,
     REGRET_TOLERANCE,
     SAFE,
@@ -203,8 +204,7 @@ def _pick_sentence(agg: FrontierAggregate, pick: str) -> str:
         else ""
     )
     return (
-        f"Run `{pick}`: one configuration for every task and learning rate, no β to choose. Its "
-        "final gold minus the best fixed β's in hindsight (gold regret) is "
+        "Its final gold minus the best fixed β's in hindsight (gold regret) is "
         + "; ".join(parts)
         + "."
         + held
@@ -286,11 +286,32 @@ def plain_answer(agg: FrontierAggregate) -> str:
     """One paragraph: the controller to run whatever the task (the pick over every task ×
     learning rate), its regret per learning rate and against each baseline family, the per-task
     picks, and what SAFE's published constants do."""
-    pick = agg.overall.pick
+    pick, matching = agg.overall.pick, agg.overall.match_best_beta_everywhere
     if pick is None:
         text = "No controller has a paired gold regret in every task × learning rate yet."
+    elif pick in matching:
+        text = (
+            f"Run `{pick}`: one configuration for every task and learning rate, no β to choose. "
+            + _pick_sentence(agg, pick)
+            + _family_sentence(agg, pick)
+        )
     else:
-        text = _pick_sentence(agg, pick) + _family_sentence(agg, pick)
+        # Nothing matches the best fixed β everywhere: say so, and report the default
+        # controller (the one that needs no β) rather than crown a controller that fails too.
+        worst = signed(agg.overall.pick_worst_regime_regret)
+        highest = (
+            f"the default, `{NO_BETA}`, has the highest worst-cell mean regret ({worst}). "
+            if pick == NO_BETA
+            else f"the highest worst-cell mean regret is `{pick}`'s ({worst}). The default is "
+            f"`{NO_BETA}`. "
+        )
+        text = (
+            f"No controller's gold regret stays within −{REGRET_TOLERANCE:g} of the best fixed β "
+            "in hindsight (CI lower bound) in every task × learning rate; "
+            + highest
+            + _pick_sentence(agg, NO_BETA)
+            + _family_sentence(agg, NO_BETA)
+        )
     by_task = {t: a.pick for t, a in agg.answers.items() if a.pick is not None}
     if by_task:
         text += (

@@ -237,6 +237,8 @@ def test_the_best_beta_lr_pair_is_the_best_fixed_beta_over_every_learning_rate()
     assert "(β, lr) pair (`beta-0.3 at lr 0.001`)" in table[0]
     assert "| beta-0.3 | " in "\n".join(table) and "0 (itself)" in "\n".join(table)
     text = words.plain_answer(aggregate(records))
+    # Within the tolerance of the best fixed β in both cells: the answer says to run it.
+    assert text.startswith("**Plain answer.** Run `kl-budget`: one configuration")
     assert "the task's best (β, lr) pair (across the learning rates run) -0.150 to +0.020" in text
 
 
@@ -372,7 +374,9 @@ def test_plain_answer_says_what_to_run_per_learning_rate_and_what_safe_published
                 )
     text = words.plain_answer(aggregate_runs(tmp_path))
     standard, stress = (frontier.REGIMES[r]["lr"] for r in ("standard", "stress"))
-    assert text.startswith("**Plain answer.** Run `kl-budget`")
+    # (−0.05, 0.03, −0.01): its CI's lower bound is below the tolerance at the standard lr.
+    assert text.startswith("**Plain answer.** No controller's gold regret stays within −0.02")
+    assert "the default, `kl-budget`, has the highest worst-cell mean regret (-0.010)." in text
     assert (
         f"standard learning rate (lr {standard:g}) -0.010 over 2 tasks (CI spanning 0 on 2 of 2)"
         in text
@@ -389,6 +393,29 @@ def test_plain_answer_says_what_to_run_per_learning_rate_and_what_safe_published
     )
     assert "their own threshold on 0.01 of steps" in text
     assert "gold regret is -0.300 (CI below 0 on 4 of 4)" in text
+
+
+def test_when_no_controller_matches_the_best_beta_everywhere_the_answer_says_so(
+    tmp_path: Path,
+) -> None:
+    # kl-budget trails the best β by 0.1 on every seed of the standard lr; safe trails by 0.05
+    # everywhere: neither is within the tolerance, safe has the higher worst cell.
+    for regime, lead in (("standard", -0.1), ("stress", 0.2)):
+        write_beta_grid(tmp_path, "sentiment", regime)
+        for seed in range(3):
+            best = 0.5 + SEED_OFFSET[seed]
+            write_run(tmp_path, "sentiment", regime, "kl-budget", seed, gold_final=best + lead)
+            write_run(tmp_path, "sentiment", regime, "safe", seed, gold_final=best - 0.05)
+    text = words.plain_answer(aggregate_runs(tmp_path))
+    assert "Run `" not in text
+    assert text.startswith(
+        "**Plain answer.** No controller's gold regret stays within −0.02 of the best fixed β"
+    )
+    assert (
+        "the highest worst-cell mean regret is `safe`'s (-0.050). The default is `kl-budget`."
+        in text
+    )
+    assert "standard learning rate (lr 0.001) -0.100 over 1 task" in text
 
 
 def test_partial_sweep_reports_what_finished(tmp_path: Path) -> None:
