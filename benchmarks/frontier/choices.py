@@ -1,5 +1,5 @@
 """What the cells say a user should run: the pick per task and overall, and the goal check of
-the controller that needs no β (issue 13, SPEC §7), both against the best fixed β in hindsight.
+the controller that needs no β (its goal: SPEC §7), both against the best fixed β in hindsight.
 """
 
 from __future__ import annotations

@@ -330,7 +330,7 @@ def goal_table(goal: GoalCheck) -> list[str]:
         return [f"`{name}` has no paired run beside a fixed β yet: its goal is not judged."]
     verdict = "met" if goal.met else "not met"
     lines = [
-        f"**`{name}` against issue 13's goal** ({verdict}): gold regret CI lower bound ≥ "
+        f"**`{name}` against the no-β goal** ({verdict}): gold regret CI lower bound ≥ "
         f"−{REGRET_TOLERANCE:g} on every cell and > 0 on at least half ({goal.cells_above_zero} "
         f"of {len(rows)}); never more proxy or gold crashes than the best β; no entropy "
         f"collapse; KL ≤ 1.1 × budget on ≥ {ADHERENCE_GOAL:.0%} of post-warm-up steps.",

@@ -548,7 +548,7 @@ def test_quick_sweep_trains_reports_and_feeds_the_readme(tmp_path: Path) -> None
     section = "\n".join(readme_results.frontier_section(results))
     for task in frontier.TASKS:
         assert f"{task} / stress" in section and f"**{task}.**" in section
-    assert "Across every task" in section and "against issue 13's goal" in section
+    assert "Across every task" in section and "against the no-β goal" in section
     # build() picks frontier.json up from a results directory beside the others.
     assert "reward–KL frontier" in readme_results.build(out)
 
