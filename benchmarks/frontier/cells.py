@@ -284,17 +284,29 @@ Pair = tuple[str, Sequence[RunRecord]]
 """The task's best (β, lr) pair: its label and its runs."""
 
 
-def cell_stats(
-    task: str, regime: str, records: Sequence[RunRecord], pair: Pair | None = None
-) -> Cell:
-    """Everything the report says about one task × regime (with ``pair``: the regrets against
-    the task's best (β, lr) pair too)."""
+@dataclass(frozen=True)
+class CellRuns:
+    """One task × regime's runs by variant, their statistics and the families' bests: what a
+    cell's regrets are computed from (once per cell, before the task's best pair is known)."""
+
+    runs: dict[str, list[RunRecord]]
+    metrics: dict[str, dict[str, Estimate]]
+    families: dict[str, FamilyBest]
+
+
+def cell_runs(records: Sequence[RunRecord]) -> CellRuns:
     runs: dict[str, list[RunRecord]] = {}
     for r in sorted(records, key=lambda r: r.seed):
         runs.setdefault(r.variant, []).append(r)
     runs = {v: runs[v] for v in _ordered(runs)}
     metrics = {v: _metrics(rs) for v, rs in runs.items()}
-    families = {f: _family(f, runs, metrics) for f in FAMILIES}
+    return CellRuns(runs, metrics, {f: _family(f, runs, metrics) for f in FAMILIES})
+
+
+def cell_stats(task: str, regime: str, parts: CellRuns, pair: Pair | None = None) -> Cell:
+    """Everything the report says about one task × regime (with ``pair``: the regrets against
+    the task's best (β, lr) pair too)."""
+    runs, metrics, families = parts.runs, parts.metrics, parts.families
     frontier = families[FIXED_BETA].frontier
     variants = {}
     for v, rs in runs.items():
@@ -335,19 +347,19 @@ def pair_label(variant: str, lr: float | None) -> str:
     return f"{variant} at lr {lr:g}" if lr is not None else variant
 
 
-def best_pair(by_regime: dict[str, Cell], grouped: dict[str, list[RunRecord]]) -> Pair | None:
+def best_pair(by_regime: dict[str, CellRuns]) -> Pair | None:
     """The fixed-β best of the regime whose best has the highest mean final gold, with its runs."""
     scored = []
-    for regime, cell in by_regime.items():
-        best = cell.best_beta
-        gold = None if best is None else cell.variants[best].metrics["gold_final"].mean
+    for regime, parts in by_regime.items():
+        best = parts.families[FIXED_BETA].best
+        gold = None if best is None else parts.metrics[best]["gold_final"].mean
         if best is not None and gold is not None:
             scored.append((gold, regime, best))
     if not scored:
         return None
     _, regime, variant = max(scored)
-    runs = [r for r in grouped[regime] if r.variant == variant]
-    return pair_label(variant, by_regime[regime].lr), runs
+    runs = by_regime[regime].runs[variant]
+    return pair_label(variant, runs[0].lr), runs
 
 
 def _rank(name: str, known: Sequence[str]) -> tuple[int, str]:
@@ -359,14 +371,14 @@ def cells_of(records: Iterable[RunRecord]) -> dict[str, dict[str, Cell]]:
     grouped: dict[tuple[str, str], list[RunRecord]] = {}
     for r in records:
         grouped.setdefault((r.task, r.regime), []).append(r)
-    cells: dict[str, dict[str, Cell]] = {}
+    parts: dict[str, dict[str, CellRuns]] = {}
     for task, regime in sorted(
         grouped, key=lambda k: (_rank(k[0], TASKS), _rank(k[1], tuple(REGIMES)))
     ):
-        cells.setdefault(task, {})[regime] = cell_stats(task, regime, grouped[(task, regime)])
-    # The best (β, lr) pair needs every regime's fixed-β best: a second pass adds its regrets.
-    for task, by_regime in cells.items():
-        pair = best_pair(by_regime, {r: grouped[(task, r)] for r in by_regime})
-        for regime in by_regime:
-            by_regime[regime] = cell_stats(task, regime, grouped[(task, regime)], pair)
+        parts.setdefault(task, {})[regime] = cell_runs(grouped[(task, regime)])
+    # The best (β, lr) pair needs every regime's fixed-β best before any cell's regrets.
+    cells: dict[str, dict[str, Cell]] = {}
+    for task, by_regime in parts.items():
+        pair = best_pair(by_regime)
+        cells[task] = {r: cell_stats(task, r, p, pair) for r, p in by_regime.items()}
     return cells
