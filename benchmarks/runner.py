@@ -227,3 +227,17 @@ def sweep_arguments(description: str, default_runs: str, example: str) -> argpar
 def checked_workers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+
+
+def sweep_command(train: Callable[[], None] | None, report: Callable[[], str]) -> int:
+    """A sweep's command: ``train`` (None: ``--report-only``), then print ``report()``. Its expected
+    failures (ValueError: an ``--only`` that matches nothing, a run finished with another config;
+    FileNotFoundError: nothing to report) print one error line and return 2."""
+    try:
+        if train is not None:
+            train()
+        print(report())
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -41,7 +41,13 @@ from benchmarks.frontier.render import (
     results_stem,
 )
 from benchmarks.frontier.words import frontier_words
-from benchmarks.runner import checked_workers, run_fields, run_sweep, sweep_arguments
+from benchmarks.runner import (
+    checked_workers,
+    run_fields,
+    run_sweep,
+    sweep_arguments,
+    sweep_command,
+)
 
 
 def strict(value: Any) -> Any:
@@ -128,27 +134,25 @@ def main(argv: list[str] | None = None) -> int:
             headline_seeds=min(plan.headline_seeds, args.seeds),
         )
     runs_dir = Path(args.runs)
-    try:
-        if not args.report_only:
-            run_sweep(
-                run_specs(plan),
-                lambda spec, model: run_fields(
-                    spec,
-                    plan,
-                    REGIMES[spec.regime],
-                    VARIANTS[spec.variant],
-                    runs_dir,
-                    args.data_dir,
-                    model,
-                ),
-                dict(plan.prepare),
-                args,
-            )
-        print(write_report(runs_dir, Path(args.out), plan_name))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return sweep_command(
+        None
+        if args.report_only
+        else lambda: run_sweep(
+            run_specs(plan),
+            lambda spec, model: run_fields(
+                spec,
+                plan,
+                REGIMES[spec.regime],
+                VARIANTS[spec.variant],
+                runs_dir,
+                args.data_dir,
+                model,
+            ),
+            dict(plan.prepare),
+            args,
+        ),
+        lambda: write_report(runs_dir, Path(args.out), plan_name),
+    )
 
 
 if __name__ == "__main__":

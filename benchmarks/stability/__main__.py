@@ -22,7 +22,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.runner import checked_workers, run_sweep, sweep_arguments
+from benchmarks.runner import checked_workers, run_sweep, sweep_arguments, sweep_command
 from benchmarks.stability.aggregate import aggregate
 from benchmarks.stability.plan import FULL, QUICK, run_specs, train_fields
 from benchmarks.stability.records import has_runs, load_curves, load_records
@@ -104,23 +104,25 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     runs_dir, out_dir = Path(args.runs), Path(args.out)
     records_path = Path(args.records) if args.records else out_dir / RESULTS_NAME
-    try:
-        if not (args.report_only or args.refresh_overhead):
-            run_sweep(
-                run_specs(plan),
-                lambda spec, model: train_fields(spec, plan, runs_dir, args.data_dir, model),
-                dict(plan.prepare),
-                args,
-            )
+
+    def report() -> str:
         if has_runs(runs_dir) and not args.refresh_overhead:
             results = report_from_runs(runs_dir, out_dir, "quick" if args.quick else "full")
         else:
             results = report_from_records(records_path, out_dir)
-        print(write(results, out_dir))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return write(results, out_dir)
+
+    return sweep_command(
+        None
+        if args.report_only or args.refresh_overhead
+        else lambda: run_sweep(
+            run_specs(plan),
+            lambda spec, model: train_fields(spec, plan, runs_dir, args.data_dir, model),
+            dict(plan.prepare),
+            args,
+        ),
+        report,
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks.runner import checked_workers, run_sweep, sweep_arguments
+from benchmarks.runner import checked_workers, run_sweep, sweep_arguments, sweep_command
 from benchmarks.steering.aggregate import aggregate, load_runs, runs_from_results
 from benchmarks.steering.plan import FULL, QUICK, run_specs, steering_fields
 from benchmarks.steering.render import page
@@ -55,19 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds:
         plan = replace(plan, seeds=min(plan.seeds, args.seeds))
     runs_dir = Path(args.runs)
-    try:
-        if not args.report_only:
-            run_sweep(
-                run_specs(plan),
-                lambda spec, model: steering_fields(spec, plan, runs_dir, args.data_dir, model),
-                dict(plan.prepare),
-                args,
-            )
-        print(write_report(runs_dir, Path(args.out), plan.horizons, quick=args.quick))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return sweep_command(
+        None
+        if args.report_only
+        else lambda: run_sweep(
+            run_specs(plan),
+            lambda spec, model: steering_fields(spec, plan, runs_dir, args.data_dir, model),
+            dict(plan.prepare),
+            args,
+        ),
+        lambda: write_report(runs_dir, Path(args.out), plan.horizons, quick=args.quick),
+    )
 
 
 if __name__ == "__main__":
