@@ -6,14 +6,14 @@ interrupted ones resume (``benchmarks/runner.py``), and ``--only`` trains a part
 in ``--out``/frontier.json (the committed sweep, whose raw runs need not be on this machine) and
 the finished runs under ``--runs``, a run replacing the stored record of the same name.
 
-The full plan is 1 110 runs of ~80 s, two side by side; it runs in parts::
+The full plan is 1 272 runs of ~80 s, two side by side; it runs in parts::
 
     python -m benchmarks.frontier --seeds 3 --only 'sentiment/*'   # seeds 0-2 of one task
     python -m benchmarks.frontier --only 'sentiment/*'             # the headline's seeds 3-7
     python -m benchmarks.frontier --report-only                    # the report alone
     python -m benchmarks.frontier --quick --runs /tmp/q --out /tmp/q-results   # CI smoke
 
-The learning-rate sweep (``plan.LR_SWEEP`` at lr 3e-4 and 3e-3, 240 runs) is part of the full
+The learning-rate sweep (``plan.LR_SWEEP`` at lr 3e-4 and 3e-3, 144 runs) is part of the full
 plan: ``--only '*/lr-3e-4/*' --only '*/lr-3e-3/*'``. ``--plan larger`` is the scale check
 (``plan.LARGER``: a 3.7 M-parameter model prepared offline like the default, 32-token answers,
 84 runs in runs/frontier-larger, results ``frontier_larger.{json,md}``).
