@@ -27,6 +27,7 @@ from benchmarks.frontier.cells import (
     VariantStats,
 )
 from benchmarks.frontier.choices import ADHERENCE_GOAL, GoalCheck, TaskAnswer
+from benchmarks.frontier.lr_curve import BEST_FIXED_BETA, LrCurve
 from benchmarks.frontier.plan import TRUST_REGION_KL
 from benchmarks.stats import Estimate
 from benchmarks.text import difference_text, fmt, signed, yes_no
@@ -44,6 +45,8 @@ class FrontierWords:
     """Markdown lines: the goal check of the controller that needs no β."""
     console: dict[str, str]
     """Per task: one line for the console."""
+    lr_curves: dict[str, str]
+    """Per task with a learning-rate sweep: where each curve's gold peaks."""
 
 
 def regret_text(regret: Regret | None) -> str:
@@ -77,10 +80,11 @@ def _regret_sentence(regret: Regret | None) -> str:
 
 
 def answer_paragraph(answer: TaskAnswer, cells: dict[str, Cell]) -> str:
-    """The plain answer for one task."""
+    """The plain answer for one task, over the regimes its picks were made in."""
     parts = []
-    for regime, cell in cells.items():
-        best, pick = cell.best_beta, answer.per_regime[regime].pick
+    for regime, chosen in answer.per_regime.items():
+        cell, pick = cells[regime], chosen.pick
+        best = cell.best_beta
         if best is None:
             parts.append(f"In *{regime}* no fixed-β run has finished: no regret yet.")
             continue
@@ -193,7 +197,7 @@ def _pick_sentence(agg: FrontierAggregate, pick: str) -> str:
         regrets = [r for c in cells if (r := c.variants[pick].gold_regret) is not None]
         lrs = ", ".join(sorted({f"{c.lr:g}" for c in cells}))
         parts.append(
-            f"at the {regime} learning rate (lr {lrs}) "
+            f"at lr {lrs} (*{regime}*) "
             f"{_span(_means(regrets))} over {len(cells)} task"
             f"{'s' if len(cells) > 1 else ''} ({_ci_counts([r.estimate for r in regrets])})"
         )
@@ -350,6 +354,22 @@ def goal_table(goal: GoalCheck) -> list[str]:
     return lines
 
 
+def lr_sentence(curves: tuple[LrCurve, ...]) -> str:
+    """Where each curve's gold peaks, the default controller first."""
+    ordered = sorted(curves, key=lambda c: c.name != NO_BETA)
+    parts = []
+    for curve in ordered:
+        best = curve.best
+        if best is None:
+            continue
+        beta = f" (`{best.variant}`)" if curve.name == BEST_FIXED_BETA else ""
+        parts.append(
+            f"`{curve.name}`{beta} peaks at lr {best.lr:g} with gold {fmt(best.gold_final.mean)} "
+            f"(over lrs {', '.join(f'{p.lr:g}' for p in curve.points)})"
+        )
+    return "; ".join(parts) + "." if parts else "No curve has two learning rates yet."
+
+
 def frontier_words(agg: FrontierAggregate) -> FrontierWords:
     return FrontierWords(
         plain_answer=plain_answer(agg),
@@ -357,4 +377,5 @@ def frontier_words(agg: FrontierAggregate) -> FrontierWords:
         overall=overall_sentence(agg.overall),
         goal_table=tuple(goal_table(agg.goal)),
         console={t: answer_line(a) for t, a in agg.answers.items()},
+        lr_curves={t: lr_sentence(c) for t, c in agg.lr_curves.items()},
     )

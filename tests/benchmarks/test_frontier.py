@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from frontier_records import run_record
 
 from benchmarks import readme_results
 from benchmarks.frontier import plan as frontier
@@ -29,8 +30,6 @@ from benchmarks.frontier.cells import (
     frontier_gap,
 )
 from benchmarks.frontier.records import (
-    METRICS,
-    RunRecord,
     load_records,
     record_from_done,
     records_from_results,
@@ -46,7 +45,7 @@ SEED_OFFSET = (-0.1, 0.1, 0.0)
 """Per-seed shift of every β's gold: seeds differ a lot, so only a paired regret is tight."""
 
 
-def done_record(
+def donerun_record(
     root: Path, task: str, regime: str, variant: str, seed: int, **summary: Any
 ) -> dict[str, Any]:
     algo = "fixed-kl" if variant.startswith(("beta", "tr-beta")) else variant
@@ -80,7 +79,7 @@ def done_record(
 
 
 def write_run(root: Path, task: str, regime: str, variant: str, seed: int, **summary: Any) -> None:
-    record = done_record(root, task, regime, variant, seed, **summary)
+    record = donerun_record(root, task, regime, variant, seed, **summary)
     run_dir = root / task / regime / variant / f"seed{seed}"
     run_dir.mkdir(parents=True)
     # json.dumps writes NaN for a NaN summary value, as a careless writer would.
@@ -161,36 +160,17 @@ def test_regret_is_paired_by_seed_on_the_seeds_both_have(tmp_path: Path) -> None
     assert cell(tmp_path).variants["safe"].gold_regret == regret
 
 
-def _record(
-    variant: str, seed: int, gold: float, kl: float = 0.5, regime: str = "stress"
-) -> RunRecord:
-    algo = "fixed-kl" if variant.startswith(("beta", "tr-beta")) else variant
-    values = {name: 0.5 for name in METRICS}
-    return RunRecord(
-        task="topic",
-        regime=regime,
-        variant=variant,
-        seed=seed,
-        algo=algo,
-        lr=frontier.REGIMES[regime]["lr"],
-        steps=100,
-        **{**values, "gold_final": gold, "kl_final": kl},
-        proxy_crashes=0,
-        gold_crashes=0,
-    )
-
-
 def test_regret_is_against_the_best_of_each_family_paired_by_seed() -> None:
     # Fixed β: 0.1 is best (gold 0.4 + s); trust region: 0.3 is best (0.6 + s), 0.1 (0.5 + s).
     # kl-budget: 0.55 + s on seeds 0-2, so +0.15 against fixed β and −0.05 against trust region.
     shift = (0.0, 0.02, -0.02)
     golds = {"beta-0.1": 0.4, "beta-1": 0.2, "tr-beta-0.1": 0.5, "tr-beta-0.3": 0.6}
     records = [
-        _record(v, s, g + shift[s], kl=1.0 / (i + 1))
+        run_record(v, s, g + shift[s], kl=1.0 / (i + 1))
         for i, (v, g) in enumerate(golds.items())
         for s in range(3)
     ]
-    records += [_record(NO_BETA, s, 0.55 + shift[s]) for s in range(3)]
+    records += [run_record(NO_BETA, s, 0.55 + shift[s]) for s in range(3)]
     found = cells_of(records)["topic"]["stress"]
     assert found.families[FIXED_BETA].best == "beta-0.1"
     assert found.families[TRUST_REGION].best == "tr-beta-0.3"
@@ -219,7 +199,7 @@ def test_the_best_beta_lr_pair_is_the_best_fixed_beta_over_every_learning_rate()
         "stress": {"beta-0.1": 0.1, "beta-1": 0.2, NO_BETA: 0.35},
     }
     records = [
-        _record(v, s, g + shift[s], regime=regime)
+        run_record(v, s, g + shift[s], regime=regime)
         for regime, by_variant in golds.items()
         for v, g in by_variant.items()
         for s in range(3)
@@ -377,13 +357,8 @@ def test_plain_answer_says_what_to_run_per_learning_rate_and_what_safe_published
     # (−0.05, 0.03, −0.01): its CI's lower bound is below the tolerance at the standard lr.
     assert text.startswith("**Plain answer.** No controller's gold regret stays within −0.02")
     assert "the default, `kl-budget`, has the highest worst-cell mean regret (-0.010)." in text
-    assert (
-        f"standard learning rate (lr {standard:g}) -0.010 over 2 tasks (CI spanning 0 on 2 of 2)"
-        in text
-    )
-    assert (
-        f"stress learning rate (lr {stress:g}) +0.100 over 2 tasks (CI above 0 on 2 of 2)" in text
-    )
+    assert f"at lr {standard:g} (*standard*) -0.010 over 2 tasks (CI spanning 0 on 2 of 2)" in text
+    assert f"at lr {stress:g} (*stress*) +0.100 over 2 tasks (CI above 0 on 2 of 2)" in text
     assert "within 1.1 × its budget on 0.90 of post-warm-up steps" in text
     assert "fixed β -0.010 to +0.100 over 4 cells" in text
     assert "sentiment `kl-budget`, topic `kl-budget`" in text
@@ -415,7 +390,7 @@ def test_when_no_controller_matches_the_best_beta_everywhere_the_answer_says_so(
         "the highest worst-cell mean regret is `safe`'s (-0.050). The default is `kl-budget`."
         in text
     )
-    assert "standard learning rate (lr 0.001) -0.100 over 1 task" in text
+    assert "at lr 0.001 (*standard*) -0.100 over 1 task" in text
 
 
 def test_partial_sweep_reports_what_finished(tmp_path: Path) -> None:
@@ -514,7 +489,7 @@ def test_results_are_strict_json_with_null_for_missing_values(tmp_path: Path) ->
     assert safe["metrics"]["gold_final"] == {"n": 0, "mean": None, "low": None, "high": None}
     assert safe["regrets"][FIXED_BETA] is None  # no seed with a finite gold on both sides
     assert strict({"a": [math.nan, 1.0, (math.inf,)]}) == {"a": [None, 1.0, [None]]}
-    done = done_record(runs, "sentiment", "standard", "safe", 0, kl_p95=math.inf)
+    done = donerun_record(runs, "sentiment", "standard", "safe", 0, kl_p95=math.inf)
     assert record_from_done(done).kl_p95 is None
 
 
