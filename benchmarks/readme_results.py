@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.frontier.plan import LR_SWEEP_REGIMES
 from benchmarks.speed.overhead import Overhead
 from benchmarks.stability import render as stability_render
 from benchmarks.stability import rerun as stability_rerun
@@ -87,11 +88,19 @@ def overhead_section(overhead: Overhead) -> list[str]:
     return [*lines, ""]
 
 
-def frontier_section(frontier: dict[str, Any]) -> list[str]:
-    """Gold regret of every controller against the best fixed β, per task × regime, and the
-    stored answers (``python -m benchmarks.frontier``)."""
+def frontier_section(
+    frontier: dict[str, Any], stem: str = "frontier", heading: str | None = None
+) -> list[str]:
+    """Gold regret of every controller against the best fixed β, per task × regime (the
+    regimes that run every variant; the learning-rate sweep's are told as gold against lr), and
+    the stored answers (``python -m benchmarks.frontier``; ``stem``: its results' file name)."""
     cells, meta, words = frontier["cells"], frontier["meta"], frontier["words"]
-    columns = [(task, regime) for task, by in cells.items() for regime in by]
+    columns = [
+        (task, regime)
+        for task, by in cells.items()
+        for regime in by
+        if regime not in LR_SWEEP_REGIMES
+    ]
     controllers = list(
         dict.fromkeys(
             name
@@ -106,14 +115,14 @@ def frontier_section(frontier: dict[str, Any]) -> list[str]:
         return "–" if best is None else f"{cell['variants'][best]['beta']:g}"
 
     lines = [
-        "### Every controller against PPO's reward–KL frontier, judged by gold reward",
+        heading or "### Every controller against PPO's reward–KL frontier, judged by gold reward",
         "",
         f"`{meta['commands'][0]}`: {meta['runs_found']} of the {meta['runs_planned']} runs of "
         f"the {meta['plan']} plan (`n`: the seeds behind each number). Gold "
         "regret = final gold − the best fixed β's in hindsight on the same seed, mean with a 95% "
         "bootstrap CI over paired seeds (≥ 0: no β search needed); frontier plots, proxy gaps, "
         "the regret against each baseline family (fixed β, trust-region β) and all measures in "
-        "[`benchmarks/results/frontier.md`](benchmarks/results/frontier.md).",
+        f"[`benchmarks/results/{stem}.md`](benchmarks/results/{stem}.md).",
         "",
         words["plain_answer"],
         "",
@@ -136,6 +145,14 @@ def frontier_section(frontier: dict[str, Any]) -> list[str]:
     lines.append("")
     lines += [f"- **{task}.** {text}" for task, text in words["tasks"].items()]
     lines += ["", words["overall"], "", *words["goal_table"]]
+    if words.get("lr_curves"):
+        lines += [
+            "",
+            "Gold against the learning rate (the learning-rate sweep; tables and plot "
+            f"`{stem}_gold_vs_lr.png` in `{stem}.md`):",
+            "",
+        ]
+        lines += [f"- **{task}.** {text}" for task, text in words["lr_curves"].items()]
     return [*lines, ""]
 
 
@@ -165,6 +182,15 @@ def build(results_dir: Path) -> str:
     frontier = results_dir / "frontier.json"
     if frontier.is_file():
         lines += frontier_section(json.loads(frontier.read_text()))
+    larger = results_dir / "frontier_larger.json"
+    if larger.is_file():
+        results = json.loads(larger.read_text())
+        model, sizes = results["meta"]["model"], results["meta"]["sizes"]
+        heading = (
+            f"### The same comparison at a larger scale: {model['parameters']:,} parameters, "
+            f"{sizes['max_new_tokens']}-token answers"
+        )
+        lines += frontier_section(results, "frontier_larger", heading)
     plant = results_dir / "plant.json"
     if plant.is_file():
         lines += plant_section(json.loads(plant.read_text()))

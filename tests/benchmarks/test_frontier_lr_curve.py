@@ -3,17 +3,21 @@ sweep's cells enter the frontier's answers."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from frontier_records import run_record
 
 from benchmarks.frontier import plan as frontier
+from benchmarks.frontier.__main__ import strict
 from benchmarks.frontier.aggregate import aggregate
 from benchmarks.frontier.cells import NO_BETA
 from benchmarks.frontier.lr_curve import BEST_FIXED_BETA
 from benchmarks.frontier.render import lr_section, plot
 from benchmarks.frontier.words import frontier_words
+from benchmarks.readme_results import frontier_section
 
 SHIFT = (0.0, 0.02, -0.02)
 
@@ -100,3 +104,18 @@ def test_the_report_tables_each_lr_and_draws_one_plot(tmp_path: Path) -> None:
     written = plot(agg, tmp_path)
     assert tmp_path / "frontier_gold_vs_lr.png" in written
     assert (tmp_path / "frontier_gold_vs_lr.png").stat().st_size > 10_000
+
+
+def test_the_readme_tables_the_full_grid_lrs_and_tells_the_gold_against_lr() -> None:
+    agg = aggregate(sweep_records(GOLDS))
+    meta = {"commands": ["python -m benchmarks.frontier"], "runs_found": 1, "runs_planned": 2}
+    results = {
+        **asdict(agg),
+        "words": asdict(frontier_words(agg)),
+        "meta": {**meta, "plan": "full"},
+    }
+    text = "\n".join(frontier_section(json.loads(json.dumps(strict(results)))))
+    assert "| controller | topic / standard | topic / stress |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| kl-budget |"))
+    assert row.count("|") == 4  # one cell per full-grid lr, not one per lr of the sweep
+    assert "- **topic.** `kl-budget` peaks at lr 0.003 with gold 0.450" in text
