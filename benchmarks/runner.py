@@ -17,7 +17,7 @@ import json
 import multiprocessing
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -183,21 +183,29 @@ def run_sweep(
     fields_of: Callable[[Any, str], dict[str, Any]],
     prepare_fields: dict[str, Any],
     args: argparse.Namespace,
+    recorded: Collection[str] = (),
 ) -> None:
     """Train the specs matching ``args.only`` (all when empty), resumably.
 
     ``fields_of(spec, model)`` gives a run's TrainConfig fields; ``model`` is the prepared
     offline default's directory when ``prepare_fields`` is not the default preparation (empty:
-    the default, which TrainConfig finds by itself).
+    the default, which TrainConfig finds by itself). ``recorded``: names of runs whose record the
+    committed results already hold; they count as finished even where their directory is not on
+    this machine (a broad ``--only`` would otherwise train them again).
     """
     from reference_trainer.config import PrepareConfig
     from reference_trainer.prepare.default_model import prepare
 
-    chosen = [s for s in specs if not args.only or any(fnmatch(s.name, p) for p in args.only)]
-    if not chosen:
+    matching = [s for s in specs if not args.only or any(fnmatch(s.name, p) for p in args.only)]
+    if not matching:
         raise ValueError(
             f"--only {args.only} matches no run; runs are named like {specs[0].name!r}"
         )
+    chosen = [s for s in matching if s.name not in recorded]
+    if len(chosen) < len(matching):
+        print(f"{len(matching) - len(chosen)} of {len(matching)} runs are in the committed results")
+    if not chosen:
+        return
     prepared = prepare(PrepareConfig(data_dir=args.data_dir, **prepare_fields), progress=False)
     model = str(prepared) if prepare_fields else ""
     run_jobs([(s, fields_of(s, model)) for s in chosen], args.workers)

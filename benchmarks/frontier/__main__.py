@@ -1,7 +1,8 @@
 """``python -m benchmarks.frontier``: train the frontier sweep (``plan.py``) and report it.
 
-Runs live in ``--runs/<task>/<regime>/<variant>/seed<k>``; finished ones are skipped,
-interrupted ones resume (``benchmarks/runner.py``), and ``--only`` trains a part. The report
+Runs live in ``--runs/<task>/<regime>/<variant>/seed<k>``; finished ones, and those whose record
+``--out``/frontier.json holds, are skipped; interrupted ones resume (``benchmarks/runner.py``),
+and ``--only`` trains a part. The report
 (``--out``/frontier.{json,md} and one PNG per task × regime) is computed from the records stored
 in ``--out``/frontier.json (the committed sweep, whose raw runs need not be on this machine) and
 the finished runs under ``--runs``, a run replacing the stored record of the same name.
@@ -30,7 +31,7 @@ from typing import Any
 
 from benchmarks.frontier.aggregate import aggregate
 from benchmarks.frontier.plan import PLANS, REGIMES, VARIANTS, FrontierPlan, run_specs
-from benchmarks.frontier.records import load_records
+from benchmarks.frontier.records import load_records, records_from_results
 from benchmarks.frontier.render import (
     DEFAULT_RUNS,
     ReportMeta,
@@ -98,6 +99,16 @@ def write_report(runs_dir: Path, out_dir: Path, plan_name: str = "full") -> str:
     return "\n".join(lines)
 
 
+def recorded_names(results_path: Path, plan_name: str) -> set[str]:
+    """The runs whose records ``results_path`` holds for ``plan_name`` (none: no such file)."""
+    if not results_path.is_file():
+        return set()
+    saved = json.loads(results_path.read_text())
+    if saved.get("meta", {}).get("plan") != plan_name:
+        return set()
+    return {r.name for r in records_from_results(saved)}
+
+
 def _record_order(record: Any) -> tuple[Any, ...]:
     variants, regimes = list(VARIANTS), list(REGIMES)
     return (
@@ -150,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             dict(plan.prepare),
             args,
+            recorded_names(Path(args.out) / f"{results_stem(plan_name)}.json", plan_name),
         ),
         lambda: write_report(runs_dir, Path(args.out), plan_name),
     )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+from frontier_records import run_record
 
 pytest.importorskip("torch")
 
 from benchmarks.frontier import plan as frontier
 from benchmarks.frontier.__main__ import main as frontier_main
+from benchmarks.frontier.cells import NO_BETA
 from benchmarks.runner import pending, run_fields
 from reference_trainer.config import TrainConfig, as_dict
 
@@ -109,3 +111,21 @@ def test_a_key_that_cannot_change_the_outcome_is_no_conflict(tmp_path: Path) -> 
     assert pending([(Spec("a"), {**fields, "checkpoint_every": 7})]) == []
     with pytest.raises(ValueError, match="'lr'"):
         pending([(Spec("a"), {**fields, "lr": 0.5})])
+
+
+def test_a_run_whose_record_is_committed_is_not_trained_again(tmp_path: Path, capsys) -> None:
+    # The committed results hold this run's record and its directory is not on this machine:
+    # a pattern that matches it trains nothing (no model is even prepared) and reports it.
+    record = run_record(NO_BETA, 0, 0.4, regime="standard")
+    out = tmp_path / "results"
+    out.mkdir()
+    saved = {"meta": {"plan": "quick"}, "records": [asdict(record)]}
+    (out / "frontier.json").write_text(json.dumps(saved))
+    runs = tmp_path / "runs"
+    argv = ["--quick", "--runs", str(runs), "--out", str(out), "--only", record.name]
+    argv += ["--data-dir", str(tmp_path / "no-data")]
+    assert frontier_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "1 of 1 runs are in the committed results" in printed
+    assert not runs.exists() and not (tmp_path / "no-data").exists()
+    assert "frontier: 1 of" in printed
