@@ -20,7 +20,7 @@ from benchmarks.steering.aggregate import (
     drawdown,
     runs_from_results,
 )
-from benchmarks.steering.plan import FULL, QUICK, run_specs, steering_fields
+from benchmarks.steering.plan import FULL, QUICK, VARIANTS, run_specs, steering_fields
 from benchmarks.steering.render import page
 
 
@@ -81,14 +81,15 @@ def test_the_stored_run_records_give_back_the_same_results(tmp_path: Path) -> No
 def test_every_run_evaluates_on_held_out_prompts_and_runs_seed_major():
     for plan in (FULL, QUICK):
         specs = run_specs(plan)
-        assert len(specs) == plan.seeds * 3 * 2 * 7
+        assert len(specs) == plan.seeds * 3 * 2 * len(VARIANTS)
         assert [s.seed for s in specs] == sorted(s.seed for s in specs)
         fields = steering_fields(specs[0], plan, Path("runs"), ".data", "")
         assert fields["eval_every"] == plan.eval_every
         assert fields["eval_prompts"] == plan.eval_prompts
         assert fields["steps"] == max(plan.horizons)
         assert fields["run_dir"] == str(Path("runs") / specs[0].name)
-    steered = steering_fields(run_specs(FULL)[6], FULL, Path("r"), ".data", "")
+    steer = next(s for s in run_specs(FULL) if s.variant == "kl-budget-steer-0.5")
+    steered = steering_fields(steer, FULL, Path("r"), ".data", "")
     assert steered["controller_settings"]["budget_growth"] == 0.02
 
 
@@ -104,4 +105,6 @@ def test_quick_sweep_trains_and_reports(tmp_path: Path) -> None:
     assert [(c["task"], c["horizon"]) for c in table] == [("sentiment", 3), ("sentiment", 6)]
     variants = {row["variant"] for row in table[0]["rows"]}
     assert {"kl-budget", "kl-budget-steer-0.5", "beta-0.1"} <= variants
-    assert len(stored["runs"]) == 7 and all(set(r["gold"]) == {"3", "6"} for r in stored["runs"])
+    assert len(stored["runs"]) == len(VARIANTS) and all(
+        set(r["gold"]) == {"3", "6"} for r in stored["runs"]
+    )
