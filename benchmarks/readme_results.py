@@ -145,6 +145,8 @@ def frontier_section(
     lines.append("")
     lines += [f"- **{task}.** {text}" for task, text in words["tasks"].items()]
     lines += ["", words["overall"], "", *words["goal_table"]]
+    if words.get("kl_spent"):
+        lines += ["", *(f"- {text}" for text in words["kl_spent"])]
     if words.get("lr_curves"):
         lines += [
             "",

@@ -443,6 +443,7 @@ def markdown(agg: FrontierAggregate, words: FrontierWords, meta: ReportMeta) -> 
     ]
     lines += [f"- **{t}.** {text}" for t, text in words.tasks.items()]
     lines += ["", words.overall, "", *words.goal_table, ""]
+    lines += [f"- {text}" for text in words.kl_spent] + ([""] if words.kl_spent else [])
     lines += lr_section(agg, words, results_stem(meta.plan))
     for task, by_regime in agg.cells.items():
         for regime, cell in by_regime.items():

@@ -47,6 +47,9 @@ class FrontierWords:
     """Per task: one line for the console."""
     lr_curves: dict[str, str]
     """Per task with a learning-rate sweep: where each curve's gold peaks."""
+    kl_spent: tuple[str, ...] = ()
+    """Per full-grid regime: the best fixed β and its final KL on each task beside the default
+    controller's (is the useful leash a KL, or a β?)."""
 
 
 def regret_text(regret: Regret | None) -> str:
@@ -370,6 +373,30 @@ def lr_sentence(curves: tuple[LrCurve, ...]) -> str:
     return "; ".join(parts) + "." if parts else "No curve has two learning rates yet."
 
 
+def kl_spent_sentence(agg: FrontierAggregate, regime: str) -> str | None:
+    """The best fixed β of each task in ``regime`` and the final KL it and the default
+    controller end at (None: no task has a best β there)."""
+    parts = []
+    for task, by_regime in agg.cells.items():
+        cell = by_regime.get(regime)
+        best = None if cell is None else cell.best_beta
+        if cell is None or best is None:
+            continue
+        entry, ours = cell.variants[best], cell.variants.get(NO_BETA)
+        ours_kl = "–" if ours is None else fmt(ours.metrics["kl_final"].mean, 2)
+        parts.append(
+            f"{task} β {entry.beta:g} at KL {fmt(entry.metrics['kl_final'].mean, 2)} "
+            f"(`{NO_BETA}` {ours_kl})"
+        )
+    if not parts:
+        return None
+    lr = next(c.lr for by in agg.cells.values() if (c := by.get(regime)) is not None)
+    return (
+        f"*Where the KL goes* at lr {lr:g} (*{regime}*): the best fixed β and its final KL per "
+        "token, per task: " + "; ".join(parts) + "."
+    )
+
+
 def frontier_words(agg: FrontierAggregate) -> FrontierWords:
     return FrontierWords(
         plain_answer=plain_answer(agg),
@@ -378,4 +405,9 @@ def frontier_words(agg: FrontierAggregate) -> FrontierWords:
         goal_table=tuple(goal_table(agg.goal)),
         console={t: answer_line(a) for t, a in agg.answers.items()},
         lr_curves={t: lr_sentence(c) for t, c in agg.lr_curves.items()},
+        kl_spent=tuple(
+            text
+            for regime in dict.fromkeys(r for a in agg.answers.values() for r in a.per_regime)
+            if (text := kl_spent_sentence(agg, regime)) is not None
+        ),
     )

@@ -119,3 +119,21 @@ def test_the_readme_tables_the_full_grid_lrs_and_tells_the_gold_against_lr() -> 
     row = next(line for line in text.splitlines() if line.startswith("| kl-budget |"))
     assert row.count("|") == 4  # one cell per full-grid lr, not one per lr of the sweep
     assert "- **topic.** `kl-budget` peaks at lr 0.003 with gold 0.450" in text
+
+
+def test_where_the_kl_goes_names_each_full_grid_regime_s_best_beta_and_its_kl() -> None:
+    records = [
+        run_record(variant, s, gold + SHIFT[s], kl=kl, regime=regime)
+        for regime, by_variant in {
+            "standard": {"beta-0.1": (0.40, 2.0), "beta-0.17": (0.46, 1.5), NO_BETA: (0.43, 1.2)},
+            "lr-3e-3": {"beta-0.17": (0.19, 3.0), NO_BETA: (0.45, 1.3)},
+        }.items()
+        for variant, (gold, kl) in by_variant.items()
+        for s in range(3)
+    ]
+    spent = frontier_words(aggregate(records)).kl_spent
+    # One sentence, for the standard lr: the sweep's regimes run no grid to take a best from.
+    assert spent == (
+        "*Where the KL goes* at lr 0.001 (*standard*): the best fixed β and its final KL per "
+        "token, per task: topic β 0.17 at KL 1.50 (`kl-budget` 1.20).",
+    )
