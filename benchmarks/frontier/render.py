@@ -231,6 +231,13 @@ def plot_lr_curves(curves: dict[str, tuple[LrCurve, ...]], path: Path) -> None:
                 color=colour,
                 capsize=3,
                 label=curve.name,
+                # Where the best β is the sweep's own β the two curves coincide: the best-β
+                # curve is drawn behind, hollow and larger, so that both stay visible.
+                **(
+                    {"markerfacecolor": "none", "markersize": 10, "zorder": 1}
+                    if curve.name == BEST_FIXED_BETA
+                    else {"zorder": 2}
+                ),
             )
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (log scale)")

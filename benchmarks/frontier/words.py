@@ -15,6 +15,7 @@ from benchmarks.frontier.aggregate import FrontierAggregate
 from benchmarks.frontier.cells import (
     BEST_PAIR,
     FAMILY_LABELS,
+    FIXED_BETA,
     NO_BETA,
     REGRET_FAMILIES,
     REGRET_TOLERANCE,
@@ -199,8 +200,11 @@ def _pick_sentence(agg: FrontierAggregate, pick: str) -> str:
         entries += [c.variants[pick] for c in cells]
         regrets = [r for c in cells if (r := c.variants[pick].gold_regret) is not None]
         lrs = ", ".join(sorted({f"{c.lr:g}" for c in cells}))
+        # Where a single β ran (the learning-rate sweep), its "best" was not tuned to that lr.
+        grid = {m for c in cells for m in c.families[FIXED_BETA].members}
+        untuned = f" against its one fixed β, `{next(iter(grid))}`," if len(grid) == 1 else ""
         parts.append(
-            f"at lr {lrs} (*{regime}*) "
+            f"at lr {lrs} (*{regime}*){untuned} "
             f"{_span(_means(regrets))} over {len(cells)} task"
             f"{'s' if len(cells) > 1 else ''} ({_ci_counts([r.estimate for r in regrets])})"
         )

@@ -89,6 +89,11 @@ def test_picks_are_made_over_the_full_grid_regimes_only() -> None:
     assert {row.regime for row in agg.goal.cells} == set(GOLDS)
     text = frontier_words(agg)
     assert "*lr-3e-3*" not in text.tasks["topic"]
+    # The sweep's lrs ran one β: the regret there is against it, and the answer says so.
+    assert (
+        "at lr 0.003 (*lr-3e-3*) against its one fixed β, `beta-0.17`, +0.260" in text.plain_answer
+    )
+    assert "at lr 0.001 (*standard*) -0.030" in text.plain_answer
     assert "`kl-budget` peaks at lr 0.003 with gold 0.450" in text.lr_curves["topic"]
     assert text.lr_curves["topic"].startswith("`kl-budget`")
 
