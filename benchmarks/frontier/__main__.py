@@ -31,7 +31,7 @@ from typing import Any
 
 from benchmarks.frontier.aggregate import aggregate
 from benchmarks.frontier.plan import PLANS, REGIMES, VARIANTS, FrontierPlan, run_specs
-from benchmarks.frontier.records import load_records, records_from_results
+from benchmarks.frontier.records import load_records, records_from_results, saved_results
 from benchmarks.frontier.render import (
     DEFAULT_RUNS,
     ReportMeta,
@@ -101,12 +101,8 @@ def write_report(runs_dir: Path, out_dir: Path, plan_name: str = "full") -> str:
 
 def recorded_names(results_path: Path, plan_name: str) -> set[str]:
     """The runs whose records ``results_path`` holds for ``plan_name`` (none: no such file)."""
-    if not results_path.is_file():
-        return set()
-    saved = json.loads(results_path.read_text())
-    if saved.get("meta", {}).get("plan") != plan_name:
-        return set()
-    return {r.name for r in records_from_results(saved)}
+    saved = saved_results(results_path, plan_name)
+    return {r.name for r in records_from_results(saved)} if saved else set()
 
 
 def _record_order(record: Any) -> tuple[Any, ...]:

@@ -183,20 +183,23 @@ def _sizes(values: Mapping[str, Any]) -> SweepSizes:
     return SweepSizes(**{k: values.get(k) for k in SIZE_KEYS})
 
 
+def saved_results(results_path: Path | None, plan: str) -> Mapping[str, Any]:
+    """The results JSON at ``results_path`` when it exists and is of ``plan`` (a name of
+    ``plan.PLANS``); empty otherwise."""
+    if results_path is None or not results_path.is_file():
+        return {}
+    saved = json.loads(results_path.read_text())
+    return saved if saved.get("meta", {}).get("plan") == plan else {}
+
+
 def load_records(runs_dir: Path, results_path: Path | None, plan: str) -> RecordSet:
     """The records of ``results_path`` (when it exists and is of the same ``plan``: a name of
     ``plan.PLANS``) joined with the finished runs under ``runs_dir``, a run replacing the committed
     record of the same name; the sizes and model of a run where there is one, else the
     committed ones."""
     found, config = read_runs(runs_dir) if runs_dir.is_dir() else ([], None)
-    committed: list[RunRecord] = []
-    saved: Mapping[str, Any] = {}
-    if results_path is not None and results_path.is_file():
-        saved = json.loads(results_path.read_text())
-        if saved.get("meta", {}).get("plan") == plan:
-            committed = records_from_results(saved)
-        else:
-            saved = {}
+    saved = saved_results(results_path, plan)
+    committed = records_from_results(saved) if saved else []
     records = merged(committed, found)
     if not records:
         raise FileNotFoundError(
