@@ -5,7 +5,7 @@ trust-region β and the default controller) at lr 3e-4 and 3e-3; with the standa
 stress (1e-2) cells, which run every variant, each of them has four points. Beside them, each
 lr's best fixed β in hindsight (the family best of that cell: at the two sweep-only lrs that is
 the one β run there, not a β tuned to that lr). Read from the cells (``cells.py``); told in
-``words.py``, drawn and tabled in ``render.py``.
+``lr_report.py`` (its sentence, table and plot).
 """
 
 from __future__ import annotations

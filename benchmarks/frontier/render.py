@@ -25,11 +25,12 @@ from benchmarks.frontier.cells import (
     VariantStats,
     pair_label,
 )
-from benchmarks.frontier.lr_curve import BEST_FIXED_BETA, LrCurve
+from benchmarks.frontier.lr_report import lr_section, plot_lr_curves
 from benchmarks.frontier.plan import BUDGETS, ENTROPY_TARGET, TRUST_REGION_KL
+from benchmarks.frontier.plot_style import BEST_MARK, HIGHLIGHT, error_bar
 from benchmarks.frontier.records import ModelInfo, SweepSizes
 from benchmarks.frontier.words import FrontierWords, gap_text, regret_text
-from benchmarks.stats import RESAMPLES, Estimate
+from benchmarks.stats import RESAMPLES
 from benchmarks.text import fmt, markdown_table, with_ci, yes_no
 
 PANELS = (("reward_final", "final proxy reward"), ("gold_final", "final gold reward"))
@@ -85,20 +86,6 @@ def commands(runs_dir: Path, out_dir: Path, plan: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------ plots
-HIGHLIGHT = {FIXED_BETA: "black", TRUST_REGION: "C0", NO_BETA: "C3"}
-BEST_MARK = {FIXED_BETA: "C1", TRUST_REGION: "C2"}
-"""No colour repeats among the highlighted elements; every other variant is grey."""
-
-
-def _error(estimate: Estimate) -> list[list[float]] | None:
-    """Matplotlib's asymmetric error bar of a mean and its CI (None without a CI)."""
-    ci, mean = estimate.ci, estimate.mean
-    if ci is None or mean is None:
-        return None
-    # max: a constant sample's interval is its value, which the mean misses by a rounding.
-    return [[max(0.0, mean - ci[0])], [max(0.0, ci[1] - mean)]]
-
-
 def _point(entry: VariantStats, key: str) -> tuple[float, float] | None:
     x, y = entry.metrics["kl_final"].mean, entry.metrics[key].mean
     return None if x is None or y is None or x <= 0.0 else (x, y)
@@ -160,8 +147,8 @@ def _panel(ax: Any, cell: Cell, key: str, label: str) -> None:
     if default is not None and point is not None:
         ax.errorbar(
             *point,
-            xerr=_error(default.metrics["kl_final"]),
-            yerr=_error(default.metrics[key]),
+            xerr=error_bar(default.metrics["kl_final"]),
+            yerr=error_bar(default.metrics[key]),
             fmt="*",
             markersize=12,
             color=HIGHLIGHT[NO_BETA],
@@ -205,49 +192,6 @@ def plot(agg: FrontierAggregate, out_dir: Path, stem: str = "frontier") -> list[
         plot_lr_curves(agg.lr_curves, path)
         written.append(path)
     return written
-
-
-LR_STYLES = {NO_BETA: (HIGHLIGHT[NO_BETA], "-*"), BEST_FIXED_BETA: ("0.4", ":o")}
-
-
-def plot_lr_curves(curves: dict[str, tuple[LrCurve, ...]], path: Path) -> None:
-    """One panel per task: mean final gold with its 95% CI against the learning rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4.2), squeeze=False)
-    for ax, (task, task_curves) in zip(axes[0], curves.items(), strict=True):
-        for i, curve in enumerate(task_curves):
-            colour, style = LR_STYLES.get(curve.name, (f"C{i}", "--s"))
-            shown = [p for p in curve.points if p.gold_final.mean is not None]
-            bars = [_error(p.gold_final) or [[0.0], [0.0]] for p in shown]
-            ax.errorbar(
-                [p.lr for p in shown],
-                [p.gold_final.mean for p in shown],
-                yerr=[[b[0][0] for b in bars], [b[1][0] for b in bars]],
-                fmt=style,
-                color=colour,
-                capsize=3,
-                label=curve.name,
-                # Where the best β is the sweep's own β the two curves coincide: the best-β
-                # curve is drawn behind, hollow and larger, so that both stay visible.
-                **(
-                    {"markerfacecolor": "none", "markersize": 10, "zorder": 1}
-                    if curve.name == BEST_FIXED_BETA
-                    else {"zorder": 2}
-                ),
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate (log scale)")
-        ax.set_ylabel("final gold reward")
-        ax.set_title(f"{task}: gold against learning rate")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------ markdown
@@ -396,40 +340,6 @@ def _method(agg: FrontierAggregate, meta: ReportMeta) -> list[str]:
     ]
 
 
-def lr_table(curves: tuple[LrCurve, ...]) -> list[str]:
-    """One row per curve, one column per lr: final gold [95% CI] (n)."""
-    lrs = sorted({p.lr for c in curves for p in c.points})
-    rows = []
-    for curve in curves:
-        by_lr = {p.lr: p for p in curve.points}
-        row = [curve.name]
-        for lr in lrs:
-            p = by_lr.get(lr)
-            beta = "" if p is None or curve.name != BEST_FIXED_BETA else f"`{p.variant}` "
-            row.append(
-                "not run" if p is None else f"{beta}{with_ci(p.gold_final)} (n={p.gold_final.n})"
-            )
-        rows.append(row)
-    return markdown_table(["final gold at lr →", *(f"{lr:g}" for lr in lrs)], rows)
-
-
-def lr_section(agg: FrontierAggregate, words: FrontierWords, stem: str) -> list[str]:
-    """The gold-against-lr section (empty: no task has two learning rates)."""
-    if not agg.lr_curves:
-        return []
-    lines = [
-        "## Gold against the learning rate",
-        "",
-        "Does the controller remove the learning-rate search too? The learning-rate sweep's "
-        "variants at every lr they ran, and each lr's best fixed β in hindsight (at an lr that "
-        "runs only the sweep's variants, that is the one β run there).",
-        "",
-    ]
-    for task, curves in agg.lr_curves.items():
-        lines += [f"**{task}.** {words.lr_curves[task]}", "", *lr_table(curves), ""]
-    return [*lines, f"![gold against learning rate]({stem}_gold_vs_lr.png)", ""]
-
-
 def markdown(agg: FrontierAggregate, words: FrontierWords, meta: ReportMeta) -> str:
     source = (
         f"{meta.runs_found} finished runs of {meta.runs_planned} planned "
@@ -451,7 +361,7 @@ def markdown(agg: FrontierAggregate, words: FrontierWords, meta: ReportMeta) -> 
     lines += [f"- **{t}.** {text}" for t, text in words.tasks.items()]
     lines += ["", words.overall, "", *words.goal_table, ""]
     lines += [f"- {text}" for text in words.kl_spent] + ([""] if words.kl_spent else [])
-    lines += lr_section(agg, words, results_stem(meta.plan))
+    lines += lr_section(agg, words.lr_curves, results_stem(meta.plan))
     for task, by_regime in agg.cells.items():
         for regime, cell in by_regime.items():
             best = cell.best_beta

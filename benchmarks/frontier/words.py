@@ -28,7 +28,7 @@ from benchmarks.frontier.cells import (
     VariantStats,
 )
 from benchmarks.frontier.choices import ADHERENCE_GOAL, GoalCheck, TaskAnswer
-from benchmarks.frontier.lr_curve import BEST_FIXED_BETA, LrCurve
+from benchmarks.frontier.lr_report import lr_sentence
 from benchmarks.frontier.plan import TRUST_REGION_KL
 from benchmarks.stats import Estimate
 from benchmarks.text import difference_text, fmt, signed, yes_no
@@ -359,22 +359,6 @@ def goal_table(goal: GoalCheck) -> list[str]:
             f"{yes_no(r.crashes_ok)} | {fmt(r.collapse_steps)} | {adherence} |"
         )
     return lines
-
-
-def lr_sentence(curves: tuple[LrCurve, ...]) -> str:
-    """Where each curve's gold peaks, the default controller first."""
-    ordered = sorted(curves, key=lambda c: c.name != NO_BETA)
-    parts = []
-    for curve in ordered:
-        best = curve.best
-        if best is None:
-            continue
-        beta = f" (`{best.variant}`)" if curve.name == BEST_FIXED_BETA else ""
-        parts.append(
-            f"`{curve.name}`{beta} peaks at lr {best.lr:g} with gold {fmt(best.gold_final.mean)} "
-            f"(over lrs {', '.join(f'{p.lr:g}' for p in curve.points)})"
-        )
-    return "; ".join(parts) + "." if parts else "No curve has two learning rates yet."
 
 
 def kl_spent_sentence(agg: FrontierAggregate, regime: str) -> str | None:

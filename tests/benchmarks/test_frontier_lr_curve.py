@@ -15,7 +15,8 @@ from benchmarks.frontier.__main__ import strict
 from benchmarks.frontier.aggregate import aggregate
 from benchmarks.frontier.cells import NO_BETA
 from benchmarks.frontier.lr_curve import BEST_FIXED_BETA
-from benchmarks.frontier.render import lr_section, plot
+from benchmarks.frontier.lr_report import lr_section
+from benchmarks.frontier.render import plot
 from benchmarks.frontier.words import frontier_words
 from benchmarks.readme_results import frontier_section
 
@@ -75,7 +76,7 @@ def test_a_variant_run_at_one_learning_rate_has_no_curve() -> None:
     # Only the standard lr: no curve at all, and no section in the report.
     agg = aggregate(sweep_records({"standard": GOLDS["standard"]}))
     assert agg.lr_curves == {}
-    assert lr_section(agg, frontier_words(agg), "frontier") == []
+    assert lr_section(agg, frontier_words(agg).lr_curves, "frontier") == []
 
 
 def test_picks_are_made_over_the_full_grid_regimes_only() -> None:
@@ -100,7 +101,7 @@ def test_picks_are_made_over_the_full_grid_regimes_only() -> None:
 
 def test_the_report_tables_each_lr_and_draws_one_plot(tmp_path: Path) -> None:
     agg = aggregate(sweep_records(GOLDS))
-    lines = lr_section(agg, frontier_words(agg), "frontier")
+    lines = lr_section(agg, frontier_words(agg).lr_curves, "frontier")
     table = "\n".join(lines)
     assert "| final gold at lr → | 0.0003 | 0.001 | 0.003 | 0.01 |" in table
     assert "| beta-0.17 | 0.300 " in table and "| not run |" in table
