@@ -5,13 +5,14 @@
   seeded with ``SEED``, the same in every study so that one seed set gives one interval);
 - ``wilson_interval``: Wilson's score interval of a binomial proportion (Wilson 1927);
 - ``newcombe_paired_interval``: the difference of paired proportions (Newcombe 1998, method 10);
-- ``holm``: Holm's step-down adjusted p-values.
+- ``holm``: Holm's step-down adjusted p-values;
+- ``pooled_auc``: the AUC (Mann–Whitney) of a signal between two groups, pooled over strata.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,3 +146,16 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+def pooled_auc(strata: Iterable[tuple[Sequence[float], Sequence[float]]]) -> float | None:
+    """P(a value of the first group > one of the second, ties half) within each stratum's
+    (first, second) pair of groups, pooled weighted by their pairs (None: no stratum has both).
+    """
+    total = weight = 0.0
+    for first, second in strata:
+        if len(first) and len(second):
+            pairs = len(first) * len(second)
+            total += float(stats.mannwhitneyu(first, second).statistic)
+            weight += pairs
+    return total / weight if weight else None

@@ -32,9 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 
-from benchmarks.stats import SEED
+from benchmarks.stats import SEED, pooled_auc
 from benchmarks.text import fmt, markdown_table
 
 CHANGE = 0.03
@@ -138,13 +137,6 @@ def read_windows(runs_dir: Path) -> list[Window]:
     return windows
 
 
-def _auc(falls: Sequence[float], rises: Sequence[float]) -> float | None:
-    if not falls or not rises:
-        return None
-    u = mannwhitneyu(falls, rises).statistic
-    return float(u) / (len(falls) * len(rises))
-
-
 def _strata(windows: Sequence[Window]) -> list[list[Window]]:
     """The windows split into tertiles of their gold at k."""
     edges = np.quantile([w.gold for w in windows], [1 / 3, 2 / 3])
@@ -156,16 +148,17 @@ def auc_of(windows: Sequence[Window], key: str, within_gold: bool = False) -> fl
     """The AUC of ``key`` (``"gold"``: the gold at k) over ``windows``; ``within_gold``: pooled
     over the gold-level tertiles, weighted by their pairs."""
     groups = _strata(windows) if within_gold else [list(windows)]
-    total = weight = 0.0
-    for group in groups:
-        value = (lambda w: w.gold) if key == "gold" else (lambda w: w.signals[key])
-        falls = [value(w) for w in group if w.change < -CHANGE]
-        rises = [value(w) for w in group if w.change > CHANGE]
-        auc = _auc(falls, rises)
-        if auc is not None:
-            total += auc * len(falls) * len(rises)
-            weight += len(falls) * len(rises)
-    return total / weight if weight else None
+
+    def value(w: Window) -> float:
+        return w.gold if key == "gold" else w.signals[key]
+
+    return pooled_auc(
+        (
+            [value(w) for w in group if w.change < -CHANGE],
+            [value(w) for w in group if w.change > CHANGE],
+        )
+        for group in groups
+    )
 
 
 @dataclass(frozen=True)

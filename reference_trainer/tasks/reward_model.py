@@ -29,12 +29,18 @@ RM_SEED = 2
 
 
 def reward_model_proxy(
-    source: TaskSource, labeller: RewardFn, load: Callable[[], tuple[Any, Any]]
+    source: TaskSource,
+    labeller: RewardFn,
+    load: Callable[[], tuple[Any, Any]],
+    seed: int = RM_SEED,
 ) -> RewardFn:
+    """The reward model of ``seed`` (built on first use). The task's proxy is ``RM_SEED``'s;
+    another seed labels its own draw of SFT samples and starts from its own head, which is how
+    the steering study builds an ensemble beside the proxy to measure its disagreement."""
     # Named by its recipe, so a changed recipe never reuses an old model.
-    directory = source.directory() / f"reward_model-n{RM_SAMPLES}-e{RM_EPOCHS}-s{RM_SEED}"
+    directory = source.directory() / f"reward_model-n{RM_SAMPLES}-e{RM_EPOCHS}-s{seed}"
     if not (directory / "reward_model.json").is_file():
-        train_reward_model(source, labeller, load, directory)
+        train_reward_model(source, labeller, load, directory, seed)
     return classifier_reward(str(directory), label=0)
 
 
@@ -43,15 +49,16 @@ def train_reward_model(
     labeller: RewardFn,
     load: Callable[[], tuple[Any, Any]],
     directory: Path,
+    seed: int = RM_SEED,
 ) -> dict[str, float]:
     """Label SFT samples with ``labeller``, regress a reward model on them, save it whole."""
     from transformers import AutoModelForSequenceClassification
 
     model, tokenizer = load()
-    prompts, completions = sft_samples(source, model, tokenizer, RM_SAMPLES, seed=RM_SEED)
+    prompts, completions = sft_samples(source, model, tokenizer, RM_SAMPLES, seed=seed)
     labels = torch.tensor(labeller(prompts, completions), dtype=torch.float32)
     texts = [p + c for p, c in zip(prompts, completions, strict=True)]
-    torch.manual_seed(RM_SEED)
+    torch.manual_seed(seed)
     reward_model = AutoModelForSequenceClassification.from_pretrained(
         source.model_dir, num_labels=1, pad_token_id=tokenizer.pad_token_id
     )

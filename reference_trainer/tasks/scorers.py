@@ -52,6 +52,14 @@ def scorers(config: TrainConfig, prompts: list[str]) -> tuple[RewardFn, RewardFn
     if not config.task:
         gold = make_reward(config.gold_reward, config.reward_label) if config.gold_reward else None
         return make_reward(config.reward, config.reward_label), gold
+    task = make_task(config.task, *task_source(config, prompts))
+    return task.proxy, task.gold
+
+
+def task_source(
+    config: TrainConfig, prompts: list[str]
+) -> tuple[TaskSource, Callable[[], tuple[Any, Any]]]:
+    """What ``config``'s task is built from, and the loader of its frozen SFT model."""
     source_path = Path(config.policy_source())
     prepared = is_prepared(source_path)
     model_dir = source_path / "model" if prepared else source_path
@@ -73,5 +81,4 @@ def scorers(config: TrainConfig, prompts: list[str]) -> tuple[RewardFn, RewardFn
         min_new_tokens=config.min_new_tokens,
         cache_dir=Path(config.data_dir),
     )
-    task = make_task(config.task, source, load)
-    return task.proxy, task.gold
+    return source, load
