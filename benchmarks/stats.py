@@ -6,14 +6,17 @@
 - ``wilson_interval``: Wilson's score interval of a binomial proportion (Wilson 1927);
 - ``newcombe_paired_interval``: the difference of paired proportions (Newcombe 1998, method 10);
 - ``holm``: Holm's step-down adjusted p-values;
-- ``pooled_auc``: the AUC (Mann–Whitney) of a signal between two groups, pooled over strata.
+- ``pooled_auc``: the AUC (Mann–Whitney) of a signal between two groups, pooled over strata;
+- ``cluster_interval``: the percentile interval of any statistic, resampling whole clusters
+  (a run's windows, say, which are not independent of each other).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy import stats
@@ -159,3 +162,27 @@ def pooled_auc(strata: Iterable[tuple[Sequence[float], Sequence[float]]]) -> flo
             total += float(stats.mannwhitneyu(first, second).statistic)
             weight += pairs
     return total / weight if weight else None
+
+
+Item = TypeVar("Item")
+
+
+def cluster_interval(
+    clusters: Sequence[Sequence[Item]],
+    statistic: Callable[[list[Item]], float | None],
+    rng: np.random.Generator,
+    resamples: int,
+) -> tuple[float, float] | None:
+    """The 95% percentile interval of ``statistic`` over ``resamples`` draws of as many clusters
+    as there are, with replacement, their items pooled (None: it was undefined on half of them).
+    """
+    values = []
+    for _ in range(resamples):
+        drawn = rng.choice(len(clusters), size=len(clusters), replace=True)
+        value = statistic([item for i in drawn for item in clusters[i]])
+        if value is not None and math.isfinite(value):
+            values.append(value)
+    if len(values) < resamples // 2:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)

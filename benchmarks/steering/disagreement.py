@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from benchmarks.stats import SEED, pooled_auc
+from benchmarks.stats import SEED, cluster_interval, pooled_auc
 from benchmarks.text import fmt, markdown_table
 from safecontrol._atomic import write_json_atomic, write_text_atomic
 
@@ -119,17 +119,9 @@ def _interval(
     statistic: Callable[[Sequence[PolicyRecord]], float | None],
     resamples: int,
 ) -> tuple[float, float] | None:
+    """Each policy is its own cluster: the runs are independent."""
     rng = np.random.default_rng(SEED)
-    values = []
-    for _ in range(resamples):
-        drawn = [records[i] for i in rng.integers(len(records), size=len(records))]
-        value = statistic(drawn)
-        if value is not None and np.isfinite(value):
-            values.append(value)
-    if len(values) < resamples // 2:
-        return None
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    return cluster_interval([[r] for r in records], statistic, rng, resamples)
 
 
 def signal_stats(records: Sequence[PolicyRecord], resamples: int = RESAMPLES) -> list[SignalStats]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.stats import SEED, pooled_auc
+from benchmarks.stats import SEED, cluster_interval, pooled_auc
 from benchmarks.text import fmt, markdown_table
 
 CHANGE = 0.03
@@ -176,18 +176,8 @@ def _bootstrap(
     windows: Sequence[Window], key: str, within_gold: bool, rng: np.random.Generator, resamples: int
 ) -> tuple[float, float] | None:
     runs = sorted({w.run for w in windows})
-    by_run = {r: [w for w in windows if w.run == r] for r in runs}
-    values = []
-    for _ in range(resamples):
-        drawn = rng.choice(len(runs), size=len(runs), replace=True)
-        sample = [w for i in drawn for w in by_run[runs[i]]]
-        auc = auc_of(sample, key, within_gold)
-        if auc is not None:
-            values.append(auc)
-    if len(values) < resamples // 2:
-        return None
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    by_run = [[w for w in windows if w.run == r] for r in runs]
+    return cluster_interval(by_run, lambda sample: auc_of(sample, key, within_gold), rng, resamples)
 
 
 def signal_aucs(windows: Sequence[Window], resamples: int = RESAMPLES) -> list[SignalAuc]:
