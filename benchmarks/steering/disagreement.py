@@ -18,8 +18,10 @@ gold apart once the KL is known, across every finished ``reward-model`` run on t
   (the proxy, entropy, distinct-1 of the same completions).
 - **Measures**, each with a 95% CI from resampling policies (``RESAMPLES``, fixed seed):
   Spearman's ρ with gold; the partial ρ given the KL (ranks of both residualised linearly on the
-  KL's rank); and the AUC within KL tertiles of a policy whose gold is below its tertile's
-  median against one above (pooled weighted by pairs; 0.5: no information).
+  KL's rank), and given the KL and the proxy (what the signal adds to what every run already
+  observes: a policy that learned less has less proxy and less gold at the same KL); and the
+  AUC within KL tertiles of a policy whose gold is below its tertile's median against one above
+  (pooled weighted by pairs; 0.5: no information).
 
 ``python -m benchmarks.steering.disagreement`` measures what is missing (resumable: each
 policy's record is saved as it is measured) and writes
@@ -42,7 +44,7 @@ from benchmarks.stats import SEED, cluster_interval, pooled_auc
 from benchmarks.text import fmt, markdown_table
 from safecontrol._atomic import write_json_atomic, write_text_atomic
 
-GOLD, KL = "eval_gold", "eval_kl"
+GOLD, KL, PROXY = "eval_gold", "eval_kl", "eval_reward"
 SIGNALS = {
     "disagreement": "std of the proxy's and the members' scores per completion (mean)",
     "proxy_excess": "the proxy's score − the members' mean per completion (mean)",
@@ -74,7 +76,12 @@ class SignalStats:
     rho: float
     rho_ci: tuple[float, float] | None
     partial_rho: float | None
+    """Given the KL (None for the KL itself)."""
     partial_rho_ci: tuple[float, float] | None
+    partial_rho_proxy: float | None
+    """Given the KL and the proxy: what the signal adds to what every run already observes
+    (None for those two)."""
+    partial_rho_proxy_ci: tuple[float, float] | None
     auc_within_kl: float | None
     auc_within_kl_ci: tuple[float, float] | None
 
@@ -84,14 +91,16 @@ def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def partial_rank_correlation(
-    x: Sequence[float], y: Sequence[float], given: Sequence[float]
+    x: Sequence[float], y: Sequence[float], *given: Sequence[float]
 ) -> float:
-    """Spearman's ρ of ``x`` and ``y`` with the rank of ``given`` removed linearly from both."""
-    rx, ry, rz = (stats.rankdata(v) for v in (x, y, given))
+    """Spearman's ρ of ``x`` and ``y`` with the ranks of ``given`` removed linearly from both
+    (least squares on an intercept and those ranks)."""
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    design = np.column_stack([np.ones(len(rx)), *(stats.rankdata(g) for g in given)])
 
     def residual(r: np.ndarray) -> np.ndarray:
-        slope, intercept = np.polyfit(rz, r, 1)
-        return np.asarray(r - (slope * rz + intercept))
+        coef, *_ = np.linalg.lstsq(design, r, rcond=None)
+        return np.asarray(r - design @ coef)
 
     return float(np.corrcoef(residual(rx), residual(ry))[0, 1])
 
@@ -134,14 +143,17 @@ def signal_stats(records: Sequence[PolicyRecord], resamples: int = RESAMPLES) ->
 
     out = []
     for name, meaning in SIGNALS.items():
+        observed = name in (KL, PROXY)
 
         def rho(rs: Sequence[PolicyRecord], key: str = name) -> float:
             return rank_correlation(column(rs, key), column(rs, GOLD))
 
         def partial(rs: Sequence[PolicyRecord], key: str = name) -> float | None:
-            if key == KL:
-                return None
             return partial_rank_correlation(column(rs, key), column(rs, GOLD), column(rs, KL))
+
+        def partial_proxy(rs: Sequence[PolicyRecord], key: str = name) -> float | None:
+            given = (column(rs, KL), column(rs, PROXY))
+            return partial_rank_correlation(column(rs, key), column(rs, GOLD), *given)
 
         def auc(rs: Sequence[PolicyRecord], key: str = name) -> float | None:
             return auc_within_strata(column(rs, key), column(rs, GOLD), column(rs, KL))
@@ -152,8 +164,12 @@ def signal_stats(records: Sequence[PolicyRecord], resamples: int = RESAMPLES) ->
                 meaning=meaning,
                 rho=rho(records),
                 rho_ci=_interval(records, rho, resamples),
-                partial_rho=partial(records),
+                partial_rho=None if name == KL else partial(records),
                 partial_rho_ci=None if name == KL else _interval(records, partial, resamples),
+                partial_rho_proxy=None if observed else partial_proxy(records),
+                partial_rho_proxy_ci=None
+                if observed
+                else _interval(records, partial_proxy, resamples),
                 auc_within_kl=auc(records),
                 auc_within_kl_ci=_interval(records, auc, resamples),
             )
@@ -213,6 +229,7 @@ def markdown(rows: Sequence[SignalStats], records: Sequence[PolicyRecord], comma
             s.meaning,
             _shown(s.rho, s.rho_ci),
             _shown(s.partial_rho, s.partial_rho_ci),
+            _shown(s.partial_rho_proxy, s.partial_rho_proxy_ci),
             _shown(s.auc_within_kl, s.auc_within_kl_ci),
         ]
         for s in rows
@@ -225,11 +242,19 @@ def markdown(rows: Sequence[SignalStats], records: Sequence[PolicyRecord], comma
         f"(gold {fmt(min(gold))} to {fmt(max(gold))}), each evaluated on the same 512 prompts "
         "with the same sampling noise. The method is in "
         "`benchmarks/steering/disagreement.py`. ρ: Spearman's with gold; partial ρ: given the "
-        "KL; AUC within KL tertiles: P(signal of a policy with below-median gold in its tertile "
-        "> that of one above), 0.5 says nothing. CIs resample policies.",
+        "KL, and given the KL and the proxy (what the signal adds to what a run observes); "
+        "AUC within KL tertiles: P(signal of a policy with below-median gold in its tertile > "
+        "that of one above), 0.5 says nothing. CIs resample policies.",
         "",
         *markdown_table(
-            ["signal", "what", "ρ with gold", "partial ρ given KL", "AUC within KL tertiles"],
+            [
+                "signal",
+                "what",
+                "ρ with gold",
+                "partial ρ given KL",
+                "partial ρ given KL and proxy",
+                "AUC within KL tertiles",
+            ],
             table,
         ),
         "",

@@ -58,6 +58,9 @@ def test_the_partial_correlation_removes_what_the_kl_explains() -> None:
     assert rank_correlation(echo_of_kl, gold) < -0.3  # looks informative ...
     assert abs(partial_rank_correlation(echo_of_kl, gold, kl)) < 0.2  # ... but is the KL
     assert partial_rank_correlation(hidden, gold, kl) < -0.8  # the exploit survives
+    # given a second observed covariate that carries the exploit, little is left of it
+    carrier = hidden + 0.05 * np.random.default_rng(2).normal(size=kl.size)
+    assert abs(partial_rank_correlation(hidden, gold, kl, carrier)) < 0.35
 
 
 def test_the_auc_within_kl_tertiles_credits_only_what_the_kl_does_not_tell() -> None:
@@ -86,6 +89,7 @@ def test_signal_stats_give_every_signal_with_intervals_and_refuse_too_few_polici
     assert low is not None and high is not None and low <= disagreement.partial_rho <= high
     kl_row = next(r for r in rows if r.name == "eval_kl")
     assert kl_row.partial_rho is None and kl_row.partial_rho_ci is None
+    assert kl_row.partial_rho_proxy is None and disagreement.partial_rho_proxy is not None
     with pytest.raises(ValueError, match="at least 6 policies"):
         signal_stats(_records()[:5])
 
