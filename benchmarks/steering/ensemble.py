@@ -7,8 +7,9 @@ samples, from its own head: what a user who trains a few reward models instead o
 policy trains on the proxy alone; the members only watch.
 
 A policy is evaluated by the trainer's own held-out evaluation (``Trainer.evaluate``: the last
-``eval_prompts`` prompts of the set, the same sampling noise for every policy), with the proxy
-wrapped so that the completions it scores are kept; the members then score those completions.
+``eval_prompts`` prompts of the set, sampled with the noise the run's own evaluations draw: one
+stream per run seed), with the proxy wrapped so that the completions it scores are kept; the
+members then score those completions.
 """
 
 from __future__ import annotations
