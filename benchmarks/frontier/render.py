@@ -335,7 +335,10 @@ def _method(agg: FrontierAggregate, meta: ReportMeta) -> list[str]:
         f"fixed β). *Crashes*: SPEC §5, total (runs with any); the first 750 runs' results kept "
         f"these two numbers per variant and not per seed, so their records give the crashes to "
         f"the variant's first seeds (every total and count shown is exact, which seed crashed is"
-        f" not). *distinct-1*: of the last 10 iterations' samples.",
+        f" not). *distinct-1*: of the last 10 iterations' samples. *Gold drawdown* (best − final "
+        f"gold) is not measured here: these runs hold no prompts out for evaluation, and a peak "
+        f"of noisy batch gold would overstate any fall; the steering study "
+        f"(`steering.md`) gives it on 512 held-out prompts at 100 and 300 iterations.",
         "",
     ]
 
