@@ -32,6 +32,13 @@ def with_ci(estimate: Estimate) -> str:
     return fmt(estimate.mean) + ("" if ci is None else f" [{fmt(ci[0])}, {fmt(ci[1])}]")
 
 
+def value_and_interval(value: float | None, ci: tuple[float, float] | None) -> str:
+    """A statistic with its interval, two digits: "0.52 [0.44, 0.59]"; "–" without a value."""
+    if value is None:
+        return "–"
+    return fmt(value, 2) + ("" if ci is None else f" [{fmt(ci[0], 2)}, {fmt(ci[1], 2)}]")
+
+
 def difference_text(estimate: Estimate | None) -> str:
     """A signed difference with its interval: "+0.032 [−0.040, +0.105]"."""
     if estimate is None or estimate.mean is None:

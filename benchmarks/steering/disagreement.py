@@ -41,7 +41,7 @@ import numpy as np
 from scipy import stats
 
 from benchmarks.stats import SEED, cluster_interval, pooled_auc
-from benchmarks.text import fmt, markdown_table
+from benchmarks.text import fmt, markdown_table, value_and_interval
 from safecontrol._atomic import write_json_atomic, write_text_atomic
 
 GOLD, KL, PROXY = "eval_gold", "eval_kl", "eval_reward"
@@ -189,17 +189,17 @@ def run_dirs(roots: Sequence[Path]) -> list[Path]:
 
 
 def measure(
-    roots: Sequence[Path], records: dict[str, PolicyRecord], save: Callable[[], None]
+    dirs: Sequence[Path], records: dict[str, PolicyRecord], save: Callable[[], None]
 ) -> None:
-    """Evaluate every run under ``roots`` (and the SFT policy) that ``records`` lacks, saving
-    after each."""
+    """Evaluate every run of ``dirs`` (``run_dirs``, at least one) and the SFT policy that
+    ``records`` lacks, saving after each."""
     from benchmarks.steering.ensemble import build_ensemble, evaluate_policy
     from reference_trainer.config import TrainConfig
 
-    todo = [d for d in run_dirs(roots) if str(d) not in records]
+    todo = [d for d in dirs if str(d) not in records]
     if not todo and SFT in records:
         return
-    first = todo[0] if todo else run_dirs(roots)[0]
+    first = todo[0] if todo else dirs[0]
     base = TrainConfig(**json.loads((first / "config.json").read_text()))
     ensemble = build_ensemble(base)
     if SFT not in records:
@@ -215,22 +215,16 @@ def measure(
 
 
 # ------------------------------------------------------------------ report
-def _shown(value: float | None, ci: tuple[float, float] | None) -> str:
-    if value is None:
-        return "–"
-    return fmt(value, 2) + ("" if ci is None else f" [{fmt(ci[0], 2)}, {fmt(ci[1], 2)}]")
-
-
 def markdown(rows: Sequence[SignalStats], records: Sequence[PolicyRecord], command: str) -> str:
     sft = next((r for r in records if r.name == SFT), None)
     table = [
         [
             f"`{s.name}`",
             s.meaning,
-            _shown(s.rho, s.rho_ci),
-            _shown(s.partial_rho, s.partial_rho_ci),
-            _shown(s.partial_rho_proxy, s.partial_rho_proxy_ci),
-            _shown(s.auc_within_kl, s.auc_within_kl_ci),
+            value_and_interval(s.rho, s.rho_ci),
+            value_and_interval(s.partial_rho, s.partial_rho_ci),
+            value_and_interval(s.partial_rho_proxy, s.partial_rho_proxy_ci),
+            value_and_interval(s.auc_within_kl, s.auc_within_kl_ci),
         ]
         for s in rows
     ]
@@ -301,11 +295,11 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(path, payload)
 
     if not args.report_only:
-        roots = [Path(r) for r in args.runs]
-        if not run_dirs(roots):
+        dirs = run_dirs([Path(r) for r in args.runs])
+        if not dirs:
             print(f"error: no finished run with a checkpoint under {args.runs}", file=sys.stderr)
             return 2
-        measure(roots, records, save)
+        measure(dirs, records, save)
     rows = signal_stats(list(records.values()), args.resamples)
     save(rows)
     text = markdown(rows, list(records.values()), command)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.stats import SEED, cluster_interval, pooled_auc
-from benchmarks.text import fmt, markdown_table
+from benchmarks.text import markdown_table, value_and_interval
 
 CHANGE = 0.03
 """Gold units: the held-out gold's change over 50 iterations that counts as a fall or a rise."""
@@ -203,12 +203,6 @@ def signal_aucs(windows: Sequence[Window], resamples: int = RESAMPLES) -> list[S
     return out
 
 
-def _interval(value: float | None, ci: tuple[float, float] | None) -> str:
-    if value is None:
-        return "–"
-    return fmt(value, 2) + ("" if ci is None else f" [{fmt(ci[0], 2)}, {fmt(ci[1], 2)}]")
-
-
 def markdown(aucs: Sequence[SignalAuc], windows: Sequence[Window], command: str) -> str:
     falls = sum(w.change < -CHANGE for w in windows)
     rises = sum(w.change > CHANGE for w in windows)
@@ -217,9 +211,9 @@ def markdown(aucs: Sequence[SignalAuc], windows: Sequence[Window], command: str)
         [
             f"`{a.name}`",
             a.meaning,
-            _interval(a.auc, a.ci),
-            _interval(a.within_gold, a.within_gold_ci),
-            *(_interval(a.by_task[t], None) for t in tasks),
+            value_and_interval(a.auc, a.ci),
+            value_and_interval(a.within_gold, a.within_gold_ci),
+            *(value_and_interval(a.by_task[t], None) for t in tasks),
         ]
         for a in aucs
     ]
