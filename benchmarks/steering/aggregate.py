@@ -9,12 +9,18 @@ gold at h minus the best β's on the same seed, mean over the paired seeds with
 ``benchmarks.stats``' bootstrap interval; its drawdown at h is the best evaluation's gold up to h
 minus the gold at h. Crashes (SPEC §5, of the proxy and of the batch gold) and entropy-collapse
 steps are the whole run's.
+
+The same comparison at each run's *best evaluation* up to h (the best fixed β then chosen by its
+mean best evaluation) bounds what any rule that stops or steers a run by labelled evaluations
+could keep of the variant's own path: it is the gold of a run stopped at its best evaluation by
+an oracle. Every run has the same evaluations, so the maximum's upward bias from evaluation noise
+is alike for every variant.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,10 @@ class VariantRow:
     """Gold − the best fixed β's over the seeds both ran; None without such a seed."""
     drawdown: float
     """Mean over seeds of the best evaluation's gold up to the horizon − the gold at it."""
+    best_eval_gold: float
+    """Mean over seeds of the best evaluation's gold up to the horizon."""
+    best_eval_regret: Estimate | None
+    """Best evaluation's gold − that of the fixed β best by it, over the seeds both ran."""
     crashes: int
     """Summed over seeds."""
     collapse_steps: int
@@ -72,6 +82,8 @@ class Cell:
     horizon: int
     """Iteration at which gold is judged."""
     best_beta: str
+    best_beta_at_best_eval: str
+    """The fixed β with the highest mean best-evaluation gold up to the horizon."""
     rows: tuple[VariantRow, ...]
     """By variant name."""
 
@@ -124,9 +136,26 @@ def runs_from_results(results: Mapping[str, Any]) -> list[RunResult]:
     ]
 
 
+def best_eval_gold(gold: Mapping[int, float], horizon: int) -> float:
+    """The best evaluation's gold up to ``horizon``."""
+    return max(v for step, v in gold.items() if step <= horizon)
+
+
 def drawdown(gold: Mapping[int, float], horizon: int) -> float:
     """Best evaluation's gold up to ``horizon`` − the gold at ``horizon``."""
-    return max(v for step, v in gold.items() if step <= horizon) - gold[horizon]
+    return best_eval_gold(gold, horizon) - gold[horizon]
+
+
+def paired_regret(
+    seeds: Mapping[int, RunResult],
+    best: Mapping[int, RunResult],
+    value: Callable[[RunResult], float],
+) -> Estimate | None:
+    """``value`` of a variant's runs − the best β's, over the seeds both ran (None: no pair)."""
+    paired = [s for s in sorted(seeds) if s in best]
+    if not paired:
+        return None
+    return paired_difference([value(seeds[s]) for s in paired], [value(best[s]) for s in paired])
 
 
 def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> Cell | None:
@@ -139,32 +168,34 @@ def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> 
     if not betas:
         return None
 
-    def mean_gold(variant: str) -> float:
-        return float(np.mean([r.gold[horizon] for r in by_variant[variant].values()]))
+    def final(run: RunResult) -> float:
+        return run.gold[horizon]
 
-    best = max(betas, key=mean_gold)
+    def at_best_eval(run: RunResult) -> float:
+        return best_eval_gold(run.gold, horizon)
+
+    def mean_of(variant: str, value: Callable[[RunResult], float]) -> float:
+        return float(np.mean([value(r) for r in by_variant[variant].values()]))
+
+    best = max(betas, key=lambda v: mean_of(v, final))
+    best_at_best_eval = max(betas, key=lambda v: mean_of(v, at_best_eval))
     rows = []
     for variant, seeds in sorted(by_variant.items()):
-        paired = [s for s in sorted(seeds) if s in by_variant[best]]
-        regret = None
-        if paired:
-            regret = paired_difference(
-                [seeds[s].gold[horizon] for s in paired],
-                [by_variant[best][s].gold[horizon] for s in paired],
-            )
         rows.append(
             VariantRow(
                 variant=variant,
                 n=len(seeds),
-                gold=mean_gold(variant),
+                gold=mean_of(variant, final),
                 kl=float(np.mean([r.kl[horizon] for r in seeds.values()])),
-                regret=regret,
+                regret=paired_regret(seeds, by_variant[best], final),
                 drawdown=float(np.mean([drawdown(r.gold, horizon) for r in seeds.values()])),
+                best_eval_gold=mean_of(variant, at_best_eval),
+                best_eval_regret=paired_regret(seeds, by_variant[best_at_best_eval], at_best_eval),
                 crashes=sum(r.crashes for r in seeds.values()),
                 collapse_steps=sum(r.collapse_steps for r in seeds.values()),
             )
         )
-    return Cell(task, regime, horizon, best, tuple(rows))
+    return Cell(task, regime, horizon, best, best_at_best_eval, tuple(rows))
 
 
 def cells(results: Sequence[RunResult], horizons: Sequence[int]) -> list[Cell]:

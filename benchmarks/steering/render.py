@@ -15,6 +15,8 @@ COLUMNS = (
     "KL",
     "gold regret [95% CI]",
     "drawdown",
+    "best eval gold",
+    "its regret [95% CI]",
     "crashes",
     "collapse",
 )
@@ -24,6 +26,10 @@ LEGEND = (
     "horizon's iteration. *Regret*: gold − the best fixed β's (in hindsight, by mean held-out "
     "gold at that horizon) on the same seed, mean and 95% bootstrap CI over the paired seeds. "
     "*Drawdown*: best evaluation's gold up to the horizon − the gold at it (mean over seeds). "
+    "*Best eval gold*: the best evaluation's gold up to the horizon, mean over seeds: what a run "
+    "stopped there by an oracle keeps, so its regret (against the fixed β best by the same "
+    "measure, named in the heading, on the same seeds) bounds what any rule that stops or steers "
+    "a run by labelled evaluations could add on the variant's own path. "
     "*Crashes*: proxy + batch-gold crashes (SPEC §5) over the whole run, summed over seeds; "
     "*collapse*: entropy-collapse steps, summed."
 )
@@ -38,12 +44,17 @@ def cell_lines(c: Cell) -> list[str]:
             fmt(row.kl),
             difference_text(row.regret),
             fmt(row.drawdown),
+            fmt(row.best_eval_gold),
+            difference_text(row.best_eval_regret),
             str(row.crashes),
             str(row.collapse_steps),
         ]
         for row in c.rows
     ]
-    heading = f"## {c.task}, {c.regime}, iteration {c.horizon}: best fixed β `{c.best_beta}`"
+    heading = (
+        f"## {c.task}, {c.regime}, iteration {c.horizon}: best fixed β `{c.best_beta}` "
+        f"(at its best evaluation: `{c.best_beta_at_best_eval}`)"
+    )
     return [heading, "", *markdown_table(COLUMNS, rows), ""]
 
 

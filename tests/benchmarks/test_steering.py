@@ -61,8 +61,29 @@ def test_the_best_beta_is_chosen_per_horizon_and_regret_is_paired_by_seed():
     assert cell(RUNS, "sentiment", "standard", 100) is None  # no runs of that cell
     assert len(cells(RUNS, (100, 300))) == 2
     text = page(cells(RUNS, (100, 300)), quick=False)
-    assert "best fixed β `beta-0.1`" in text
-    assert "| alone | 1 | 0.500 | 1.000 | – |" in text
+    assert "best fixed β `beta-0.1` (at its best evaluation: `beta-0.1`)" in text
+    assert "| alone | 1 | 0.500 | 1.000 | – | 0.000 | 0.500 | – |" in text
+
+
+def test_at_the_best_evaluation_a_beta_that_peaked_early_and_fell_can_be_the_best():
+    runs = [
+        run("beta-0.1", 0, {100: 0.60, 300: 0.20}),
+        run("beta-0.1", 1, {100: 0.56, 300: 0.24}),
+        run("beta-0.3", 0, {100: 0.40, 300: 0.42}),
+        run("beta-0.3", 1, {100: 0.38, 300: 0.40}),
+        run("steer", 0, {100: 0.50, 300: 0.45}),
+        run("steer", 1, {100: 0.52, 300: 0.47}),
+    ]
+    late = cell(runs, "topic", "standard", 300)
+    assert late is not None
+    assert late.best_beta == "beta-0.3" and late.best_beta_at_best_eval == "beta-0.1"
+    rows = {row.variant: row for row in late.rows}
+    assert rows["beta-0.1"].best_eval_gold == pytest.approx(0.58)
+    assert rows["steer"].regret is not None and rows["steer"].regret.mean == pytest.approx(0.05)
+    stopped = rows["steer"].best_eval_regret
+    assert stopped is not None and stopped.n == 2
+    # Stopped at their best evaluations, the early-peaking β keeps more than the steered run.
+    assert stopped.mean == pytest.approx(((0.50 - 0.60) + (0.52 - 0.56)) / 2)
 
 
 def test_the_stored_run_records_give_back_the_same_results(tmp_path: Path) -> None:
