@@ -6,7 +6,7 @@ horizons (a run is deterministic, so its evaluation at 100 is what a 100-iterati
 with). Variants: fixed β around each task's best (the frontier sweep's best β was 0.1–0.3 at the
 standard learning rate), ``kl-budget`` at its defaults, and ``kl-budget`` with its budget steered
 by the proxy's gain per nat of KL (``safecontrol/budget_kl.py``, ``budget_growth``) at two gain
-floors.
+floors, and ``kl-budget`` with a β floor (``min_coef``) at three of the fixed β.
 
 Sizes: the offline default (0.34 M parameters), 32 prompts × 16 tokens, one thread per run, two
 runs side by side; a run takes ~3 minutes (300 iterations + 6 evaluations of 512 prompts).
@@ -32,12 +32,22 @@ STEERED: dict[str, dict[str, float]] = {
     "kl-budget-steer-0.5": {"budget_growth": 0.02, "gain_floor": 0.5},
     "kl-budget-steer-0.25": {"budget_growth": 0.02, "gain_floor": 0.25},
 }
+BETA_FLOORS = (0.1, 0.17, 0.3)
+"""``kl-budget``'s ``min_coef``, added after the pilot: at iteration 100 on topic, ``kl-budget``
+held the KL of β 0.3 (1.29 against 1.36 nats per token) with 0.115 less gold, and stopped at its
+best evaluation it trails the best fixed β stopped the same way on two of three tasks. What
+differs is the path: β ≈ 0 until the budget binds, against a penalty from the first step. With a
+floor the budget still caps the KL above it."""
 VARIANTS: dict[str, dict[str, Any]] = {
     **{beta_name(b): {"algo": "fixed-kl", "controller_settings": {"coef": b}} for b in BETAS},
     "kl-budget": {"algo": "kl-budget"},
     **{
         name: {"algo": "kl-budget", "controller_settings": settings}
         for name, settings in STEERED.items()
+    },
+    **{
+        f"kl-budget-floor-{b:g}": {"algo": "kl-budget", "controller_settings": {"min_coef": b}}
+        for b in BETA_FLOORS
     },
 }
 HORIZONS = (100, 300)
