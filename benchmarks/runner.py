@@ -87,7 +87,7 @@ def _train_one(job: Job) -> tuple[str, float]:
     from reference_trainer.config import TrainConfig, as_dict
     from reference_trainer.run import train
     from reference_trainer.run_dir.report import summary
-    from safecontrol._atomic import write_json_atomic
+    from safecontrol.atomic_files import write_json_atomic
 
     spec, fields = job
     config = TrainConfig(**fields)

@@ -8,7 +8,7 @@ from dataclasses import fields
 from typing import Any, TypeVar, get_type_hints
 
 from safecontrol import registry
-from safecontrol._docs import field_docs
+from safecontrol.field_docs import field_docs
 
 from . import recipes
 from .config import TrainConfig, as_dict

@@ -225,7 +225,7 @@ def _settings_from_signature(
 def _settings_docs(name: str, settings: type) -> dict[str, str]:
     if not (dataclasses.is_dataclass(settings) and isinstance(settings, type)):
         raise ValueError(f"{name}: settings must be a dataclass type, got {settings!r}")
-    from ._docs import field_docs
+    from .field_docs import field_docs
 
     docs = field_docs(settings)
     for f in dataclasses.fields(settings):

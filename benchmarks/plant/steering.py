@@ -27,7 +27,7 @@ from benchmarks.stats import Estimate, paired_difference
 from benchmarks.steering.plan import STEERED
 from benchmarks.text import difference_text, markdown_table
 from safecontrol import registry
-from safecontrol._atomic import write_json_atomic, write_text_atomic
+from safecontrol.atomic_files import write_json_atomic, write_text_atomic
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 FIXED, STEER = "kl-budget", "kl-budget-steer-0.5"

@@ -23,7 +23,7 @@ from benchmarks.runner import checked_workers, run_sweep, sweep_arguments, sweep
 from benchmarks.steering.aggregate import aggregate, load_runs, runs_from_results
 from benchmarks.steering.plan import FULL, QUICK, run_specs, steering_fields
 from benchmarks.steering.render import page
-from safecontrol._atomic import write_json_atomic, write_text_atomic
+from safecontrol.atomic_files import write_json_atomic, write_text_atomic
 
 
 def write_report(runs_dir: Path, out_dir: Path, horizons: tuple[int, ...], quick: bool) -> Path:

@@ -42,7 +42,7 @@ from scipy import stats
 
 from benchmarks.stats import SEED, cluster_interval, pooled_auc
 from benchmarks.text import fmt, markdown_table, value_and_interval
-from safecontrol._atomic import write_json_atomic, write_text_atomic
+from safecontrol.atomic_files import write_json_atomic, write_text_atomic
 
 GOLD, KL, PROXY = "eval_gold", "eval_kl", "eval_reward"
 SIGNALS = {

@@ -39,7 +39,7 @@ from benchmarks.trl_frontier.plan import (
 )
 from benchmarks.trl_frontier.render import page
 from benchmarks.trl_frontier.words import with_words
-from safecontrol._atomic import write_json_atomic, write_text_atomic
+from safecontrol.atomic_files import write_json_atomic, write_text_atomic
 
 
 def sweep(runs_dir: Path, data_dir: str, only: str | None) -> None:

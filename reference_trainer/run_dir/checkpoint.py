@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from safecontrol._atomic import atomic_file
+from safecontrol.atomic_files import atomic_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MAGIC = b"safecontrol-checkpoint sha256="

@@ -1,6 +1,6 @@
 """Reading the run directory's files so that a failure names the file: a decoder error becomes a
 ``ValueError`` naming the file (and the line of a ``.jsonl``). Whole files are written through
-``safecontrol._atomic`` (temporary file, fsync, rename); ``write_all`` writes in place.
+``safecontrol.atomic_files`` (temporary file, fsync, rename); ``write_all`` writes in place.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from safecontrol._atomic import write_json_atomic, write_text_atomic
+from safecontrol.atomic_files import write_json_atomic, write_text_atomic
 
 from ..config import TrainConfig, as_dict
 from . import checkpoint

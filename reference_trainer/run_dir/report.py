@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from safecontrol import registry
-from safecontrol._atomic import write_json_atomic
+from safecontrol.atomic_files import write_json_atomic
 from safecontrol.testing.metrics import CRASH_WINDOW, count_crashes, rolling_mean, summarize
 
 from .files import numbered_step_records, read_json

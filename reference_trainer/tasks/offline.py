@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from safecontrol._atomic import write_json_atomic
+from safecontrol.atomic_files import write_json_atomic
 
 from ..prepare.corpus import INSTALL_HINT, WORDNET_DIR
 from ..rollout import position_ids_from, sample

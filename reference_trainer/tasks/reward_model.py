@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from safecontrol._atomic import write_json_atomic
+from safecontrol.atomic_files import write_json_atomic
 
 from .offline import RM_HELD_OUT, RM_SAMPLES, TaskSource, sft_samples
 from .rewards import RewardFn, classifier_reward

@@ -92,8 +92,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .._atomic import write_json_atomic
 from .._validation import as_float
+from ..atomic_files import write_json_atomic
 from ..contract import Controller
 from .trl_measurements import (
     PHASE_CODES,

@@ -42,8 +42,8 @@ import json
 import os
 from typing import Any
 
-from .._atomic import write_json_atomic
 from .._validation import _show
+from ..atomic_files import write_json_atomic
 from .kl_ctrl import KLCtrlAdapter
 
 CHECKPOINT_FILE = "safecontrol_kl_ctrl.json"

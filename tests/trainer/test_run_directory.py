@@ -303,7 +303,7 @@ def test_prepare_without_progress_bars_still_reports_its_stages(tmp_path):
 def test_train_help_lists_every_config_field_with_its_doc_and_default():
     from dataclasses import fields
 
-    from safecontrol._docs import field_docs
+    from safecontrol.field_docs import field_docs
 
     done = subprocess.run(
         [sys.executable, "-m", "reference_trainer", "train", "--help"],
