@@ -1,8 +1,9 @@
 """Write the README's "Results" section from the committed results files (no hand-typed numbers).
 
-Reads ``benchmarks/results/{stability,frontier,plant,overhead}.json`` and replaces the text
-between the ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers of README.md, and
-``trl_frontier.json`` between the TRL section's ``<!-- trl-results:begin/end -->`` markers.
+Reads ``benchmarks/results/{stability,frontier,frontier_larger,steering,plant,overhead}.json``
+and replaces the text between the ``<!-- results:begin -->`` and ``<!-- results:end -->``
+markers of README.md, and ``trl_frontier.json`` between the TRL section's
+``<!-- trl-results:begin/end -->`` markers.
 
     python -m benchmarks.readme_results            # rewrite README.md
     python -m benchmarks.readme_results --check    # exit 1 when README.md is out of date
@@ -22,6 +23,8 @@ from benchmarks.stability import render as stability_render
 from benchmarks.stability import rerun as stability_rerun
 from benchmarks.stability.results import read_results as read_stability
 from benchmarks.stats import Estimate
+from benchmarks.steering.__main__ import read_results as read_steering
+from benchmarks.steering.render import readme_section as steering_readme_section
 from benchmarks.text import difference_text, fmt, with_ci
 from benchmarks.trl_frontier.render import block as trl_block
 from benchmarks.trl_frontier.words import TrlFrontierResults
@@ -193,6 +196,9 @@ def build(results_dir: Path) -> str:
             f"{sizes['max_new_tokens']}-token answers"
         )
         lines += frontier_section(results, "frontier_larger", heading)
+    steering = results_dir / "steering.json"
+    if steering.is_file():
+        lines += steering_readme_section(read_steering(steering))
     plant = results_dir / "plant.json"
     if plant.is_file():
         lines += plant_section(json.loads(plant.read_text()))

@@ -21,7 +21,7 @@ from benchmarks.steering.aggregate import (
     runs_from_results,
 )
 from benchmarks.steering.plan import FULL, QUICK, VARIANTS, run_specs, steering_fields
-from benchmarks.steering.render import page
+from benchmarks.steering.render import page, readme_section
 
 
 def run(variant: str, seed: int, gold: dict[int, float], task: str = "topic") -> RunResult:
@@ -84,6 +84,25 @@ def test_at_the_best_evaluation_a_beta_that_peaked_early_and_fell_can_be_the_bes
     assert stopped is not None and stopped.n == 2
     # Stopped at their best evaluations, the early-peaking β keeps more than the steered run.
     assert stopped.mean == pytest.approx(((0.50 - 0.60) + (0.52 - 0.56)) / 2)
+
+
+def test_the_readme_section_gives_the_default_beside_the_best_beta_and_every_other_variant():
+    runs = [
+        run("beta-0.3", 0, {100: 0.40, 300: 0.38}),
+        run("beta-0.3", 1, {100: 0.42, 300: 0.36}),
+        run("kl-budget", 0, {100: 0.45, 300: 0.30}),
+        run("kl-budget", 1, {100: 0.47, 300: 0.32}),
+        run("kl-budget-floor-0.3", 0, {100: 0.41, 300: 0.40}),
+    ]
+    lines = readme_section(aggregate(runs, (100, 300)))
+    text = "\n".join(lines)
+    # At 300: regret ((0.30 - 0.38) + (0.32 - 0.36)) / 2, drawdown 0.15 against beta-0.3's 0.04;
+    # both stopped at their best evaluation (0.45, 0.47 against 0.40, 0.42): +0.05.
+    assert "| topic / standard / 300 | beta-0.3 (0.370) | -0.060 [" in text
+    row = next(line for line in lines if line.startswith("| topic / standard / 300 | beta"))
+    assert "| 0.150 | 0.040 | +0.050 [" in row
+    assert "| cell | `kl-budget-floor-0.3` |" in text
+    assert "| topic / standard / 100 | +0.010 (1 seed, no CI) |" in text
 
 
 def test_the_stored_run_records_give_back_the_same_results(tmp_path: Path) -> None:
