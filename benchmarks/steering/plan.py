@@ -6,7 +6,8 @@ horizons (a run is deterministic, so its evaluation at 100 is what a 100-iterati
 with). Variants: fixed β around each task's best (the frontier sweep's best β was 0.1–0.3 at the
 standard learning rate), ``kl-budget`` at its defaults, and ``kl-budget`` with its budget steered
 by the proxy's gain per nat of KL (``safecontrol/budget_kl.py``, ``budget_growth``) at two gain
-floors, and ``kl-budget`` with a β floor (``min_coef``) at three of the fixed β.
+floors, ``kl-budget`` with a β floor (``min_coef``) at three of the fixed β, and ``kl-budget``
+with a looser per-step KL limit (``step_ratio``).
 
 Sizes: the offline default (0.34 M parameters), 32 prompts × 16 tokens, one thread per run, two
 runs side by side; a run takes ~3 minutes (300 iterations + 6 evaluations of 512 prompts).
@@ -38,6 +39,13 @@ held the KL of β 0.3 (1.29 against 1.36 nats per token) with 0.115 less gold, a
 best evaluation it trails the best fixed β stopped the same way on two of three tasks. What
 differs is the path: β ≈ 0 until the budget binds, against a penalty from the first step. With a
 floor the budget still caps the KL above it."""
+STEP_RATIOS = (0.002, 0.004)
+"""``kl-budget``'s ``step_ratio`` (default 0.001), added after the floors: every floor still
+trailed β 0.3 on topic, and the frontier's ablations (100 iterations, seeds 0-2) put topic's
+``kl-budget`` at -0.073 with the step limit and +0.037 without it. At the standard lr the limit
+shrinks ~20% of topic's steps (mean scale 0.90 over the first 100 iterations), at the stress lr
+every step (scale 0.1-0.2): a limit 2-4× looser should leave the first alone and still bind the
+second, where a step's KL grows roughly with the square of its length."""
 VARIANTS: dict[str, dict[str, Any]] = {
     **{beta_name(b): {"algo": "fixed-kl", "controller_settings": {"coef": b}} for b in BETAS},
     "kl-budget": {"algo": "kl-budget"},
@@ -48,6 +56,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     **{
         f"kl-budget-floor-{b:g}": {"algo": "kl-budget", "controller_settings": {"min_coef": b}}
         for b in BETA_FLOORS
+    },
+    **{
+        f"kl-budget-step-{r:g}": {"algo": "kl-budget", "controller_settings": {"step_ratio": r}}
+        for r in STEP_RATIOS
     },
 }
 HORIZONS = (100, 300)
