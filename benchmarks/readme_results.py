@@ -23,9 +23,9 @@ from benchmarks.stability import render as stability_render
 from benchmarks.stability import rerun as stability_rerun
 from benchmarks.stability.results import read_results as read_stability
 from benchmarks.stats import Estimate
-from benchmarks.steering.__main__ import read_results as read_steering
+from benchmarks.steering.aggregate import read_results as read_steering
 from benchmarks.steering.render import readme_section as steering_readme_section
-from benchmarks.text import difference_text, fmt, with_ci
+from benchmarks.text import difference_with_n, fmt, with_ci
 from benchmarks.trl_frontier.render import block as trl_block
 from benchmarks.trl_frontier.words import TrlFrontierResults
 
@@ -140,10 +140,8 @@ def frontier_section(
             regret = None if entry is None else entry["regrets"]["fixed-beta"]
             if regret is None:
                 row.append("–")
-            else:  # difference_text says "1 seed" itself when there is no CI
-                estimate = Estimate(**regret["estimate"])
-                shown = f" (n={estimate.n})" if estimate.ci else ""
-                row.append(difference_text(estimate) + shown)
+            else:
+                row.append(difference_with_n(Estimate(**regret["estimate"])))
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines.append("")
     lines += [f"- **{task}.** {text}" for task, text in words["tasks"].items()]

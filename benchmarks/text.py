@@ -48,6 +48,14 @@ def difference_text(estimate: Estimate | None) -> str:
     return f"{signed(estimate.mean)}{bounds}"
 
 
+def difference_with_n(estimate: Estimate | None) -> str:
+    """``difference_text`` and its paired seed count, "+0.032 [−0.040, +0.105] (n=4)" (without a
+    CI it already says "1 seed")."""
+    if estimate is None or estimate.ci is None:
+        return difference_text(estimate)
+    return f"{difference_text(estimate)} (n={estimate.n})"
+
+
 def yes_no(value: bool | None) -> str:
     return "–" if value is None else "yes" if value else "no"
 

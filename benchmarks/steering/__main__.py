@@ -20,23 +20,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from benchmarks.runner import checked_workers, run_sweep, sweep_arguments, sweep_command
-from benchmarks.steering.aggregate import (
-    SteeringResults,
-    aggregate,
-    load_runs,
-    runs_from_results,
-)
+from benchmarks.steering.aggregate import aggregate, load_runs, runs_from_results
 from benchmarks.steering.plan import FULL, QUICK, run_specs, steering_fields
 from benchmarks.steering.render import page
 from safecontrol.atomic_files import write_json_atomic, write_text_atomic
-
-
-def read_results(path: Path) -> SteeringResults:
-    """The aggregate of a ``steering.json``, recomputed from its per-run records (the horizons
-    are those of its cells)."""
-    stored = json.loads(path.read_text())
-    horizons = tuple(sorted({int(c["horizon"]) for c in stored["cells"]}))
-    return aggregate(runs_from_results(stored), horizons)
 
 
 def write_report(runs_dir: Path, out_dir: Path, horizons: tuple[int, ...], quick: bool) -> Path:

@@ -136,6 +136,14 @@ def runs_from_results(results: Mapping[str, Any]) -> list[RunResult]:
     ]
 
 
+def read_results(path: Path) -> SteeringResults:
+    """The aggregate of a ``steering.json``, recomputed from its per-run records (the horizons
+    are those of its cells)."""
+    stored = json.loads(path.read_text())
+    horizons = tuple(sorted({int(c["horizon"]) for c in stored["cells"]}))
+    return aggregate(runs_from_results(stored), horizons)
+
+
 def best_eval_gold(gold: Mapping[int, float], horizon: int) -> float:
     """The best evaluation's gold up to ``horizon``."""
     return max(v for step, v in gold.items() if step <= horizon)

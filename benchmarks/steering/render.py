@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks.stats import Estimate
 from benchmarks.steering.aggregate import Cell, SteeringResults
 from benchmarks.steering.plan import is_fixed_beta
-from benchmarks.text import difference_text, fmt, markdown_table
+from benchmarks.text import difference_text, difference_with_n, fmt, markdown_table
 
 TITLE = "# Steering the KL budget: held-out gold against the best fixed β"
 COLUMNS = (
@@ -72,13 +71,6 @@ README_VARIANT = "kl-budget"
 """The default controller, whose regret and drawdown the README's table gives."""
 
 
-def _regret_with_n(estimate: Estimate | None) -> str:
-    """The regret with its seed count (``difference_text`` says "1 seed" itself)."""
-    if estimate is None or estimate.ci is None:
-        return difference_text(estimate)
-    return f"{difference_text(estimate)} (n={estimate.n})"
-
-
 def readme_section(results: SteeringResults) -> list[str]:
     """The README's section: per task, learning rate and horizon, the default controller's
     held-out gold regret and drawdown beside the best fixed β's, the same regret at each run's
@@ -100,16 +92,16 @@ def readme_section(results: SteeringResults) -> list[str]:
             [
                 place,
                 f"{c.best_beta} ({fmt(best.gold)})",
-                _regret_with_n(None if default is None else default.regret),
+                difference_with_n(None if default is None else default.regret),
                 "–" if default is None else fmt(default.drawdown),
                 fmt(best.drawdown),
-                _regret_with_n(None if default is None else default.best_eval_regret),
+                difference_with_n(None if default is None else default.best_eval_regret),
             ]
         )
         variant_rows.append(
             [
                 place,
-                *(_regret_with_n(rows[v].regret if v in rows else None) for v in others),
+                *(difference_with_n(rows[v].regret if v in rows else None) for v in others),
             ]
         )
     return [
@@ -138,7 +130,8 @@ def readme_section(results: SteeringResults) -> list[str]:
         ),
         "",
         "Gold regret of the other variants (`kl-budget-steer-*`: the budget grown by the proxy's "
-        "gain per nat; `kl-budget-floor-*`: a β floor under the budget's multiplier):",
+        "gain per nat; `kl-budget-floor-*`: a β floor under the budget's multiplier, `-no-entropy` "
+        "without the entropy floor; `kl-budget-step-*`: a looser per-step KL limit):",
         "",
         *markdown_table(("cell", *(f"`{v}`" for v in others)), variant_rows),
         "",
