@@ -7,8 +7,8 @@ laid out as ``<task>/<regime>/<variant>/seed<k>``) or from the per-run records t
 the ``beta-*`` variant with the highest mean held-out gold at h; a variant's gold regret is its
 gold at h minus the best β's on the same seed, mean over the paired seeds with
 ``benchmarks.stats``' bootstrap interval; its drawdown at h is the best evaluation's gold up to h
-minus the gold at h. Crashes (SPEC §5, of the proxy and of the batch gold) and entropy-collapse
-steps are the whole run's.
+minus the gold at h (mean over seeds with its interval). Crashes (SPEC §5, of the proxy and of
+the batch gold) and entropy-collapse steps are the whole run's.
 
 The same comparison at each run's *best evaluation* up to h (the best fixed β then chosen by its
 mean best evaluation) bounds what any rule that stops or steers a run by labelled evaluations
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.stats import Estimate, paired_difference
+from benchmarks.stats import Estimate, mean_estimate, paired_difference
 from benchmarks.steering.plan import is_fixed_beta
 from reference_trainer.run_dir.files import read_step_records
 
@@ -63,8 +63,9 @@ class VariantRow:
     """Mean held-out KL (k3, nats per token)."""
     regret: Estimate | None
     """Gold − the best fixed β's over the seeds both ran; None without such a seed."""
-    drawdown: float
-    """Mean over seeds of the best evaluation's gold up to the horizon − the gold at it."""
+    drawdown: Estimate
+    """Best evaluation's gold up to the horizon − the gold at it: mean over seeds, with its
+    bootstrap interval (the goal is a bound on the mean, so its uncertainty is reported)."""
     best_eval_gold: float
     """Mean over seeds of the best evaluation's gold up to the horizon."""
     best_eval_regret: Estimate | None
@@ -196,7 +197,7 @@ def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> 
                 gold=mean_of(variant, final),
                 kl=float(np.mean([r.kl[horizon] for r in seeds.values()])),
                 regret=paired_regret(seeds, by_variant[best], final),
-                drawdown=float(np.mean([drawdown(r.gold, horizon) for r in seeds.values()])),
+                drawdown=mean_estimate([drawdown(r.gold, horizon) for r in seeds.values()]),
                 best_eval_gold=mean_of(variant, at_best_eval),
                 best_eval_regret=paired_regret(seeds, by_variant[best_at_best_eval], at_best_eval),
                 crashes=sum(r.crashes for r in seeds.values()),

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from benchmarks.steering.aggregate import Cell, SteeringResults
 from benchmarks.steering.plan import is_fixed_beta
-from benchmarks.text import difference_text, difference_with_n, fmt, markdown_table
+from benchmarks.text import difference_text, difference_with_n, fmt, markdown_table, with_ci
 
 TITLE = "# Steering the KL budget: held-out gold against the best fixed β"
 COLUMNS = (
@@ -15,7 +15,7 @@ COLUMNS = (
     "gold",
     "KL",
     "gold regret [95% CI]",
-    "drawdown",
+    "drawdown [95% CI]",
     "best eval gold",
     "its regret [95% CI]",
     "crashes",
@@ -26,7 +26,8 @@ LEGEND = (
     "mean over 512 held-out prompts, the same sampling noise at every evaluation, at the "
     "horizon's iteration. *Regret*: gold − the best fixed β's (in hindsight, by mean held-out "
     "gold at that horizon) on the same seed, mean and 95% bootstrap CI over the paired seeds. "
-    "*Drawdown*: best evaluation's gold up to the horizon − the gold at it (mean over seeds). "
+    "*Drawdown*: best evaluation's gold up to the horizon − the gold at it (mean over seeds, "
+    "95% bootstrap CI). "
     "*Best eval gold*: the best evaluation's gold up to the horizon, mean over seeds: what a run "
     "stopped there by an oracle keeps, so its regret (against the fixed β best by the same "
     "measure, named in the heading, on the same seeds) bounds what any rule that stops or steers "
@@ -44,7 +45,7 @@ def cell_lines(c: Cell) -> list[str]:
             fmt(row.gold),
             fmt(row.kl),
             difference_text(row.regret),
-            fmt(row.drawdown),
+            with_ci(row.drawdown),
             fmt(row.best_eval_gold),
             difference_text(row.best_eval_regret),
             str(row.crashes),
@@ -93,8 +94,8 @@ def readme_section(results: SteeringResults) -> list[str]:
                 place,
                 f"{c.best_beta} ({fmt(best.gold)})",
                 difference_with_n(None if default is None else default.regret),
-                "–" if default is None else fmt(default.drawdown),
-                fmt(best.drawdown),
+                "–" if default is None else with_ci(default.drawdown),
+                with_ci(best.drawdown),
                 difference_with_n(None if default is None else default.best_eval_regret),
             ]
         )
@@ -112,9 +113,10 @@ def readme_section(results: SteeringResults) -> list[str]:
         "regret*: gold at that iteration − the best fixed β's in hindsight (by mean held-out "
         "gold there) on the same seed, mean with a 95% bootstrap CI over paired seeds. "
         "*Drawdown*: the best evaluation's gold up to the iteration − the gold at it, mean over "
-        "seeds. *At the best evaluation*: the same regret with every run (fixed β too) stopped "
-        "at its best evaluation by an oracle: the most that stopping or steering by labelled "
-        "evaluations could add on the controller's own path. Every variant and crash count in "
+        "seeds with its 95% bootstrap CI. *At the best evaluation*: the same regret with every "
+        "run (fixed β too) stopped at its best evaluation by an oracle: the most that stopping "
+        "or steering by labelled evaluations could add on the controller's own path. Every "
+        "variant and crash count in "
         "[`benchmarks/results/steering.md`](benchmarks/results/steering.md).",
         "",
         *markdown_table(
@@ -122,8 +124,8 @@ def readme_section(results: SteeringResults) -> list[str]:
                 "cell",
                 "best fixed β (gold)",
                 f"`{README_VARIANT}` gold regret [95% CI]",
-                f"`{README_VARIANT}` drawdown",
-                "best β's drawdown",
+                f"`{README_VARIANT}` drawdown [95% CI]",
+                "best β's drawdown [95% CI]",
                 "at the best evaluation",
             ),
             main_rows,
