@@ -87,6 +87,33 @@ per nat of KL holds up, measured on the rewards the controller is given::
   step_ratio · H₀: growing does not enlarge the steps), and g = √(derived / b) falls as the
   budget grows, as for a looser given budget. Without γ the steering settings neither act nor
   enter the state dict, which keeps the fixed budget's layout (its checkpoints load unchanged).
+
+**Proxy hold** (``hold_window`` = w; off by default). Inside a fixed budget the policy goes on
+moving after the proxy has stopped paying, and what it then finds is the proxy's exploits: on
+the sentiment task the batch gold fell from 0.41 (iterations 101–200) to 0.38 (201–300) at a
+KL held at 1.37 nats per token, while the proxy crept from 0.82 to 0.83; at a learning rate
+where the step limit binds, the held-out gold fell by 0.20–0.29 by iteration 300 on every
+task. With w set, the controller holds the policy once the proxy stops rising::
+
+    R_t     = the proxy's batch-mean reward of update t
+    held    from the first update t ≥ w at which mean(newer half of R_{t−w+1..t})
+                                             ≤ mean(older half), and from then on
+    max_preview_kl = HELD_KL_RATIO · b while held     (1e-8 · b: every step shrunk to ~nothing)
+
+- **Why a hold and not a tighter budget**: pulling the policy back toward the reference gives
+  up the gold it has found with the exploits; holding keeps it where the proxy last paid.
+- **Why the proxy**: it is what every run observes. None of the other signals measured fell
+  where gold fell at equal KL (``benchmarks/steering``'s signal studies: entropy, distinct-1,
+  a reward-model ensemble's disagreement); the proxy's own plateau says when more movement
+  stops buying reward.
+- **Half means over w batches** compare trends with √(w / 2) less of one batch's noise; a slow
+  but real rise is still a rise. The hold is never released: a held policy's proxy no longer
+  moves, so there is no later evidence to release it on.
+- **Why not a limit of 0**: the decision contract's ``step_scale`` lies in (0, 1] (a loop may
+  divide by it). KL grows with the square of a step, so n held steps in one direction move the
+  policy by at most n² · 1e-8 · b (a hundredth of the budget after 1,000).
+- It acts through the step limit, so a loop must honour ``max_preview_kl`` (the reference
+  trainer, the TRL step-limit callback); one that does not is warned by the integration.
 """
 
 from __future__ import annotations
@@ -100,6 +127,10 @@ from .budget_steering import BudgetSteering, BudgetSteeringState
 from .classic import CoefControllerBase, _batch_shape
 from .decision import BudgetDecision, _construct
 from .filters import EMA, EMAState, check_ema_state
+from .proxy_hold import ProxyHold, ProxyHoldState
+
+HELD_KL_RATIO = 1e-8
+"""A held policy's ``max_preview_kl`` / the budget (see the module doc's proxy hold)."""
 
 
 class BudgetKLState(NamedTuple):
@@ -123,6 +154,8 @@ class BudgetKLFullState(NamedTuple):
     """EMA of the relative excess e (P is its bias-corrected value)."""
     steering: BudgetSteeringState | None = None
     """The gain window of a steered budget (None without ``budget_growth``)."""
+    hold: ProxyHoldState | None = None
+    """The proxy's window and the hold (None without ``hold_window``)."""
 
 
 class BudgetKL(CoefControllerBase[BudgetKLFullState]):
@@ -158,6 +191,10 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             (default 10).
         gain_floor: a steered budget grows while the gain keeps at least gain_floor × the first
             window's gain, ≥ 0 (default 0.5).
+        hold_window: None (default): no hold. w ≥ 2: hold the policy (``max_preview_kl``
+            ``HELD_KL_RATIO`` × the budget) from the first update at which the newer half of
+            the last w batches' mean proxy reward is no higher than the older half (see the
+            module doc; every update then needs ``reward``).
     """
 
     _record = BudgetKLFullState
@@ -180,6 +217,7 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         max_budget_ratio: float = 1.0,
         gain_window: int = 10,
         gain_floor: float = 0.5,
+        hold_window: int | None = None,
     ) -> None:
         super().__init__(on_nonfinite)
         self.budget = None if budget is None else positive("budget", budget)
@@ -221,6 +259,13 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
                 f"halves), got {gain_window!r}"
             )
         self.gain_floor = non_negative("gain_floor", gain_floor)
+        self.hold_window = None if hold_window is None else positive_int("hold_window", hold_window)
+        if self.hold_window is not None and self.hold_window < 2:
+            raise ValueError(
+                f"hold_window must be >= 2 (the hold compares the window's older and newer "
+                f"halves), got {hold_window!r}"
+            )
+        self._hold = None if self.hold_window is None else ProxyHold(self.hold_window)
         self._steering = (
             None
             if self.budget_growth is None
@@ -229,7 +274,8 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
         self._error_ema = EMA(self.p_decay)
         initial = BudgetKLState(budget=self.budget or 0.0, coef=self.min_coef, integral=0.0)
         steering = None if self._steering is None else BudgetSteeringState()
-        self._initial = BudgetKLFullState(initial, EMAState(), steering)
+        hold = None if self._hold is None else ProxyHoldState()
+        self._initial = BudgetKLFullState(initial, EMAState(), steering, hold)
         self.reset()
 
     def update(
@@ -243,15 +289,20 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
     ) -> BudgetDecision:
         """One update per rollout batch with the batch KL and entropy per token (the first
         entropy sets H₀; without a given ``budget`` the first update must have it) and, for a
-        steered budget, the proxy's batch-mean reward."""
+        steered budget or a hold, the proxy's batch-mean reward."""
         _batch_shape(n_steps, tokens_per_sequence)
         m = self._measurements("kl", kl=kl, entropy=entropy, reward=reward)
         if m is None:
             return self._skip()
-        if self._steering is not None and m["reward"] is None:
+        if m["reward"] is None and self._steering is not None:
             raise ValueError(
                 "budget_growth steers the budget by the proxy's gain per nat of KL: every "
                 "update needs the batch's mean reward, got reward None; pass reward="
+            )
+        if m["reward"] is None and self._hold is not None:
+            raise ValueError(
+                "hold_window holds the policy once the proxy stops rising: every update needs "
+                "the batch's mean reward, got reward None; pass reward="
             )
         s = self._state
         c = s.controller
@@ -285,16 +336,23 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             raise ValueError(
                 f"kl {m['kl']!r} / entropy {h!r} overflow the budget controller's state"
             )
+        hold = s.hold
+        if self._hold is not None:
+            assert hold is not None  # a record whenever hold_window is set (load checks)
+            hold = self._hold.step(hold, m["reward"], c.step + 1)
         controller = BudgetKLState(budget, coef, integral, proportional, h0, c.step + 1, c.skipped)
-        self._state = BudgetKLFullState(controller, error_ema, steering)
+        self._state = BudgetKLFullState(controller, error_ema, steering, hold)
         return self.decision
 
     @property
     def decision(self) -> BudgetDecision:
-        """The current decision (before the first entropy is measured: no step limit)."""
-        c = self._state.controller
+        """The current decision (before the first entropy is measured: no step limit; held:
+        ``HELD_KL_RATIO`` × the budget)."""
+        c, hold = self._state.controller, self._state.hold
         h0, limit = c.initial_entropy, float("inf")
-        if self.step_ratio is not None and h0 is not None and h0 > 0.0 and c.budget > 0.0:
+        if hold is not None and hold.held_at:  # a hold comes after updates: the budget exists
+            limit = HELD_KL_RATIO * c.budget
+        elif self.step_ratio is not None and h0 is not None and h0 > 0.0 and c.budget > 0.0:
             limit = self.step_ratio * min(h0, c.budget / self.budget_ratio)
         fields = {
             "coef": c.coef,
@@ -357,21 +415,27 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             config["max_budget_ratio"] = self.max_budget_ratio
             config["gain_window"] = self.gain_window
             config["gain_floor"] = self.gain_floor
+        if self.hold_window is not None:  # left out when off, like the steering
+            config["hold_window"] = self.hold_window
         return config
 
     def state_dict(self) -> dict[str, Any]:
         """As ``Stateful.state_dict``; without ``budget_growth`` the state has no ``steering``
-        entry (the fixed budget's layout, which its earlier checkpoints have)."""
+        entry and without ``hold_window`` no ``hold`` (the fixed budget's layout, which its
+        earlier checkpoints have)."""
         out = super().state_dict()
         if self._steering is None:
             del out["state"]["steering"]
+        if self._hold is None:
+            del out["state"]["hold"]
         return out
 
     def _upgrade_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
-        """A state without ``steering`` (a fixed budget's, see ``state_dict``) has none."""
+        """A state without ``steering`` or ``hold`` (see ``state_dict``) has none."""
         state = state_dict.get("state")
-        if isinstance(state, dict) and "steering" not in state:
-            state["steering"] = None
+        if isinstance(state, dict):
+            state.setdefault("steering", None)
+            state.setdefault("hold", None)
         return state_dict
 
     def _check_state(self, state: BudgetKLFullState, owner: str) -> None:
@@ -445,6 +509,10 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             grown = start is not None and c.budget > start
             set_point = None if start is None else self.setpoint * start
             self._steering.check(state.steering, owner, c.step, grown, set_point)
+        if self._hold is None:
+            require(state.hold is None, owner, "hold", "be null without hold_window", state.hold)
+        else:
+            self._hold.check(state.hold, owner, c.step)
 
     def _check_budget(
         self, budget: float, start: float, initial_entropy: float | None, owner: str

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from ._state import require
 from ._validation import MAX_MEASUREMENT
+from .proxy_hold import half_change
 
 
 class BudgetSteeringState(NamedTuple):
@@ -30,10 +31,8 @@ def window_gain(kls: tuple[float, ...], rewards: tuple[float, ...], min_kl_chang
     A KL change below ``min_kl_change`` (nats per token, > 0) counts as that much: a stalled or
     falling KL does not divide by zero, and at a stalled KL only a reward rise worth that much KL
     counts as a gain. Means of halves rather than the window's two end batches: for a trend they
-    measure the same ratio, with √(window / 2) less of one batch's noise."""
-    half = len(kls) // 2
-    kl_change = (sum(kls[-half:]) - sum(kls[:half])) / half
-    reward_change = (sum(rewards[-half:]) - sum(rewards[:half])) / half
+    measure the same ratio, with √(window / 2) less of one batch's noise (``half_change``)."""
+    kl_change, reward_change = half_change(kls), half_change(rewards)
     scale = max(kl_change, min_kl_change)
     if not scale > 0.0:
         raise ValueError(

@@ -90,3 +90,20 @@ def test_reusing_the_preview_forward_as_the_next_epoch_forward_changes_nothing(
     calls["forward"] = 0
     run(tiny, tmp_path / "reused-again", **changes)
     assert calls["forward"] < recomputing
+
+
+def test_a_held_policy_stops_moving_once_the_proxy_stops_rising(tmp_path):
+    """``hold_window`` 2 holds from the first batch whose mean reward is no higher than the last
+    one's: from then on every step is shrunk to a KL of 1e-8 × the budget, where the same run
+    without the hold takes its steps whole."""
+    tiny = build_tiny(tmp_path / "tiny")
+    held_rows = run(
+        tiny, tmp_path / "held", algo="kl-budget", steps=6, controller_settings={"hold_window": 2}
+    )
+    free_rows = run(tiny, tmp_path / "free", algo="kl-budget", steps=6)
+    rewards = [r["reward_mean"] for r in held_rows]
+    held = next(t for t in range(1, len(rewards)) if not rewards[t] > rewards[t - 1])
+    assert held < len(held_rows) - 1  # the test needs steps after the hold
+    assert all(r["step_scale_min"] == 1.0 for r in free_rows)
+    assert all(r["step_scale_min"] == 1.0 for r in held_rows[:held])
+    assert all(r["step_scale"] < 0.05 for r in held_rows[held:])
