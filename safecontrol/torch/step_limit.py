@@ -250,7 +250,9 @@ class StepLimiter(Generic[Batch, Forward]):
             means = global_means(kl=kl, poisoned=poisoned.double())
         step_kl = math.nan if means["poisoned"] > 0.0 else means["kl"]
         self.check_finite("KL of the policy step", step_kl)
-        return step_kl
+        # A KL is >= 0, but the float32 sum over a vocabulary of two nearly equal distributions
+        # rounds to either side of 0 (-2e-5 nats per token after a step shrunk to ~nothing).
+        return max(step_kl, 0.0)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -288,5 +290,8 @@ class StepLimiter(Generic[Batch, Forward]):
         return LimitedStep(scale, step_kl, after if keep_forward and scale == 1.0 else None, None)
 
     def _measured(self, step_kl: float, length_sq: float, iteration: int) -> None:
-        if length_sq > 0.0:  # a zero step (zero gradient) says nothing of the curvature
+        # A zero step (zero gradient) says nothing of the curvature, nor does one whose KL is
+        # below the rounding of its measurement (read as 0 by ``step_kl``): a zero curvature
+        # would predict every later step free.
+        if length_sq > 0.0 and step_kl > 0.0:
             self.curvature, self.measured_at = step_kl / length_sq, iteration

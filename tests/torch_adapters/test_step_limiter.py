@@ -130,3 +130,18 @@ def test_an_unknown_mode_and_a_non_finite_step_are_refused():
         policy.weight.fill_(math.nan)
     with pytest.raises(FloatingPointError, match="KL of the policy step is nan"):
         limiter.after_step(BudgetDecision(0.0, 1.0, LIMIT), pending)
+
+
+def test_a_step_kl_that_rounds_below_zero_reads_as_zero_and_keeps_the_curvature():
+    """Two nearly equal distributions' float32 KL rounds to either side of 0: a step shrunk to
+    ~nothing must neither give a negative KL (which no step_scale accepts) nor a curvature of 0
+    (which would predict every later step free)."""
+    generator = torch.Generator().manual_seed(0)
+    before = 3.0 * torch.randn(4, 5, 512, generator=generator)
+    after = before + 1e-6 * torch.randn(4, 5, 512, generator=generator)
+    assert float(exact_kl_per_token(before, after).mean()) < 0.0  # the rounding this is about
+    limiter = StepLimiter([], lambda b: b, lambda logits: logits, lambda b: torch.ones(4, 5) > 0)
+    limiter.curvature, limiter.measured_at = 2.5, 0
+    assert limiter.step_kl(None, before, after) == 0.0
+    limiter._measured(0.0, 1e-12, 1)
+    assert limiter.curvature == 2.5 and limiter.measured_at == 0
