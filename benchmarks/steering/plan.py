@@ -7,7 +7,8 @@ with). Variants: fixed β around each task's best (the frontier sweep's best β 
 standard learning rate), ``kl-budget`` at its defaults, and ``kl-budget`` with its budget steered
 by the proxy's gain per nat of KL (``safecontrol/budget_kl.py``, ``budget_growth``) at two gain
 floors, ``kl-budget`` with a β floor (``min_coef``) at three of the fixed β, and ``kl-budget``
-with a looser per-step KL limit (``step_ratio``), and a β floor without the entropy floor.
+with a looser per-step KL limit (``step_ratio``), a β floor without the entropy floor, and
+``kl-budget`` with its proxy hold (``hold_window``), alone and over a β floor of 0.1.
 
 Sizes: the offline default (0.34 M parameters), 32 prompts × 16 tokens, one thread per run, two
 runs side by side; a run takes ~3 minutes (300 iterations + 6 evaluations of 512 prompts).
@@ -51,6 +52,20 @@ FLOOR_WITHOUT_ENTROPY = {"min_coef": 0.3, "max_entropy_drop": None}
 the first (4.15-4.21 nats against 5.25) with its KL under the set point, so the entropy floor
 was the binding limit, while β 0.3's entropy fell to 0.74 of it by iteration 100 and 0.69 by 300
 with its gold still rising: topic pays for its gold in entropy."""
+HOLD_WINDOW = 80
+"""``kl-budget``'s ``hold_window``, added after the entropy floor: inside its budget the policy
+went on moving after the proxy had stopped paying, and gold fell at a constant KL (sentiment,
+standard lr: 0.41 over iterations 101-200, 0.37 over 201-300, KL 1.37; stress lr: a drawdown of
+0.20-0.29 by iteration 300 on every task). Chosen before these runs on replays of seeds 0-3's
+logged proxy (a run frozen at the update the rule fires keeps its last evaluation's gold): of
+windows 40, 60 and 80 (no hold before a full window), 40 fired at iterations 69-126 and cost
+topic 0.03-0.13; 80 had the best worst cell (regret against the best fixed β at 100 and 300
+iterations) for ``kl-budget`` at both lrs and for its 0.1 floor at the standard lr: -0.115 and
+-0.079, against -0.125 and -0.087 for 60."""
+HELD: dict[str, dict[str, Any]] = {
+    "kl-budget-hold": {"hold_window": HOLD_WINDOW},
+    "kl-budget-floor-0.1-hold": {"min_coef": 0.1, "hold_window": HOLD_WINDOW},
+}
 VARIANTS: dict[str, dict[str, Any]] = {
     **{beta_name(b): {"algo": "fixed-kl", "controller_settings": {"coef": b}} for b in BETAS},
     "kl-budget": {"algo": "kl-budget"},
@@ -69,6 +84,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kl-budget-floor-0.3-no-entropy": {
         "algo": "kl-budget",
         "controller_settings": FLOOR_WITHOUT_ENTROPY,
+    },
+    **{
+        name: {"algo": "kl-budget", "controller_settings": settings}
+        for name, settings in HELD.items()
     },
 }
 HORIZONS = (100, 300)

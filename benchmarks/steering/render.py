@@ -133,7 +133,8 @@ def readme_section(results: SteeringResults) -> list[str]:
         "",
         "Gold regret of the other variants (`kl-budget-steer-*`: the budget grown by the proxy's "
         "gain per nat; `kl-budget-floor-*`: a β floor under the budget's multiplier, `-no-entropy` "
-        "without the entropy floor; `kl-budget-step-*`: a looser per-step KL limit):",
+        "without the entropy floor; `kl-budget-step-*`: a looser per-step KL limit; `-hold`: the "
+        "policy held once the proxy stops rising, `hold_window` 80):",
         "",
         *markdown_table(("cell", *(f"`{v}`" for v in others)), variant_rows),
         "",
