@@ -163,12 +163,12 @@ def test_the_steering_comparison_pairs_both_modes_on_every_preset():
     assert list(result.presets) == list(PATHOLOGIES)
     for preset in result.presets.values():
         assert preset.runs == 9  # one seed on each of the 9 settings
-        assert set(preset.kl_p95) == {steering.FIXED, steering.STEER}
+        assert set(preset.kl_p95) == {steering.FIXED, steering.STEER, steering.HOLD}
         assert min(preset.kl_p95.values()) >= 0.0
-        difference = preset.true_final_difference
-        expected = (
-            preset.true_reward_final[steering.STEER] - preset.true_reward_final[steering.FIXED]
-        )
-        assert difference.n == 9 and difference.mean == pytest.approx(expected)
-        assert difference.low is not None and difference.low <= difference.mean <= difference.high
+        assert set(preset.true_final_difference) == {steering.STEER, steering.HOLD}
+        for mode, difference in preset.true_final_difference.items():
+            expected = preset.true_reward_final[mode] - preset.true_reward_final[steering.FIXED]
+            assert difference.n == 9 and difference.mean == pytest.approx(expected)
+            assert difference.low is not None
+            assert difference.low <= difference.mean <= difference.high
     assert "| late_crash | 9 |" in steering.render(result)
