@@ -7,7 +7,6 @@ working, or is refused naming the field and changing nothing.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -16,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import nodes
+from helpers import nodes, replaced
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_hostile_inputs import EXAMPLES, rejected_naming
@@ -28,15 +27,6 @@ from safecontrol.testing.strategies import hostile_values
 
 
 # ---------------------------------------------------------------- every node of a state
-def with_value(state: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    out = copy.deepcopy(state)
-    node = out
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return out
-
-
 def named_in(exc: BaseException, path: tuple[Any, ...], *also: str) -> None:
     """A ValueError naming the innermost key on ``path`` or one of ``also``; a controller's own
     config is named as such (``Stateful``: "config differs", "config is not plain JSON")."""
@@ -50,7 +40,7 @@ def loads_with(stateful: Any, path: tuple[Any, ...], value: Any, *also: str) -> 
     must name the field (or one of ``also``) and leave the state as it was."""
     before = stateful.state_dict()
     try:
-        stateful.load_state_dict(with_value(before, path, value))
+        stateful.load_state_dict(replaced(before, path, value))
     except Exception as exc:
         named_in(exc, path, *also)
         assert stateful.state_dict() == before
@@ -189,7 +179,7 @@ def test_a_verl_state_file_with_any_value_anywhere_loads_or_is_refused_naming_it
 
     def write(file: str, state: dict[str, Any]) -> None:
         with open(file, "w", encoding="utf-8") as f:
-            f.write(json.dumps(with_value(state, path, value)))
+            f.write(json.dumps(replaced(state, path, value)))
 
     _verl_file_case(name, write)
 
@@ -247,7 +237,7 @@ def test_trl_callback_state_refuses_hostile_values_at_every_node_naming_them(grp
         callback = SafeBetaCallback(grpo_trainer, SafeController(MOVING_SAFE))
         before, beta = callback.state_dict(), grpo_trainer.beta
         try:
-            callback.load_state_dict(with_value(state, path, value))
+            callback.load_state_dict(replaced(state, path, value))
         except Exception as exc:
             named_in(exc, path, "not a SafeBetaCallback state", "state must", "SafeController")
             assert callback.state_dict() == before and grpo_trainer.beta == beta
