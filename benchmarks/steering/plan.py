@@ -57,7 +57,8 @@ HOLD_WINDOW = 80
 went on moving after the proxy had stopped paying, and gold fell at a constant KL (sentiment,
 standard lr: 0.41 over iterations 101-200, 0.37 over 201-300, KL 1.37; stress lr: a drawdown of
 0.20-0.29 by iteration 300 on every task). Chosen before these runs on replays of seeds 0-3's
-logged proxy (a run frozen at the update the rule fires keeps its last evaluation's gold): of
+logged proxy (``python -m benchmarks.steering.hold_replay``: a run frozen at the update the rule
+fires keeps its last evaluation's gold): of
 windows 40, 60 and 80 (no hold before a full window), 40 fired at iterations 69-126 and cost
 topic 0.03-0.13; 80 had the best worst cell (regret against the best fixed β at 100 and 300
 iterations) for ``kl-budget`` at both lrs and for its 0.1 floor at the standard lr: -0.115 and
