@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from integrations.trl_tiny import make_trainer, step_logs, tiny_model_dir  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
+from safecontrol.budget_kl import HELD_KL_RATIO  # noqa: E402
 from safecontrol.integrations.trl import SafeBetaCallback  # noqa: E402
 from safecontrol.integrations.trl_step_limit import completion_logits, completion_mask  # noqa: E402
 from safecontrol.torch import exact_kl_per_token  # noqa: E402
@@ -141,3 +142,18 @@ def test_a_callback_added_without_attach_limits_steps_too(model_dir, tmp_path):
     trainer.add_callback(callback)
     trainer.train()
     assert min(step_logs(trainer)[step]["safe/step_scale"] for step in (1, 2, 3, 4)) < 1.0
+
+
+def test_a_held_kl_budget_stops_moving_the_policy_in_trl(model_dir, tmp_path):
+    """kl-budget's proxy hold reaches TRL's optimizer steps through the step limit: once the
+    batch reward stops rising (window 2: a batch no better than the last), every step's KL is
+    held to 1e-8 × the budget."""
+    _, callback, measured = run(model_dir, tmp_path, "grpo", settings={"hold_window": 2})
+    held_at = callback.controller.state.hold.held_at
+    assert 0 < held_at < len(measured.steps)  # the test needs a held step
+    held = measured.steps[held_at - 1 :]  # step k runs on update k's decision
+    budget = callback.controller.decision.budget
+    assert all(limit == HELD_KL_RATIO * budget for _, limit in held)
+    # Measured in float32 a held step's KL is rounding (|KL| ~ 1e-7); a free one's is ~3e-3.
+    assert all(abs(kl) < 1e-6 for kl, _ in held)
+    assert all(kl > 1e-4 and limit > 1e-4 for kl, limit in measured.steps[: held_at - 1])
