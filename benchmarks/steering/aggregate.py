@@ -167,15 +167,30 @@ def paired_regret(
     return paired_difference([value(seeds[s]) for s in paired], [value(best[s]) for s in paired])
 
 
-def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> Cell | None:
-    """None when no fixed-β run of ``task`` and ``regime`` reached ``horizon``."""
-    runs = [r for r in results if r.task == task and r.regime == regime and horizon in r.gold]
+def variant_runs(
+    results: Iterable[RunResult], task: str, regime: str, horizon: int
+) -> dict[str, dict[int, RunResult]]:
+    """The runs of ``task`` and ``regime`` that reached ``horizon``: by variant, by seed."""
     by_variant: dict[str, dict[int, RunResult]] = {}
-    for run in runs:
-        by_variant.setdefault(run.variant, {})[run.seed] = run
+    for run in results:
+        if run.task == task and run.regime == regime and horizon in run.gold:
+            by_variant.setdefault(run.variant, {})[run.seed] = run
+    return by_variant
+
+
+def best_fixed_beta(
+    by_variant: Mapping[str, Mapping[int, RunResult]], value: Callable[[RunResult], float]
+) -> str | None:
+    """The fixed β whose runs have the highest mean ``value`` over its seeds (None: no fixed β)."""
     betas = [v for v in by_variant if is_fixed_beta(v)]
     if not betas:
         return None
+    return max(betas, key=lambda v: float(np.mean([value(r) for r in by_variant[v].values()])))
+
+
+def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> Cell | None:
+    """None when no fixed-β run of ``task`` and ``regime`` reached ``horizon``."""
+    by_variant = variant_runs(results, task, regime, horizon)
 
     def final(run: RunResult) -> float:
         return run.gold[horizon]
@@ -186,8 +201,10 @@ def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> 
     def mean_of(variant: str, value: Callable[[RunResult], float]) -> float:
         return float(np.mean([value(r) for r in by_variant[variant].values()]))
 
-    best = max(betas, key=lambda v: mean_of(v, final))
-    best_at_best_eval = max(betas, key=lambda v: mean_of(v, at_best_eval))
+    best = best_fixed_beta(by_variant, final)
+    best_at_best_eval = best_fixed_beta(by_variant, at_best_eval)
+    if best is None or best_at_best_eval is None:
+        return None
     rows = []
     for variant, seeds in sorted(by_variant.items()):
         rows.append(

@@ -26,11 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.stats import Estimate, paired_difference
-from benchmarks.steering.aggregate import RunResult, load_runs
-from benchmarks.steering.plan import HORIZONS, is_fixed_beta
+from benchmarks.steering.aggregate import RunResult, best_fixed_beta, load_runs, variant_runs
+from benchmarks.steering.plan import HORIZONS
 from benchmarks.text import difference_text, markdown_table, signed
 from reference_trainer.run_dir.files import read_step_records
 from safecontrol.atomic_files import write_json_atomic, write_text_atomic
@@ -86,22 +84,16 @@ def replay(runs: Sequence[RunResult], rewards: Rewards) -> list[ReplayCell]:
     cells = []
     keys = sorted({(r.task, r.regime) for r in runs})
     for (task, regime), horizon in ((k, h) for k in keys for h in HORIZONS):
-        here = [r for r in runs if (r.task, r.regime) == (task, regime) and horizon in r.gold]
-        betas: dict[str, dict[int, RunResult]] = {}
-        for r in here:
-            if is_fixed_beta(r.variant):
-                betas.setdefault(r.variant, {})[r.seed] = r
-        if not betas:
+        by_variant = variant_runs(runs, task, regime, horizon)
+        best = best_fixed_beta(by_variant, lambda r, h=horizon: r.gold[h])
+        if best is None:
             continue
-        best = max(betas, key=lambda b: np.mean([r.gold[horizon] for r in betas[b].values()]))
         for variant in REPLAYED:
-            own = sorted(
-                (r for r in here if r.variant == variant and r.seed in betas[best]),
-                key=lambda r: r.seed,
-            )
+            seeds = by_variant.get(variant, {})
+            own = [seeds[s] for s in sorted(seeds) if s in by_variant[best]]
             if not own:
                 continue
-            baseline = [betas[best][r.seed].gold[horizon] for r in own]
+            baseline = [by_variant[best][r.seed].gold[horizon] for r in own]
             for window in WINDOWS:
                 fired = tuple(
                     held_at(rewards[(task, regime, variant, r.seed)], window) for r in own
@@ -139,13 +131,9 @@ def read(runs_dir: Path, seeds: int) -> tuple[list[RunResult], Rewards]:
     return runs, rewards
 
 
-def worst(cells: Sequence[ReplayCell], variant: str, regime: str | None, window: int) -> float:
-    """The lowest mean regret over a variant's cells (of ``regime``, or every regime)."""
-    chosen = [
-        c.regret.mean
-        for c in cells
-        if c.variant == variant and c.window == window and regime in (None, c.regime)
-    ]
+def worst(cells: Sequence[ReplayCell], variant: str, window: int) -> float:
+    """The lowest mean regret over a variant's cells at ``window``."""
+    chosen = [c.regret.mean for c in cells if c.variant == variant and c.window == window]
     return min(m for m in chosen if m is not None)
 
 
@@ -195,7 +183,7 @@ def markdown(cells: Sequence[ReplayCell], seeds: int, command: str) -> str:
                 "worst cell",
                 "",
                 "",
-                *(signed(worst(mine, variant, None, w)) for w in WINDOWS),
+                *(signed(worst(mine, variant, w)) for w in WINDOWS),
             ]
         )
         lines += [
