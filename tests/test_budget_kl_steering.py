@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import loads_or_is_refused_naming, nodes, replaced, with_changes
+from helpers import json_roundtrip, loads_or_is_refused_naming, nodes, replaced, with_changes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,7 +67,7 @@ def flattening_at(turn: int) -> Callable[[float, int], float]:
 
 
 def saved(controller: BudgetKL) -> dict[str, Any]:
-    return json.loads(json.dumps(controller.state_dict(), allow_nan=False))
+    return json_roundtrip(controller.state_dict())
 
 
 # ------------------------------------------------------------------ conformance
