@@ -48,72 +48,11 @@ A given budget b scales both gains by g: near the reference KL ≈ ½ δᵀFδ, 
 back toward it grows as ‖∇KL‖ ∝ √KL, and holding a tighter budget needs proportionally more β
 (before the scaling, budget 0.1 nats per token was held on 86–95% of the frontier's steps).
 
-**Steered budget** (``budget_growth`` = γ; off by default, and then every decision is as above).
-A fixed budget cannot be loose while the proxy still pays for KL and tight once it stops paying
-(on one task the best fixed β's KL rose usefully from 1.37 to 1.60 nats per token by iteration
-300 while this controller held it at 1.37). With γ set, the budget grows while the proxy's gain
-per nat of KL holds up, measured on the rewards the controller is given::
-
-    W_t    = the last w = gain_window batches' (KL, R)       (R: the proxy's batch-mean reward)
-    ΔKL, ΔR = mean over W_t's newer half − mean over its older half
-    κ_t    = γ · setpoint · b_{t−1}                         (the KL one growth step opens)
-    G_t    = ΔR / max(ΔKL, κ_t)                             (proxy per nat of KL)
-    G_ref  = G_w                                            (the first full window's gain)
-    b₀     = b above (given or derived);   b_max = max(b₀, max_budget_ratio · H₀)
-    b_t    = min((1 + γ) · b_{t−1}, b_max)   if KL_t ≥ setpoint · b_{t−1} and G_ref > 0
-                                               and G_t ≥ gain_floor · G_ref
-           = b_{t−1}                         otherwise
-    (e_KL, g, the integral's clip and max_preview_kl of update t then use b_t)
-
-- **It grows only where the budget binds** (KL at its set point): a leash that is not pulled
-  tells nothing about what more KL would buy, and room opened ahead of the policy is what an
-  exploit spends first. KL then has to catch up with each step before the next, so the budget
-  grows at the pace the policy actually takes it.
-- **G_ref is the run's own scale**: the proxy per nat while the policy first moves away from
-  the reference. The budget grows while the marginal gain keeps ``gain_floor`` of it; where the
-  proxy did not pay even then (G_ref ≤ 0) it never grows.
-- **κ is one growth step's KL**, not a token constant: where KL stalls at the set point, the
-  proxy must rise by what one step would pay at ``gain_floor`` · G_ref before the leash opens,
-  not by any amount above zero. Means of the window's halves rather than its two end batches
-  measure the same ratio on a trend, with √(w / 2) less of one batch's noise. Reward noise
-  larger than that threshold still opens it now and then after the proxy has stopped paying,
-  and a budget that never shrinks keeps each step: b_max bounds that creep, a longer
-  ``gain_window`` slows it.
-- **It never shrinks** (b ≥ b₀ always): when G_t turns negative the policy is spending KL on
-  the proxy's exploits, and a hacking policy narrows, so the entropy floor already raises β
-  against it, where shrinking the budget too would pull twice on one cause and move β with
-  every swing of a noisy G_t.
-- The step limit keeps its formula in the current budget (above the derived budget it is
-  step_ratio · H₀: growing does not enlarge the steps), and g = √(derived / b) falls as the
-  budget grows, as for a looser given budget. Without γ the steering settings neither act nor
-  enter the state dict, which keeps the fixed budget's layout (its checkpoints load unchanged).
-
-**Proxy hold** (``hold_window`` = w; off by default). Inside a fixed budget the policy goes on
-moving after the proxy has stopped paying, and what it then finds is the proxy's exploits: on
-the sentiment task the batch gold fell from 0.41 (iterations 101–200) to 0.38 (201–300) at a
-KL held at 1.37 nats per token, while the proxy crept from 0.82 to 0.83; at a learning rate
-where the step limit binds, the held-out gold fell by 0.20–0.29 by iteration 300 on every
-task. With w set, the controller holds the policy once the proxy stops rising::
-
-    R_t     = the proxy's batch-mean reward of update t
-    held    from the first update t ≥ w at which mean(newer half of R_{t−w+1..t})
-                                             ≤ mean(older half), and from then on
-    max_preview_kl = HELD_KL_RATIO · b while held     (1e-8 · b: every step shrunk to ~nothing)
-
-- **Why a hold and not a tighter budget**: pulling the policy back toward the reference gives
-  up the gold it has found with the exploits; holding keeps it where the proxy last paid.
-- **Why the proxy**: it is what every run observes. None of the other signals measured fell
-  where gold fell at equal KL (``benchmarks/steering``'s signal studies: entropy, distinct-1,
-  a reward-model ensemble's disagreement); the proxy's own plateau says when more movement
-  stops buying reward.
-- **Half means over w batches** compare trends with √(w / 2) less of one batch's noise; a slow
-  but real rise is still a rise. The hold is never released: a held policy's proxy no longer
-  moves, so there is no later evidence to release it on.
-- **Why not a limit of 0**: the decision contract's ``step_scale`` lies in (0, 1] (a loop may
-  divide by it). KL grows with the square of a step, so n held steps in one direction move the
-  policy by at most n² · 1e-8 · b (a hundredth of the budget after 1,000).
-- It acts through the step limit, so a loop must honour ``max_preview_kl`` (the reference
-  trainer, the TRL step-limit callback); one that does not is warned by the integration.
+Two further mechanisms are off by default, each documented beside its arithmetic: the
+**steered budget** (``budget_growth``: the budget grows while the proxy still pays for KL,
+``safecontrol.budget_steering``) and the **proxy hold** (``hold_window``: the policy is held once
+the proxy stops rising, ``safecontrol.proxy_hold``). Without them every decision is as above,
+and neither enters the state dict (the fixed budget's layout, which its checkpoints have).
 """
 
 from __future__ import annotations
@@ -130,7 +69,7 @@ from .filters import EMA, EMAState, check_ema_state
 from .proxy_hold import ProxyHold, ProxyHoldState
 
 HELD_KL_RATIO = 1e-8
-"""A held policy's ``max_preview_kl`` / the budget (see the module doc's proxy hold)."""
+"""A held policy's ``max_preview_kl`` / the budget (``safecontrol.proxy_hold``)."""
 
 
 class BudgetKLState(NamedTuple):
@@ -183,8 +122,9 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             no step limit.
         on_nonfinite: "raise" or "skip" a NaN/inf measurement.
         budget_growth: None (default): a fixed budget. γ in (0, 1]: the budget grows by a factor
-            1 + γ on an update where KL is at its set point and the proxy still pays for KL (see
-            the module doc; every update then needs ``reward``); a given ``budget`` is its start.
+            1 + γ on an update where KL is at its set point and the proxy still pays for KL
+            (see ``safecontrol.budget_steering``; every update then needs ``reward``); a given
+            ``budget`` is its start.
         max_budget_ratio: a steered budget stays within max_budget_ratio × H₀ (or its start,
             if larger), ≥ budget_ratio (default 1.0).
         gain_window: the updates over which the proxy's gain per nat of KL is measured, ≥ 2
@@ -193,8 +133,8 @@ class BudgetKL(CoefControllerBase[BudgetKLFullState]):
             window's gain, ≥ 0 (default 0.5).
         hold_window: None (default): no hold. w ≥ 2: hold the policy (``max_preview_kl``
             ``HELD_KL_RATIO`` × the budget) from the first update at which the newer half of
-            the last w batches' mean proxy reward is no higher than the older half (see the
-            module doc; every update then needs ``reward``).
+            the last w batches' mean proxy reward is no higher than the older half (see
+            ``safecontrol.proxy_hold``; every update then needs ``reward``).
     """
 
     _record = BudgetKLFullState

@@ -1,8 +1,45 @@
 """The steered budget of ``BudgetKL`` (its ``budget_growth`` setting): the window of batches over
 which the proxy's gain per nat of KL is measured, and the growth of the budget that gain allows.
 
-The rule and its reasons are in ``safecontrol.budget_kl``'s module doc; this module holds its
-arithmetic and the checks of its state, so that the budget controller stays readable.
+**Steered budget** (``budget_growth`` = γ; off by default, and then every decision is as above).
+A fixed budget cannot be loose while the proxy still pays for KL and tight once it stops paying
+(on one task the best fixed β's KL rose usefully from 1.37 to 1.60 nats per token by iteration
+300 while this controller held it at 1.37). With γ set, the budget grows while the proxy's gain
+per nat of KL holds up, measured on the rewards the controller is given::
+
+    W_t    = the last w = gain_window batches' (KL, R)       (R: the proxy's batch-mean reward)
+    ΔKL, ΔR = mean over W_t's newer half − mean over its older half
+    κ_t    = γ · setpoint · b_{t−1}                         (the KL one growth step opens)
+    G_t    = ΔR / max(ΔKL, κ_t)                             (proxy per nat of KL)
+    G_ref  = G_w                                            (the first full window's gain)
+    b₀     = b above (given or derived);   b_max = max(b₀, max_budget_ratio · H₀)
+    b_t    = min((1 + γ) · b_{t−1}, b_max)   if KL_t ≥ setpoint · b_{t−1} and G_ref > 0
+                                               and G_t ≥ gain_floor · G_ref
+           = b_{t−1}                         otherwise
+    (e_KL, g, the integral's clip and max_preview_kl of update t then use b_t)
+
+- **It grows only where the budget binds** (KL at its set point): a leash that is not pulled
+  tells nothing about what more KL would buy, and room opened ahead of the policy is what an
+  exploit spends first. KL then has to catch up with each step before the next, so the budget
+  grows at the pace the policy actually takes it.
+- **G_ref is the run's own scale**: the proxy per nat while the policy first moves away from
+  the reference. The budget grows while the marginal gain keeps ``gain_floor`` of it; where the
+  proxy did not pay even then (G_ref ≤ 0) it never grows.
+- **κ is one growth step's KL**, not a token constant: where KL stalls at the set point, the
+  proxy must rise by what one step would pay at ``gain_floor`` · G_ref before the leash opens,
+  not by any amount above zero. Means of the window's halves rather than its two end batches
+  measure the same ratio on a trend, with √(w / 2) less of one batch's noise. Reward noise
+  larger than that threshold still opens it now and then after the proxy has stopped paying,
+  and a budget that never shrinks keeps each step: b_max bounds that creep, a longer
+  ``gain_window`` slows it.
+- **It never shrinks** (b ≥ b₀ always): when G_t turns negative the policy is spending KL on
+  the proxy's exploits, and a hacking policy narrows, so the entropy floor already raises β
+  against it, where shrinking the budget too would pull twice on one cause and move β with
+  every swing of a noisy G_t.
+- The step limit keeps its formula in the current budget (above the derived budget it is
+  step_ratio · H₀: growing does not enlarge the steps), and g = √(derived / b) falls as the
+  budget grows, as for a looser given budget. Without γ the steering settings neither act nor
+  enter the state dict, which keeps the fixed budget's layout (its checkpoints load unchanged).
 """
 
 from __future__ import annotations

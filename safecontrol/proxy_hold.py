@@ -1,8 +1,32 @@
 """The proxy hold of ``BudgetKL`` (its ``hold_window`` setting): once the proxy's reward stops
 rising, the controller holds the policy where it is.
 
-The rule and its reasons are in ``safecontrol.budget_kl``'s module doc; this module holds its
-arithmetic and the checks of its state, so that the budget controller stays readable.
+**Proxy hold** (``hold_window`` = w; off by default). Inside a fixed budget the policy goes on
+moving after the proxy has stopped paying, and what it then finds is the proxy's exploits: on
+the sentiment task the batch gold fell from 0.41 (iterations 101–200) to 0.38 (201–300) at a
+KL held at 1.37 nats per token, while the proxy crept from 0.82 to 0.83; at a learning rate
+where the step limit binds, the held-out gold fell by 0.20–0.29 by iteration 300 on every
+task. With w set, the controller holds the policy once the proxy stops rising::
+
+    R_t     = the proxy's batch-mean reward of update t
+    held    from the first update t ≥ w at which mean(newer half of R_{t−w+1..t})
+                                             ≤ mean(older half), and from then on
+    max_preview_kl = HELD_KL_RATIO · b while held     (1e-8 · b: every step shrunk to ~nothing)
+
+- **Why a hold and not a tighter budget**: pulling the policy back toward the reference gives
+  up the gold it has found with the exploits; holding keeps it where the proxy last paid.
+- **Why the proxy**: it is what every run observes. None of the other signals measured fell
+  where gold fell at equal KL (``benchmarks/steering``'s signal studies: entropy, distinct-1,
+  a reward-model ensemble's disagreement); the proxy's own plateau says when more movement
+  stops buying reward.
+- **Half means over w batches** compare trends with √(w / 2) less of one batch's noise; a slow
+  but real rise is still a rise. The hold is never released: a held policy's proxy no longer
+  moves, so there is no later evidence to release it on.
+- **Why not a limit of 0**: the decision contract's ``step_scale`` lies in (0, 1] (a loop may
+  divide by it). KL grows with the square of a step, so n held steps in one direction move the
+  policy by at most n² · 1e-8 · b (a hundredth of the budget after 1,000).
+- It acts through the step limit, so a loop must honour ``max_preview_kl`` (the reference
+  trainer, the TRL step-limit callback); one that does not is warned by the integration.
 """
 
 from __future__ import annotations
