@@ -8,8 +8,11 @@ bootstrap CI, and the gold's drawdown from its best evaluation.
 
     python -m benchmarks.steering --seeds 2 --only '*/standard/*'    # the pilot that ran
     python -m benchmarks.steering                                     # 3 tasks x 2 lr x 8 seeds
-    python -m benchmarks.steering --report-only   # from the runs, or (no run under --runs)
-                                                  # from the per-run records of steering.json
+    python -m benchmarks.steering --report-only   # from the runs and steering.json's records
+
+A run whose record ``steering.json`` already holds is not trained again (a new machine has none
+of the earlier runs' directories); the report joins those records with the finished runs under
+``--runs``, a run replacing the record of the same name.
 """
 
 from __future__ import annotations
@@ -19,27 +22,41 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks.runner import checked_workers, run_sweep, sweep_arguments, sweep_command
-from benchmarks.steering.aggregate import aggregate, load_runs, runs_from_results
+from benchmarks.runner import RunSpec, checked_workers, run_sweep, sweep_arguments, sweep_command
+from benchmarks.steering.aggregate import RunResult, aggregate, load_runs, runs_from_results
 from benchmarks.steering.plan import FULL, QUICK, run_specs, steering_fields
 from benchmarks.steering.render import page
 from safecontrol.atomic_files import write_json_atomic, write_text_atomic
 
 
+def results_path(out_dir: Path, quick: bool) -> Path:
+    return out_dir / ("steering_quick.json" if quick else "steering.json")
+
+
+def run_name(run: RunResult) -> str:
+    """The run's directory under the runs root, as ``RunSpec.name`` spells it."""
+    return RunSpec(run.regime, run.variant, run.seed, run.task).name
+
+
+def recorded_runs(json_path: Path) -> list[RunResult]:
+    """The per-run records of ``json_path`` (none where there is no such file)."""
+    return runs_from_results(json.loads(json_path.read_text())) if json_path.is_file() else []
+
+
 def write_report(runs_dir: Path, out_dir: Path, horizons: tuple[int, ...], quick: bool) -> Path:
-    """Aggregate the runs under ``runs_dir`` (where it has none: the per-run records of the
-    results JSON already in ``out_dir``) and write ``steering[_quick].{json,md}``."""
-    name = "steering_quick" if quick else "steering"
-    json_path = out_dir / f"{name}.json"
-    runs = load_runs(runs_dir)
-    if not runs and json_path.is_file():
-        runs = runs_from_results(json.loads(json_path.read_text()))
+    """Aggregate the records of ``steering[_quick].json`` in ``out_dir`` joined with the finished
+    runs under ``runs_dir`` (a run replacing the record of the same name) and write
+    ``steering[_quick].{json,md}``."""
+    json_path = results_path(out_dir, quick)
+    found = load_runs(runs_dir)
+    found_names = {run_name(r) for r in found}
+    runs = [r for r in recorded_runs(json_path) if run_name(r) not in found_names] + found
     if not runs:
-        raise FileNotFoundError(f"no finished run (done.json) under {runs_dir}")
+        raise FileNotFoundError(f"no finished run (done.json) under {runs_dir} nor in {json_path}")
     results = aggregate(runs, horizons)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(json_path, asdict(results))
-    path = out_dir / f"{name}.md"
+    path = json_path.with_suffix(".md")
     write_text_atomic(path, page(results.cells, quick))
     return path
 
@@ -63,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda spec, model: steering_fields(spec, plan, runs_dir, args.data_dir, model),
             dict(plan.prepare),
             args,
+            {run_name(r) for r in recorded_runs(results_path(Path(args.out), args.quick))},
         ),
         lambda: write_report(runs_dir, Path(args.out), plan.horizons, quick=args.quick),
     )

@@ -4,6 +4,7 @@ JSON, and ``--quick`` end to end."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -120,6 +121,33 @@ def test_the_stored_run_records_give_back_the_same_results(tmp_path: Path) -> No
         write_report(tmp_path / "runs", tmp_path / "empty", (100, 300), quick=False)
 
 
+def finished_run(runs_dir: Path, result: RunResult) -> None:
+    """A run directory as the trainer leaves it: ``done.json`` and the evaluation rows."""
+    run_dir = runs_dir / result.task / result.regime / result.variant / f"seed{result.seed}"
+    run_dir.mkdir(parents=True)
+    spec = {"task": result.task, "regime": result.regime, "variant": result.variant}
+    done = {"spec": {**spec, "seed": result.seed}, "summary": {"crashes": result.crashes}}
+    (run_dir / "done.json").write_text(json.dumps(done))
+    rows = [{"step": s, "eval_gold": g, "eval_kl": result.kl[s]} for s, g in result.gold.items()]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_the_report_joins_the_recorded_runs_with_new_ones_a_run_replacing_its_record(
+    tmp_path: Path,
+) -> None:
+    # A new machine has none of the recorded runs' directories: the report keeps their records,
+    # adds the runs it finds and takes a run over the record of the same name.
+    (tmp_path / "steering.json").write_text(json.dumps(asdict(aggregate(RUNS, (100, 300)))))
+    rerun = run("steer", 1, {100: 0.30, 300: 0.20})
+    added = run("steer", 2, {100: 0.50, 300: 0.40})
+    for result in (rerun, added):
+        finished_run(tmp_path / "runs", result)
+    write_report(tmp_path / "runs", tmp_path, (100, 300), quick=False)
+    stored = runs_from_results(json.loads((tmp_path / "steering.json").read_text()))
+    expected = [r for r in RUNS if (r.variant, r.seed) != ("steer", 1)] + [rerun, added]
+    assert sorted(stored, key=repr) == sorted(expected, key=repr)
+
+
 def test_every_run_evaluates_on_held_out_prompts_and_runs_seed_major():
     for plan in (FULL, QUICK):
         specs = run_specs(plan)
@@ -150,3 +178,11 @@ def test_quick_sweep_trains_and_reports(tmp_path: Path) -> None:
     assert len(stored["runs"]) == len(VARIANTS) and all(
         set(r["gold"]) == {"3", "6"} for r in stored["runs"]
     )
+    # On a machine without the run directories the recorded runs are not trained again and the
+    # report keeps their records.
+    shutil.rmtree(tmp_path / "runs")
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{len(VARIANTS)} of {len(VARIANTS)} runs are in the committed results" in again.stdout
+    assert not (tmp_path / "runs").exists()
+    assert json.loads((out / "steering_quick.json").read_text()) == stored
