@@ -105,7 +105,13 @@ class PrepareConfig:
         """A short hash of everything that changes the prepared artefacts."""
         import hashlib
 
+        from reference_trainer.prepare.corpus import debian_corpus_present
+
         relevant = {k: v for k, v in as_dict(self).items() if k not in ("data_dir", "threads")}
+        # "auto" without the Debian corpus builds the fallback's model: a cache prepared before
+        # the corpus was installed must not be taken for the Debian one afterwards.
+        if self.corpus == "auto" and not debian_corpus_present():
+            relevant["corpus"] = "python"
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
     def directory(self) -> Path:

@@ -62,6 +62,18 @@ def python_reference() -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+", text) if 20 <= len(s) <= 300]
 
 
+def debian_corpus_present(
+    fortunes_dir: Path = FORTUNES_DIR, wordnet_dir: Path = WORDNET_DIR
+) -> bool:
+    """Whether any file ``fortunes`` or ``wordnet_examples`` reads is installed: "auto" then
+    takes the Debian corpus (cheap: lists files, reads none)."""
+    has_fortune = fortunes_dir.is_dir() and any(
+        not p.suffix and p.is_file() for p in fortunes_dir.iterdir()
+    )
+    parts = ("noun", "verb", "adj", "adv")
+    return has_fortune or any((wordnet_dir / f"data.{part}").is_file() for part in parts)
+
+
 def load_corpus(source: str = "auto") -> tuple[list[str], str]:
     """The training texts and the name of the source they came from.
 

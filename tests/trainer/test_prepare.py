@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 from reference_trainer.config import PrepareConfig, as_dict  # noqa: E402
+from reference_trainer.prepare import corpus as corpus_module  # noqa: E402
 from reference_trainer.prepare import default_model as prep  # noqa: E402
 from reference_trainer.prepare.corpus import FORTUNES_DIR, WORDNET_DIR, load_corpus  # noqa: E402
 
@@ -84,6 +85,32 @@ def test_threads_and_data_dir_share_the_key_but_any_artefact_field_changes_it(tm
     assert tiny(tmp_path / "x").key() == base.key()
     for change in ({"seed": 1}, {"vocab_size": 500}, {"sft_steps": 31}, {"corpus": "debian"}):
         assert tiny(tmp_path, **change).directory() != base.directory(), change
+
+
+def test_auto_without_the_debian_corpus_keys_the_fallbacks_model_not_the_debian_one(
+    tmp_path, monkeypatch
+):
+    # A cache prepared by "auto" before the corpus was installed holds the fallback's model; once
+    # the corpus is installed, "auto" must prepare the Debian one, not take that cache.
+    installed = tiny(tmp_path, corpus="auto")
+    monkeypatch.setattr(corpus_module, "debian_corpus_present", lambda: True)
+    present = installed.key()
+    monkeypatch.setattr(corpus_module, "debian_corpus_present", lambda: False)
+    absent = installed.key()
+    assert absent != present and absent == tiny(tmp_path, corpus="python").key()
+
+
+def test_the_debian_corpus_counts_as_present_by_any_file_it_reads(tmp_path):
+    fortunes_dir, wordnet_dir = tmp_path / "fortunes", tmp_path / "wordnet"
+    fortunes_dir.mkdir()
+    wordnet_dir.mkdir()
+    (fortunes_dir / "art.dat").write_text("")  # an index only: nothing fortunes() reads
+    assert not corpus_module.debian_corpus_present(fortunes_dir, wordnet_dir)
+    (wordnet_dir / "data.verb").write_text("")
+    assert corpus_module.debian_corpus_present(fortunes_dir, wordnet_dir)
+    assert corpus_module.debian_corpus_present(fortunes_dir, tmp_path / "none") is False
+    (fortunes_dir / "art").write_text("A fortune.\n%\n")
+    assert corpus_module.debian_corpus_present(fortunes_dir, tmp_path / "none")
 
 
 def test_tokenizer_round_trips_text_and_has_distinct_eos_and_pad(prepared):
