@@ -24,14 +24,23 @@ def _clean(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def fortune_files(directory: Path = FORTUNES_DIR) -> list[Path]:
+    """The fortune files, in name order: the .dat indexes and .u8 links skipped."""
+    if not directory.is_dir():
+        return []
+    return [p for p in sorted(directory.iterdir()) if not p.suffix and p.is_file()]
+
+
+def wordnet_data_files(directory: Path = WORDNET_DIR) -> list[Path]:
+    """WordNet's data files whose glosses hold the example sentences, those installed."""
+    paths = (directory / f"data.{part}" for part in ("noun", "verb", "adj", "adv"))
+    return [p for p in paths if p.is_file()]
+
+
 def fortunes(directory: Path = FORTUNES_DIR) -> list[str]:
     """Fortune cookies, attribution lines dropped, one string each."""
     entries: list[str] = []
-    if not directory.is_dir():
-        return entries
-    for path in sorted(directory.iterdir()):
-        if path.suffix or not path.is_file():  # skip the .dat indexes and .u8 links
-            continue
+    for path in fortune_files(directory):
         text = path.read_text(encoding="utf-8", errors="replace")
         for entry in text.split("\n%\n"):
             lines = [ln for ln in entry.splitlines() if not ln.strip().startswith("--")]
@@ -44,13 +53,11 @@ def fortunes(directory: Path = FORTUNES_DIR) -> list[str]:
 def wordnet_examples(directory: Path = WORDNET_DIR) -> list[str]:
     """The quoted example sentences of WordNet's glosses."""
     sentences: list[str] = []
-    for part in ("noun", "verb", "adj", "adv"):
-        path = directory / f"data.{part}"
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if "|" in line:
-                    gloss = line.split("|", 1)[1]
-                    sentences.extend(_clean(s) for s in _WORDNET_EXAMPLE.findall(gloss))
+    for path in wordnet_data_files(directory):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if "|" in line:
+                gloss = line.split("|", 1)[1]
+                sentences.extend(_clean(s) for s in _WORDNET_EXAMPLE.findall(gloss))
     return sentences
 
 
@@ -67,11 +74,7 @@ def debian_corpus_present(
 ) -> bool:
     """Whether any file ``fortunes`` or ``wordnet_examples`` reads is installed: "auto" then
     takes the Debian corpus (cheap: lists files, reads none)."""
-    has_fortune = fortunes_dir.is_dir() and any(
-        not p.suffix and p.is_file() for p in fortunes_dir.iterdir()
-    )
-    parts = ("noun", "verb", "adj", "adv")
-    return has_fortune or any((wordnet_dir / f"data.{part}").is_file() for part in parts)
+    return bool(fortune_files(fortunes_dir) or wordnet_data_files(wordnet_dir))
 
 
 def load_corpus(source: str = "auto") -> tuple[list[str], str]:
