@@ -178,6 +178,11 @@ def variant_runs(
     return by_variant
 
 
+def seed_mean(seeds: Mapping[int, RunResult], value: Callable[[RunResult], float]) -> float:
+    """The mean of ``value`` over a variant's runs."""
+    return float(np.mean([value(r) for r in seeds.values()]))
+
+
 def best_fixed_beta(
     by_variant: Mapping[str, Mapping[int, RunResult]], value: Callable[[RunResult], float]
 ) -> str | None:
@@ -185,7 +190,7 @@ def best_fixed_beta(
     betas = [v for v in by_variant if is_fixed_beta(v)]
     if not betas:
         return None
-    return max(betas, key=lambda v: float(np.mean([value(r) for r in by_variant[v].values()])))
+    return max(betas, key=lambda v: seed_mean(by_variant[v], value))
 
 
 def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> Cell | None:
@@ -198,9 +203,6 @@ def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> 
     def at_best_eval(run: RunResult) -> float:
         return best_eval_gold(run.gold, horizon)
 
-    def mean_of(variant: str, value: Callable[[RunResult], float]) -> float:
-        return float(np.mean([value(r) for r in by_variant[variant].values()]))
-
     best = best_fixed_beta(by_variant, final)
     best_at_best_eval = best_fixed_beta(by_variant, at_best_eval)
     if best is None or best_at_best_eval is None:
@@ -211,11 +213,11 @@ def cell(results: Iterable[RunResult], task: str, regime: str, horizon: int) -> 
             VariantRow(
                 variant=variant,
                 n=len(seeds),
-                gold=mean_of(variant, final),
-                kl=float(np.mean([r.kl[horizon] for r in seeds.values()])),
+                gold=seed_mean(seeds, final),
+                kl=seed_mean(seeds, lambda r: r.kl[horizon]),
                 regret=paired_regret(seeds, by_variant[best], final),
                 drawdown=mean_estimate([drawdown(r.gold, horizon) for r in seeds.values()]),
-                best_eval_gold=mean_of(variant, at_best_eval),
+                best_eval_gold=seed_mean(seeds, at_best_eval),
                 best_eval_regret=paired_regret(seeds, by_variant[best_at_best_eval], at_best_eval),
                 crashes=sum(r.crashes for r in seeds.values()),
                 collapse_steps=sum(r.collapse_steps for r in seeds.values()),
